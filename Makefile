@@ -1,0 +1,156 @@
+# One non-recursive Makefile for the whole tree.
+#
+#   make            build libraries, daemons, test programs
+#   make check      unit tests, fuzz smoke runs, integration tests, kernel test
+#   make fuzz       build the libFuzzer targets (clang)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make SANITIZE=1 ASan + UBSan build (in build/san)
+#   make V=1        show the commands
+#
+# Sources are found by folder: common/*.c is libcommon.a, enrolld/attest/*.c is
+# libattest.a (server-side attestation), edge-keyd/tpm/*.c is libtpmdev.a (device-side
+# TPM), tests/unit/test_*.c are cmocka tests, tests/fuzz/fuzz_*.c libFuzzer targets,
+# tests/progs/*.c and tests/bench/*.c programs used by tests and benchmarks.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+DESTDIR ?=
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+FUZZ_CC ?= clang
+
+ifeq ($(SANITIZE),1)
+B ?= build/san
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+B ?= build
+SAN_FLAGS :=
+endif
+
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-7s %s\n' $(1) $(2)
+endif
+
+PKGS := libmnl libcrypto jansson inih tss2-esys tss2-mu tss2-tctildr tss2-rc
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. $(WARN) $(CFLAGS) $(SAN_FLAGS) $(PKG_CFLAGS) -MMD -MP
+ALL_LDFLAGS := $(LDFLAGS) $(SAN_FLAGS)
+
+COMMON_SRCS := $(sort $(wildcard common/*.c))
+ATTEST_SRCS := $(sort $(wildcard enrolld/attest/*.c))
+TPMDEV_SRCS := $(sort $(wildcard edge-keyd/tpm/*.c))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+PROG_SRCS := $(sort $(wildcard tests/progs/*.c))
+BENCH_SRCS := $(sort $(wildcard tests/bench/*.c))
+
+LIBCOMMON := $(B)/libcommon.a
+LIBATTEST := $(B)/libattest.a
+LIBTPMDEV := $(B)/libtpmdev.a
+# Order matters for static linking: users before what they use.
+LIBS_ALL := $(LIBATTEST) $(LIBTPMDEV) $(LIBCOMMON)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRCS))
+PROG_BINS := $(patsubst tests/progs/%.c,$(B)/tests/progs/%,$(PROG_SRCS))
+BENCH_BINS := $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(BENCH_SRCS))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+
+DAEMONS :=
+
+.PHONY: all check unit fuzz fuzz-check integration kernel-test bench install clean deps
+all: $(LIBS_ALL) $(DAEMONS) $(PROG_BINS) $(BENCH_BINS) $(UNIT_BINS)
+
+$(B)/obj/%.o: %.c
+	$(call msg,CC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBCOMMON): $(call obj,$(COMMON_SRCS))
+$(LIBATTEST): $(call obj,$(ATTEST_SRCS))
+$(LIBTPMDEV): $(call obj,$(TPMDEV_SRCS))
+$(LIBS_ALL):
+	$(call msg,AR,$@)
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+# A unit test may fake a dependency with --wrap: set test_<name>_LDFLAGS here.
+# test_example_LDFLAGS := -Wl,--wrap=foo
+
+$(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(LIBS_ALL)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) $($(*)_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) $(CMOCKA_LIBS)
+
+$(B)/tests/progs/%: $(B)/obj/tests/progs/%.o $(LIBS_ALL)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS)
+
+$(B)/tests/bench/%: $(B)/obj/tests/bench/%.o $(LIBS_ALL)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS)
+
+# Fuzz targets: every library source compiled again with clang and the fuzzer's
+# instrumentation, into build/fuzz (independent of SANITIZE).
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+	-DFUZZING_BUILD_MODE $(PKG_CFLAGS) -MMD -MP
+FUZZ_LIB_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRCS) $(ATTEST_SRCS) $(TPMDEV_SRCS))
+
+build/fuzz/obj/%.o: %.c
+	$(call msg,FUZZCC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+build/fuzz/%: build/fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJS)
+	$(call msg,FUZZLD,$@)
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+deps:
+	./scripts/install-deps.sh
+
+check: all
+	$(Q)B=$(B) ./tests/run.sh
+
+unit: all
+	$(Q)B=$(B) ./tests/run.sh unit
+
+fuzz-check: fuzz
+	$(Q)B=$(B) ./tests/run.sh fuzz
+
+integration: all
+	$(Q)B=$(B) ./tests/run.sh integration
+
+kernel-test: all
+	$(Q)B=$(B) ./tests/run.sh kernel
+
+bench: all
+	$(Q)B=$(B) ./tests/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR)
+	$(if $(DAEMONS),install -m 0755 $(DAEMONS) $(DESTDIR)$(SBINDIR))
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: MIT
+/* The WireGuard data model: devices, peers, allowed IPs, endpoints. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/wg.h"
+
+int
+wg_device_new(struct wg_device **ret_dev, const char *ifname)
+{
+	struct wg_device *dev;
+
+	if (ifname == NULL || ifname[0] == '\0')
+		return -EINVAL;
+	if (strnlen(ifname, IFNAMSIZ) == IFNAMSIZ)
+		return -ENAMETOOLONG;
+	dev = calloc(1, sizeof(*dev));
+	if (dev == NULL)
+		return -ENOMEM;
+	strcpy(dev->name, ifname);
+	*ret_dev = dev;
+	return 0;
+}
+
+void
+wg_device_free(struct wg_device *dev)
+{
+	if (dev == NULL)
+		return;
+	for (size_t i = 0; i < dev->n_peers; i++) {
+		free(dev->peers[i].allowedips);
+		explicit_bzero(dev->peers[i].preshared_key, WG_KEY_LEN);
+	}
+	if (dev->peers != NULL)
+		explicit_bzero(dev->peers, dev->cap_peers * sizeof(*dev->peers));
+	free(dev->peers);
+	explicit_bzero(dev, sizeof(*dev));
+	free(dev);
+}
+
+int
+wg_device_add_peer(struct wg_device *dev, struct wg_peer **ret_peer)
+{
+	struct wg_peer *peers;
+
+	if (dev->n_peers == dev->cap_peers) {
+		size_t cap = dev->cap_peers ? dev->cap_peers * 2 : 8;
+
+		/*
+		 * Not realloc: the old array may hold preshared keys, and realloc would
+		 * free it unwiped.
+		 */
+		peers = calloc(cap, sizeof(*peers));
+		if (peers == NULL)
+			return -ENOMEM;
+		if (dev->peers != NULL) {
+			memcpy(peers, dev->peers, dev->n_peers * sizeof(*peers));
+			explicit_bzero(dev->peers, dev->cap_peers * sizeof(*peers));
+			free(dev->peers);
+		}
+		dev->peers = peers;
+		dev->cap_peers = cap;
+	}
+	*ret_peer = &dev->peers[dev->n_peers++];
+	memset(*ret_peer, 0, sizeof(**ret_peer));
+	return 0;
+}
+
+int
+wg_peer_add_allowedip(struct wg_peer *peer, uint16_t family, const void *addr, uint8_t cidr)
+{
+	struct wg_allowedip *aip;
+
+	if (family == AF_INET) {
+		if (cidr > 32)
+			return -EINVAL;
+	} else if (family == AF_INET6) {
+		if (cidr > 128)
+			return -EINVAL;
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	if (peer->n_allowedips == peer->cap_allowedips) {
+		size_t cap = peer->cap_allowedips ? peer->cap_allowedips * 2 : 2;
+
+		aip = realloc(peer->allowedips, cap * sizeof(*aip));
+		if (aip == NULL)
+			return -ENOMEM;
+		peer->allowedips = aip;
+		peer->cap_allowedips = cap;
+	}
+	aip = &peer->allowedips[peer->n_allowedips++];
+	memset(aip, 0, sizeof(*aip));
+	aip->family = family;
+	aip->cidr = cidr;
+	if (family == AF_INET)
+		memcpy(&aip->ip4, addr, sizeof(aip->ip4));
+	else
+		memcpy(&aip->ip6, addr, sizeof(aip->ip6));
+	return 0;
+}
+
+struct wg_peer *
+wg_device_find_peer(const struct wg_device *dev, const uint8_t public_key[static WG_KEY_LEN])
+{
+	for (size_t i = 0; i < dev->n_peers; i++)
+		if (key_equal(dev->peers[i].public_key, public_key))
+			return &dev->peers[i];
+	return NULL;
+}
+
+static int
+parse_cidr(const char *s, unsigned int max, uint8_t *ret)
+{
+	unsigned long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end != '\0' || v > max)
+		return -EINVAL;
+	*ret = (uint8_t)v;
+	return 0;
+}
+
+int
+wg_allowedip_parse(struct wg_allowedip *ret, const char *s)
+{
+	char buf[INET6_ADDRSTRLEN + 5];
+	struct wg_allowedip aip;
+	char *slash;
+	int r;
+
+	if (s == NULL || strnlen(s, sizeof(buf)) == sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash != NULL)
+		*slash++ = '\0';
+	memset(&aip, 0, sizeof(aip));
+	if (inet_pton(AF_INET, buf, &aip.ip4) == 1) {
+		aip.family = AF_INET;
+		aip.cidr = 32;
+		if (slash != NULL && (r = parse_cidr(slash, 32, &aip.cidr)) < 0)
+			return r;
+	} else if (inet_pton(AF_INET6, buf, &aip.ip6) == 1) {
+		aip.family = AF_INET6;
+		aip.cidr = 128;
+		if (slash != NULL && (r = parse_cidr(slash, 128, &aip.cidr)) < 0)
+			return r;
+	} else {
+		return -EINVAL;
+	}
+	*ret = aip;
+	return 0;
+}
+
+int
+wg_endpoint_parse(union wg_endpoint *ret, const char *s)
+{
+	char buf[INET6_ADDRSTRLEN + 16];
+	union wg_endpoint ep;
+	const char *host, *port;
+	unsigned long p;
+	char *end, *colon;
+
+	if (s == NULL || strnlen(s, sizeof(buf)) == sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	memset(&ep, 0, sizeof(ep));
+	if (buf[0] == '[') {
+		char *close = strchr(buf, ']');
+
+		if (close == NULL || close[1] != ':')
+			return -EINVAL;
+		*close = '\0';
+		host = buf + 1;
+		port = close + 2;
+		if (inet_pton(AF_INET6, host, &ep.addr6.sin6_addr) != 1)
+			return -EINVAL;
+		ep.addr6.sin6_family = AF_INET6;
+	} else {
+		colon = strrchr(buf, ':');
+		if (colon == NULL)
+			return -EINVAL;
+		*colon = '\0';
+		host = buf;
+		port = colon + 1;
+		if (inet_pton(AF_INET, host, &ep.addr4.sin_addr) != 1)
+			return -EINVAL;
+		ep.addr4.sin_family = AF_INET;
+	}
+	if (*port < '0' || *port > '9')
+		return -EINVAL;
+	errno = 0;
+	p = strtoul(port, &end, 10);
+	if (errno || *end != '\0' || p == 0 || p > 65535)
+		return -EINVAL;
+	if (ep.addr.sa_family == AF_INET)
+		ep.addr4.sin_port = htons((uint16_t)p);
+	else
+		ep.addr6.sin6_port = htons((uint16_t)p);
+	*ret = ep;
+	return 0;
+}

@@ -1,0 +1,39 @@
+#!/bin/bash
+# Install the Debian packages this project needs to build, test and run its demo.
+# Idempotent and fast when everything is already there: it only calls apt-get when
+# a package is missing. Needs root (or sudo) when something must be installed.
+set -euo pipefail
+
+PKGS=(
+	# build
+	build-essential pkg-config clang libclang-rt-14-dev
+	# libraries (see docs/dependencies.md for why each is here)
+	libtss2-dev libssl-dev libmicrohttpd-dev liblmdb-dev libmnl-dev
+	libjansson-dev libcurl4-openssl-dev libcmocka-dev libinih-dev
+	# tests and demo: TPM simulator, WireGuard, namespaces, firewall
+	swtpm swtpm-tools tpm2-tools wireguard-tools wireguard-go nftables
+	iproute2 iputils-ping curl jq openssl procps psmisc
+	# kernel test of the generic-netlink backend
+	linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO=sudo
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,93 @@
+#!/bin/bash
+# The test runner behind `make check`. Runs, in order:
+#   unit         every cmocka binary in $B/tests/unit
+#   fuzz         every libFuzzer target in build/fuzz, briefly, on its seed corpus
+#   integration  every tests/integration/*.sh (exit 0 pass, 77 skip, else fail)
+#   kernel       tests/kernel/run.sh (generic netlink against the real kernel module, in qemu)
+# With no argument it runs all four. It ends with one line "N passed, N failed, N skipped".
+# FUZZ_SECONDS (default 10) bounds each fuzz run; ONLY=<regex> filters test names.
+set -u
+cd "$(dirname "$0")/.."
+B=${B:-build}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+ONLY=${ONLY:-}
+passed=0 failed=0 skipped=0
+failures=()
+LOGDIR=$B/test-logs
+mkdir -p "$LOGDIR"
+
+want() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
+
+record() { # name rc logfile
+	case $2 in
+	0) passed=$((passed + 1)); printf 'PASS  %s\n' "$1" ;;
+	77) skipped=$((skipped + 1)); printf 'SKIP  %s (%s)\n' "$1" "$(tail -n1 "$3" 2>/dev/null)" ;;
+	*) failed=$((failed + 1)); failures+=("$1"); printf 'FAIL  %s (exit %s, log %s)\n' "$1" "$2" "$3"
+	   tail -n 40 "$3" | sed 's/^/      | /' ;;
+	esac
+}
+
+run_unit() {
+	local t name log
+	for t in "$B"/tests/unit/test_*; do
+		[ -x "$t" ] || continue
+		name=unit/$(basename "$t")
+		want "$name" || continue
+		log=$LOGDIR/$(basename "$t").log
+		"$t" >"$log" 2>&1
+		record "$name" $? "$log"
+		# cmocka's own summary lines, for CI's reader
+		grep -E '^\[  (PASSED|FAILED)  \]' "$log" | sed 's/^/      /'
+	done
+}
+
+run_fuzz() {
+	local t name log corpus work
+	for t in build/fuzz/fuzz_*; do
+		[ -x "$t" ] || continue
+		name=fuzz/$(basename "$t")
+		want "$name" || continue
+		log=$LOGDIR/$(basename "$t").log
+		corpus=tests/fuzz/corpus/${t##*/fuzz_}
+		work=$(mktemp -d)
+		[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null
+		(cd "$work" && "$OLDPWD/$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+			-rss_limit_mb=2048 -print_final_stats=1 . ) >"$log" 2>&1
+		record "$name" $? "$log"
+		rm -rf "$work"
+	done
+}
+
+run_integration() {
+	local t name log
+	for t in tests/integration/*.sh; do
+		[ -f "$t" ] || continue
+		name=integration/$(basename "$t" .sh)
+		want "$name" || continue
+		log=$LOGDIR/$(basename "$t" .sh).log
+		B=$B timeout 900 bash "$t" >"$log" 2>&1
+		record "$name" $? "$log"
+	done
+}
+
+run_kernel() {
+	local log=$LOGDIR/kernel.log
+	want kernel/genl || return 0
+	[ -f tests/kernel/run.sh ] || return 0
+	B=$B timeout 900 bash tests/kernel/run.sh >"$log" 2>&1
+	record kernel/genl $? "$log"
+}
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(unit fuzz integration kernel)
+for s in "${stages[@]}"; do
+	echo "== $s"
+	"run_$s"
+done
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+	echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+/* Unit tests for common/secmem.c. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <cmocka.h>
+
+#include "common/secmem.h"
+
+/* The page must be locked: VmLck in /proc/self/status grows while we hold it. */
+static long
+vmlck_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static void
+test_alloc_locked_and_free(void **state)
+{
+	long before = vmlck_kb();
+	uint8_t *p = secmem_alloc(32);
+
+	assert_non_null(p);
+	memset(p, 0xab, 32);
+	assert_true(vmlck_kb() > before);
+	secmem_free(p, 32);
+	assert_int_equal(vmlck_kb(), before);
+	secmem_free(NULL, 32); /* no-op */
+	assert_null(secmem_alloc(0));
+}
+
+static void
+test_wipe(void **state)
+{
+	uint8_t buf[64];
+
+	memset(buf, 0x5a, sizeof(buf));
+	secmem_wipe(buf, sizeof(buf));
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 0);
+}
+
+static void
+test_harden(void **state)
+{
+	assert_int_equal(secmem_harden_process(), 0);
+	assert_int_equal(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_alloc_locked_and_free),
+		cmocka_unit_test(test_wipe),
+		cmocka_unit_test(test_harden),
+	};
+
+	return cmocka_run_group_tests_name("secmem", tests, NULL, NULL);
+}
