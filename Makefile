@@ -36,7 +36,8 @@ Q := @
 msg = @printf '  %-7s %s\n' $(1) $(2)
 endif
 
-PKGS := libmnl libcrypto jansson inih tss2-esys tss2-mu tss2-tctildr tss2-rc
+PKGS := libmnl libcrypto jansson inih tss2-esys tss2-mu tss2-tctildr tss2-rc lmdb libmicrohttpd \
+	libcurl
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
@@ -53,6 +54,10 @@ ALL_LDFLAGS := $(LDFLAGS) $(SAN_FLAGS)
 COMMON_SRCS := $(sort $(wildcard common/*.c))
 ATTEST_SRCS := $(sort $(wildcard enrolld/attest/*.c))
 TPMDEV_SRCS := $(sort $(wildcard edge-keyd/tpm/*.c))
+# Each daemon: <daemon>/main.c is the program, the rest of <daemon>/*.c its library
+# (so unit tests can link the daemon's modules).
+ENROLLD_SRCS := $(filter-out enrolld/main.c,$(sort $(wildcard enrolld/*.c)))
+EDGEKEYD_SRCS := $(filter-out edge-keyd/main.c,$(sort $(wildcard edge-keyd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 PROG_SRCS := $(sort $(wildcard tests/progs/*.c))
@@ -61,8 +66,10 @@ BENCH_SRCS := $(sort $(wildcard tests/bench/*.c))
 LIBCOMMON := $(B)/libcommon.a
 LIBATTEST := $(B)/libattest.a
 LIBTPMDEV := $(B)/libtpmdev.a
+LIBENROLLD := $(B)/libenrolld.a
+LIBEDGEKEYD := $(B)/libedgekeyd.a
 # Order matters for static linking: users before what they use.
-LIBS_ALL := $(LIBATTEST) $(LIBTPMDEV) $(LIBCOMMON)
+LIBS_ALL := $(LIBENROLLD) $(LIBEDGEKEYD) $(LIBATTEST) $(LIBTPMDEV) $(LIBCOMMON)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -71,7 +78,7 @@ PROG_BINS := $(patsubst tests/progs/%.c,$(B)/tests/progs/%,$(PROG_SRCS))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(BENCH_SRCS))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-DAEMONS :=
+DAEMONS := $(if $(wildcard enrolld/main.c),$(B)/enrolld) $(if $(wildcard edge-keyd/main.c),$(B)/edge-keyd)
 
 .PHONY: all check unit fuzz fuzz-check integration kernel-test bench install clean deps
 all: $(LIBS_ALL) $(DAEMONS) $(PROG_BINS) $(BENCH_BINS) $(UNIT_BINS)
@@ -84,11 +91,21 @@ $(B)/obj/%.o: %.c
 $(LIBCOMMON): $(call obj,$(COMMON_SRCS))
 $(LIBATTEST): $(call obj,$(ATTEST_SRCS))
 $(LIBTPMDEV): $(call obj,$(TPMDEV_SRCS))
+$(LIBENROLLD): $(call obj,$(ENROLLD_SRCS))
+$(LIBEDGEKEYD): $(call obj,$(EDGEKEYD_SRCS))
 $(LIBS_ALL):
 	$(call msg,AR,$@)
 	@mkdir -p $(@D)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
+
+$(B)/enrolld: $(B)/obj/enrolld/main.o $(LIBS_ALL)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) -lpthread
+
+$(B)/edge-keyd: $(B)/obj/edge-keyd/main.o $(LIBS_ALL)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS)
 
 # A unit test may fake a dependency with --wrap: set test_<name>_LDFLAGS here.
 # test_example_LDFLAGS := -Wl,--wrap=foo
@@ -112,7 +129,8 @@ $(B)/tests/bench/%: $(B)/obj/tests/bench/%.o $(LIBS_ALL)
 # instrumentation, into build/fuzz (independent of SANITIZE).
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
 	-DFUZZING_BUILD_MODE $(PKG_CFLAGS) -MMD -MP
-FUZZ_LIB_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRCS) $(ATTEST_SRCS) $(TPMDEV_SRCS))
+FUZZ_LIB_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRCS) $(ATTEST_SRCS) $(TPMDEV_SRCS) \
+	$(ENROLLD_SRCS) $(EDGEKEYD_SRCS))
 
 build/fuzz/obj/%.o: %.c
 	$(call msg,FUZZCC,$<)
