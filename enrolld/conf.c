@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+/* enrolld's configuration file: INI, every key known, every value checked. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "enrolld/enrolld.h"
+
+static const char *const conf_known[] = {
+	"server.listen",
+	"server.port",
+	"server.unix_socket",
+	"server.tls_cert",
+	"server.tls_key",
+	"server.max_body",
+	"server.max_connections",
+	"server.connection_timeout",
+	"state.db_path",
+	"auth.admin_token_file",
+	"auth.provisioning_token_file",
+	"attestation.ek_ca_dir",
+	NULL,
+};
+
+static int
+dup_opt(char **dst, const struct config *cfg, const char *section, const char *key,
+	const char *def)
+{
+	const char *v = config_get_str(cfg, section, key, def);
+
+	*dst = NULL;
+	if (v == NULL)
+		return 0;
+	*dst = strdup(v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+void
+conf_clear(struct enrolld_conf *conf)
+{
+	if (conf == NULL)
+		return;
+	free(conf->listen);
+	free(conf->unix_socket);
+	free(conf->tls_cert);
+	free(conf->tls_key);
+	free(conf->db_path);
+	free(conf->admin_token_file);
+	free(conf->provisioning_token_file);
+	free(conf->ek_ca_dir);
+	memset(conf, 0, sizeof(*conf));
+}
+
+/*
+ * Load @path into @ret. On failure @ret is untouched and @errbuf says what is wrong,
+ * with the file and line, in words an operator can act on.
+ */
+int
+conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errlen)
+{
+	struct enrolld_conf c = { 0 };
+	struct config *cfg = NULL;
+	long port, v;
+	int r;
+
+	r = config_load(&cfg, path, errbuf, errlen);
+	if (r < 0)
+		return r;
+	r = config_check_known(cfg, conf_known, errbuf, errlen);
+	if (r < 0)
+		goto out;
+
+	r = config_get_long(cfg, "server", "port", 0, 65535, 8443, &port, errbuf, errlen);
+	if (r < 0)
+		goto out;
+	c.port = (uint16_t)port;
+	r = config_get_long(cfg, "server", "max_body", 1024, 16 << 20, 64 << 10, &c.max_body, errbuf,
+		errlen);
+	if (r < 0)
+		goto out;
+	r = config_get_long(cfg, "server", "max_connections", 1, 65536, 1024, &c.max_connections,
+		errbuf, errlen);
+	if (r < 0)
+		goto out;
+	r = config_get_long(cfg, "server", "connection_timeout", 1, 3600, 30, &v, errbuf, errlen);
+	if (r < 0)
+		goto out;
+	c.conn_timeout = v;
+
+	r = -ENOMEM;
+	if (dup_opt(&c.listen, cfg, "server", "listen", "127.0.0.1") < 0 ||
+		dup_opt(&c.unix_socket, cfg, "server", "unix_socket", NULL) < 0 ||
+		dup_opt(&c.tls_cert, cfg, "server", "tls_cert", NULL) < 0 ||
+		dup_opt(&c.tls_key, cfg, "server", "tls_key", NULL) < 0 ||
+		dup_opt(&c.db_path, cfg, "state", "db_path", "/var/lib/enrolld") < 0 ||
+		dup_opt(&c.admin_token_file, cfg, "auth", "admin_token_file", NULL) < 0 ||
+		dup_opt(&c.provisioning_token_file, cfg, "auth", "provisioning_token_file", NULL) < 0 ||
+		dup_opt(&c.ek_ca_dir, cfg, "attestation", "ek_ca_dir", NULL) < 0) {
+		snprintf(errbuf, errlen, "%s: out of memory", path);
+		goto out;
+	}
+
+	r = -EINVAL;
+	if ((c.tls_cert == NULL) != (c.tls_key == NULL)) {
+		snprintf(errbuf, errlen, "%s: server.tls_cert and server.tls_key go together", path);
+		goto out;
+	}
+	/*
+	 * Plain HTTP only where a terminator sits in front: loopback or a unix socket.
+	 * Anything else would send tokens in clear text over a network.
+	 */
+	if (c.tls_cert == NULL && c.unix_socket == NULL && strcmp(c.listen, "127.0.0.1") != 0 &&
+		strcmp(c.listen, "::1") != 0 && strcmp(c.listen, "localhost") != 0) {
+		snprintf(errbuf, errlen,
+			"%s: plain HTTP may only listen on loopback or a unix socket; set "
+			"server.tls_cert and server.tls_key to listen on '%s'",
+			path, c.listen);
+		goto out;
+	}
+	if (c.admin_token_file == NULL) {
+		snprintf(errbuf, errlen, "%s: auth.admin_token_file is required", path);
+		goto out;
+	}
+	r = 0;
+	*ret = c;
+	memset(&c, 0, sizeof(c));
+out:
+	conf_clear(&c);
+	config_free(cfg);
+	return r;
+}
