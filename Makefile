@@ -80,6 +80,10 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
 DAEMONS := $(if $(wildcard enrolld/main.c),$(B)/enrolld) $(if $(wildcard edge-keyd/main.c),$(B)/edge-keyd)
 
+# Keep objects between runs (they are intermediate files of pattern chains).
+.SECONDARY:
+.DELETE_ON_ERROR:
+
 .PHONY: all check unit fuzz fuzz-check integration kernel-test bench install clean deps
 all: $(LIBS_ALL) $(DAEMONS) $(PROG_BINS) $(BENCH_BINS) $(UNIT_BINS)
 

@@ -88,21 +88,26 @@ key_to_base64(char ret_b64[static WG_KEY_B64_LEN], const uint8_t key[static WG_K
 	ret_b64[WG_KEY_B64_LEN - 1] = '\0';
 }
 
-static int
+/*
+ * Decode 4 characters into 24 bits. An invalid character makes its term -1, which sets
+ * bit 31 of the result: callers check that bit. Unsigned arithmetic throughout, so the
+ * shifts of that -1 are defined.
+ */
+static uint32_t
 decode_base64(const char src[static 4])
 {
-	int val = 0;
+	uint32_t val = 0;
 
-	for (unsigned int i = 0; i < 4; ++i)
-		val |= (-1 + ((((('A' - 1) - src[i]) & (src[i] - ('Z' + 1))) >> 8) &
-			       (src[i] - 64)) +
-			       ((((('a' - 1) - src[i]) & (src[i] - ('z' + 1))) >> 8) &
-				       (src[i] - 70)) +
-			       ((((('0' - 1) - src[i]) & (src[i] - ('9' + 1))) >> 8) &
-				       (src[i] + 5)) +
-			       ((((('+' - 1) - src[i]) & (src[i] - ('+' + 1))) >> 8) & 63) +
-			       ((((('/' - 1) - src[i]) & (src[i] - ('/' + 1))) >> 8) & 64))
-			<< (18 - 6 * i);
+	for (unsigned int i = 0; i < 4; ++i) {
+		int c = (unsigned char)src[i];
+		int v = -1 + ((((('A' - 1) - c) & (c - ('Z' + 1))) >> 8) & (c - 64)) +
+			((((('a' - 1) - c) & (c - ('z' + 1))) >> 8) & (c - 70)) +
+			((((('0' - 1) - c) & (c - ('9' + 1))) >> 8) & (c + 5)) +
+			((((('+' - 1) - c) & (c - ('+' + 1))) >> 8) & 63) +
+			((((('/' - 1) - c) & (c - ('/' + 1))) >> 8) & 64);
+
+		val |= (uint32_t)v << (18 - 6 * i);
+	}
 	return val;
 }
 
@@ -111,8 +116,8 @@ key_from_base64(uint8_t ret_key[static WG_KEY_LEN], const char *b64)
 {
 	uint8_t key[WG_KEY_LEN];
 	unsigned int i;
-	volatile uint8_t ret = 0;
-	int val;
+	volatile uint32_t ret = 0;
+	uint32_t val;
 
 	if (b64 == NULL || strnlen(b64, WG_KEY_B64_LEN) != WG_KEY_B64_LEN - 1 ||
 		b64[WG_KEY_B64_LEN - 2] != '=')
@@ -120,13 +125,13 @@ key_from_base64(uint8_t ret_key[static WG_KEY_LEN], const char *b64)
 
 	for (i = 0; i < WG_KEY_LEN / 3; ++i) {
 		val = decode_base64(&b64[i * 4]);
-		ret |= (uint32_t)val >> 31;
+		ret |= val >> 31;
 		key[i * 3 + 0] = (val >> 16) & 0xff;
 		key[i * 3 + 1] = (val >> 8) & 0xff;
 		key[i * 3 + 2] = val & 0xff;
 	}
 	val = decode_base64((const char[]){ b64[i * 4 + 0], b64[i * 4 + 1], b64[i * 4 + 2], 'A' });
-	ret |= ((uint32_t)val >> 31) | (val & 0xff);
+	ret |= (val >> 31) | (val & 0xff);
 	key[i * 3 + 0] = (val >> 16) & 0xff;
 	key[i * 3 + 1] = (val >> 8) & 0xff;
 
