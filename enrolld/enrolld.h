@@ -55,7 +55,7 @@ typedef int (*http_text_handler)(struct http_request *req, char **ret_text,
 
 struct http_route {
 	const char *method;
-	const char *pattern; /* "/v1/devices/{}" : {} matches one path segment */
+	const char *pattern; /* "/v1/devices/{id}": {name} matches one path segment */
 	http_handler handler;
 	unsigned int auth; /* HTTP_AUTH_* that may call it */
 	http_text_handler text_handler; /* instead of handler, for non-JSON answers */
@@ -92,7 +92,7 @@ uint16_t http_server_port(const struct http_server *srv);
 
 const char *http_request_method(const struct http_request *req);
 const char *http_request_path(const struct http_request *req);
-/* The i-th {} segment of the matched pattern, or NULL. */
+/* The i-th {name} segment of the matched pattern, or NULL. */
 const char *http_request_param(const struct http_request *req, unsigned int i);
 /* A query-string argument, or NULL. */
 const char *http_request_query(const struct http_request *req, const char *key);

@@ -176,7 +176,7 @@ request_clear_params(struct http_request *req)
 	req->n_params = 0;
 }
 
-/* Match @path against @pattern, capturing {} segments. */
+/* Match @path against @pattern, capturing each {name} segment in order. */
 static bool
 route_match(struct http_request *req, const char *pattern, const char *path)
 {
@@ -184,8 +184,12 @@ route_match(struct http_request *req, const char *pattern, const char *path)
 
 	request_clear_params(req);
 	while (*p && *s) {
-		if (p[0] == '{' && p[1] == '}') {
+		if (p[0] == '{') {
+			const char *close = strchr(p, '}');
 			size_t n = strcspn(s, "/");
+
+			if (close == NULL)
+				return false;
 
 			if (n == 0 || req->n_params == HTTP_MAX_PARAMS)
 				return false;
@@ -194,7 +198,7 @@ route_match(struct http_request *req, const char *pattern, const char *path)
 				return false;
 			req->n_params++;
 			s += n;
-			p += 2;
+			p = close + 1;
 			continue;
 		}
 		if (*p != *s)

@@ -45,6 +45,7 @@ usage(FILE *f)
 		"  -v, --verbose      log debug messages\n"
 		"  -h, --help         this text\n"
 		"  -V, --version      print the version\n"
+		"      --routes       print the API's routes (METHOD PATH) and exit\n"
 		"\n"
 		"Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the token files.\n"
 		"See docs/operations.md for the configuration reference.\n",
@@ -200,6 +201,7 @@ main(int argc, char *argv[])
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "routes", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *conf_path = ENROLLD_DEFAULT_CONF;
@@ -228,6 +230,11 @@ main(int argc, char *argv[])
 			return 0;
 		case 'V':
 			printf("enrolld %s\n", ENROLLD_VERSION);
+			return 0;
+		case 'R':
+			/* docs/openapi.json is checked against this by a test */
+			for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+				printf("%s %s\n", routes[i].method, routes[i].pattern);
 			return 0;
 		default:
 			usage(stderr);
