@@ -12,7 +12,7 @@ PKGS=(
 	libjansson-dev libcurl4-openssl-dev libcmocka-dev libinih-dev
 	# tests and demo: TPM simulator, WireGuard, namespaces, firewall
 	swtpm swtpm-tools tpm2-tools wireguard-tools wireguard-go nftables
-	iproute2 iputils-ping curl jq openssl procps psmisc
+	iproute2 iputils-ping curl jq openssl procps psmisc xxd
 	# kernel test of the generic-netlink backend
 	linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
 )
