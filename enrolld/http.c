@@ -332,7 +332,8 @@ dispatch(struct http_request *req)
 	r = authenticate(req);
 	if (r < 0)
 		goto fail;
-	if (!(route->auth & req->role)) {
+	/* HTTP_AUTH_NONE routes are open to everyone, whatever token comes along. */
+	if (!(route->auth & HTTP_AUTH_NONE) && !(route->auth & req->role)) {
 		if (req->role == HTTP_AUTH_NONE)
 			r = http_error(req, -EACCES, "unauthorized", "a bearer token is required");
 		else

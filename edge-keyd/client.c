@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "edge-keyd/client.h"
+
+#define CLIENT_MAX_RESPONSE (1 << 20)
+
+struct response {
+	char *buf;
+	size_t len;
+	bool too_large;
+};
+
+static size_t
+on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct response *r = userdata;
+	size_t n = size * nmemb;
+	char *nb;
+
+	if (r->len + n > CLIENT_MAX_RESPONSE) {
+		r->too_large = true;
+		return 0; /* aborts the transfer */
+	}
+	nb = realloc(r->buf, r->len + n + 1);
+	if (nb == NULL)
+		return 0;
+	memcpy(nb + r->len, ptr, n);
+	r->buf = nb;
+	r->len += n;
+	r->buf[r->len] = '\0';
+	return n;
+}
+
+static int
+curl_to_errno(CURLcode c)
+{
+	switch (c) {
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return -EHOSTUNREACH;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CONNECT_ERROR:
+		return -EBADMSG;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return -EPERM;
+	case CURLE_WRITE_ERROR:
+		return -EMSGSIZE;
+	default:
+		return -EIO;
+	}
+}
+
+int
+client_request(const struct client_opts *opts, const char *method, const char *url,
+	json_t *body, long *ret_status, json_t **ret_json, char *errbuf, size_t errlen)
+{
+	char curl_err[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
+	struct response resp = { 0 };
+	char *payload = NULL, *auth = NULL;
+	long status = 0;
+	CURL *curl;
+	CURLcode c;
+	int r;
+
+	errbuf[0] = '\0';
+	if (strncmp(url, "https://", 8) != 0 && !(opts->allow_http && strncmp(url, "http://", 7) == 0)) {
+		snprintf(errbuf, errlen, "'%s': only https:// URLs are allowed", url);
+		return -EPERM;
+	}
+	curl = curl_easy_init();
+	if (curl == NULL)
+		return -ENOMEM;
+
+	r = -ENOMEM;
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (hdrs == NULL)
+		goto out;
+	if (body != NULL) {
+		struct curl_slist *h = curl_slist_append(hdrs, "Content-Type: application/json");
+
+		if (h == NULL)
+			goto out;
+		hdrs = h;
+		payload = json_dumps(body, JSON_COMPACT);
+		if (payload == NULL)
+			goto out;
+	}
+	if (opts->bearer != NULL) {
+		struct curl_slist *h;
+
+		if (asprintf(&auth, "Authorization: Bearer %s", opts->bearer) < 0) {
+			auth = NULL;
+			goto out;
+		}
+		h = curl_slist_append(hdrs, auth);
+		if (h == NULL)
+			goto out;
+		hdrs = h;
+	}
+
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, opts->timeout_sec > 0 ? opts->timeout_sec : 30L);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	/* Never fall back to another protocol than the one the URL names. */
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, opts->allow_http ? "https,http" : "https");
+	if (payload != NULL)
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);
+	if (opts->ca_file != NULL) {
+		/* Pin: this bundle only, not the system's trust store. */
+		curl_easy_setopt(curl, CURLOPT_CAINFO, opts->ca_file);
+		curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
+	}
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+
+	c = curl_easy_perform(curl);
+	if (c != CURLE_OK) {
+		r = resp.too_large ? -EMSGSIZE : curl_to_errno(c);
+		snprintf(errbuf, errlen, "%s: %s", url,
+			resp.too_large ? "response too large" :
+			curl_err[0] ? curl_err : curl_easy_strerror(c));
+		goto out;
+	}
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	*ret_status = status;
+	*ret_json = resp.len ? json_loadb(resp.buf, resp.len, 0, NULL) : NULL;
+	r = 0;
+out:
+	/* Bodies carry tokens and attestation secrets. */
+	if (payload != NULL) {
+		OPENSSL_cleanse(payload, strlen(payload));
+		free(payload);
+	}
+	if (auth != NULL) {
+		OPENSSL_cleanse(auth, strlen(auth));
+		free(auth);
+	}
+	if (resp.buf != NULL)
+		OPENSSL_cleanse(resp.buf, resp.len);
+	free(resp.buf);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(curl);
+	return r;
+}
