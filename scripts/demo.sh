@@ -69,16 +69,7 @@ ip -n "$NS_CP" link set "$VETH_CP" up
 ip -n "$NS_GW" link set "$VETH_GW" up
 
 say "The gateway's WAN firewall: drop every inbound packet that is not part of a flow it started"
-ip netns exec "$NS_GW" nft -f - <<EOF
-table inet edge_wan {
-	chain input {
-		type filter hook input priority filter; policy drop;
-		iif lo accept
-		ct state established,related accept
-		iifname "$IF_GW" accept comment "inside the tunnel: the control plane's management traffic"
-	}
-}
-EOF
+ip netns exec "$NS_GW" nft -D WG_IF="$IF_GW" -f edge-keyd/wan-firewall.nft
 run ip netns exec "$NS_GW" nft list ruleset
 
 say "Userspace WireGuard (wireguard-go) in each namespace"
