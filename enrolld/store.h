@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ENROLLD_STORE_H
+#define ENROLLD_STORE_H
+
+/*
+ * enrolld's durable state in LMDB (docs/state.md has the data model and the rules).
+ *
+ * - Every function returns 0 (or a count) or a negative errno; MDB_* codes are converted
+ *   here and nowhere else (MDB_MAP_FULL that cannot be grown -> -ENOSPC, MDB_NOTFOUND ->
+ *   -ENOENT, ...). store_errmsg() gives the last LMDB message of the calling thread for a
+ *   log line. Nothing here logs above debug.
+ * - Writes are durable when the call returns (no MDB_NOSYNC/MDB_NOMETASYNC). They all go
+ *   through one writer thread that groups what is queued into one LMDB commit (group
+ *   commit); each operation runs in its own nested transaction, so one that fails does not
+ *   disturb the others of its batch. A write either fully happens or not at all.
+ * - Reads run in the calling thread in LMDB read transactions and never wait for writes.
+ * - Thread-safe: one struct store is shared by all threads of the process.
+ * - Returned arrays are malloc()ed and owned by the caller (free()).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "enrolld/addr.h"
+
+#define STORE_FORMAT_VERSION 1
+#define STORE_DEFAULT_MAP_SIZE (UINT64_C(1) << 30) /* 1 GiB */
+
+#define STORE_NAME_MAX 32 /* tenant names: 1..31 of [a-z0-9_-], starting alnum */
+#define STORE_IFNAME_MAX 16
+#define STORE_ENDPOINT_MAX 256
+#define STORE_LABEL_MAX 64
+#define STORE_HASH_LEN 32 /* SHA-256 */
+#define STORE_KEY_LEN 32  /* WireGuard public key */
+#define STORE_SESSION_ID_LEN 16
+#define STORE_NONCE_MAX 64
+#define STORE_SECRET_MAX 64
+#define STORE_AK_NAME_MAX 68 /* TPM2B_NAME buffer: 2 + 66 */
+#define STORE_PCR_MAX 24
+
+struct store;
+
+struct store_options {
+	uint64_t map_size;     /* initial map size, 0 = STORE_DEFAULT_MAP_SIZE */
+	uint64_t map_size_max; /* growth limit on MDB_MAP_FULL, 0 = 64 x map_size */
+	bool no_group_commit;  /* one commit per operation (benchmarks, comparisons) */
+	unsigned int max_batch; /* operations per commit, 0 = 128 */
+	/* Wall clock in seconds; NULL = time(). Tests move time forward with it. */
+	int64_t (*clock)(void *ctx);
+	void *clock_ctx;
+};
+
+/*
+ * Open (creating if needed, mode 0700) the LMDB environment in directory @path, check or
+ * write the format version and start the writer thread. -EPROTO if the on-disk format is
+ * newer than this code understands.
+ */
+int store_open(struct store **ret, const char *path, const struct store_options *opts);
+void store_free(struct store *s);
+
+/* The last LMDB error text of the calling thread ("" if none), for logs. */
+const char *store_errmsg(void);
+
+/*
+ * A consistent copy of the live database into directory @dir (must exist and be empty),
+ * compacted (mdb_env_copy2 with MDB_CP_COMPACT). Runs in a read transaction: writers go on.
+ */
+int store_backup(struct store *s, const char *dir);
+
+/*
+ * Check every index against the primary records and that no address is held twice in a
+ * tenant. Returns 0 if consistent, -EUCLEAN otherwise (with a reason in @why).
+ */
+int store_verify(struct store *s, char *why, size_t why_len);
+
+/* ---- tenants ---------------------------------------------------------------------------- */
+
+struct store_pcr {
+	uint8_t index;
+	uint8_t sha256[32];
+};
+
+struct store_tenant {
+	char name[STORE_NAME_MAX];
+	struct addr_prefix prefix4;
+	struct addr_prefix prefix6; /* family 0 = no IPv6 */
+	uint8_t self4[16];          /* the control plane's own address in prefix4 */
+	uint8_t self6[16];          /* and in prefix6 */
+	char ifname[STORE_IFNAME_MAX];
+	char endpoint[STORE_ENDPOINT_MAX]; /* "host:port" the devices dial */
+	uint16_t listen_port;
+	uint16_t keepalive; /* seconds */
+	uint8_t require_tpm;
+	uint8_t n_pcrs;
+	struct store_pcr pcrs[STORE_PCR_MAX]; /* PCR policy, sorted by index, may be empty */
+	int64_t created;
+};
+
+/*
+ * Create a tenant. A zero self4/self6 picks the first usable address of the prefix.
+ * -EINVAL for a bad name, prefix (IPv4 required, /30 or longer has no room), self address,
+ * PCR index or interface name; -EEXIST if the name exists or the interface, listen port or
+ * a prefix is already used by another tenant.
+ */
+int store_tenant_create(struct store *s, const struct store_tenant *t);
+int store_tenant_get(struct store *s, const char *name, struct store_tenant *ret);
+int store_tenant_list(struct store *s, struct store_tenant **ret, size_t *ret_n);
+
+/* ---- factory registrations (EK allowlist per tenant) -------------------------------------- */
+
+struct store_registration {
+	char tenant[STORE_NAME_MAX];
+	uint8_t ek_hash[STORE_HASH_LEN];
+	char label[STORE_LABEL_MAX];
+	int64_t created;
+};
+
+/* -ENOENT no tenant, -EEXIST already registered in this tenant. */
+int store_registration_add(struct store *s, const struct store_registration *r);
+int store_registration_remove(struct store *s, const char *tenant,
+	const uint8_t ek_hash[static STORE_HASH_LEN]);
+int store_registration_list(struct store *s, const char *tenant,
+	struct store_registration **ret, size_t *ret_n);
+
+/* ---- enrollment tokens (only the SHA-256 of a token is stored) -------------------------- */
+
+struct store_token {
+	uint8_t hash[STORE_HASH_LEN];
+	char tenant[STORE_NAME_MAX];
+	char label[STORE_LABEL_MAX];
+	uint32_t uses_left;
+	int64_t expires; /* unix seconds; 0 = never */
+	int64_t created;
+	uint8_t revoked;
+};
+
+int store_token_create(struct store *s, const struct store_token *t);
+/* @tenant NULL = all tenants. */
+int store_token_list(struct store *s, const char *tenant, struct store_token **ret,
+	size_t *ret_n);
+int store_token_get(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
+	struct store_token *ret);
+int store_token_revoke(struct store *s, const uint8_t hash[static STORE_HASH_LEN]);
+
+/* ---- attestation sessions ----------------------------------------------------------------- */
+
+struct store_session {
+	uint8_t id[STORE_SESSION_ID_LEN];
+	char tenant[STORE_NAME_MAX];
+	uint8_t ek_hash[STORE_HASH_LEN];
+	uint8_t ak_name[STORE_AK_NAME_MAX];
+	uint8_t ak_name_len;
+	uint8_t wg_pubkey[STORE_KEY_LEN];
+	uint8_t nonce[STORE_NONCE_MAX];
+	uint8_t nonce_len;
+	uint8_t secret[STORE_SECRET_MAX]; /* wiped in the record when the session is used */
+	uint8_t secret_len;
+	uint8_t used;
+	uint8_t has_token; /* authorised by a token (its hash below), else by registration */
+	uint8_t token_hash[STORE_HASH_LEN];
+	int64_t expires;
+};
+
+/*
+ * Store a session. A zero id gets a random one; the id used is written to @ret_id.
+ * Expired sessions are purged on the way.
+ */
+int store_session_create(struct store *s, const struct store_session *sess,
+	uint8_t ret_id[static STORE_SESSION_ID_LEN]);
+/*
+ * Read a session, secret included: the caller wipes @ret with store_session_wipe() when
+ * done. -ENOENT unknown, -ETIMEDOUT expired, -EALREADY used.
+ */
+int store_session_get(struct store *s, const uint8_t id[static STORE_SESSION_ID_LEN],
+	struct store_session *ret);
+/* Mark a session used (e.g. after a failed attestation) and wipe its stored secret. */
+int store_session_use(struct store *s, const uint8_t id[static STORE_SESSION_ID_LEN]);
+void store_session_wipe(struct store_session *sess);
+/* Delete sessions expired before @now, or used. Returns how many. */
+int store_session_purge(struct store *s);
+
+/* ---- devices and enrollment ----------------------------------------------------------------- */
+
+enum store_device_state {
+	STORE_DEVICE_ACTIVE = 1,
+	STORE_DEVICE_REVOKED = 2,
+};
+
+enum store_attest_kind {
+	STORE_ATTEST_TPM = 1,
+	STORE_ATTEST_X509 = 2,
+};
+
+struct store_device {
+	uint64_t id; /* never 0, never reused */
+	char tenant[STORE_NAME_MAX];
+	uint8_t addr4[16];
+	uint8_t addr6[16];
+	uint8_t has_addr6;
+	uint8_t state; /* enum store_device_state */
+	uint8_t kind;  /* enum store_attest_kind */
+	uint8_t wg_pubkey[STORE_KEY_LEN];
+	uint8_t ek_hash[STORE_HASH_LEN];
+	int64_t created;
+	int64_t updated;
+	int64_t revoked; /* 0 if never revoked */
+};
+
+struct store_enroll_req {
+	char tenant[STORE_NAME_MAX];
+	uint8_t ek_hash[STORE_HASH_LEN];
+	uint8_t wg_pubkey[STORE_KEY_LEN];
+	uint8_t kind; /* enum store_attest_kind */
+	/* Authorisation: a token (consumes one use), else a registration of ek_hash. */
+	bool has_token;
+	uint8_t token_hash[STORE_HASH_LEN];
+	/* The attestation session to consume (must match tenant, EK and key); optional. */
+	bool has_session;
+	uint8_t session_id[STORE_SESSION_ID_LEN];
+};
+
+enum store_enroll_result {
+	STORE_ENROLL_NEW = 1,      /* new device, new address */
+	STORE_ENROLL_ROTATED = 2,  /* same EK, new WireGuard key, same address */
+	STORE_ENROLL_SAME = 3,     /* same EK and key again: nothing changed but auth use */
+	STORE_ENROLL_RENEWED = 4,  /* a reinstated (revoked) device is active again */
+};
+
+/*
+ * Enroll, in one write transaction: session (exists, matches, not expired, not used ->
+ * used), revocation of the EK (-EPERM), authorisation (token: exists, same tenant, not
+ * revoked (-EACCES), not expired (-ETIMEDOUT), a use left (-EACCES) -> one use consumed;
+ * else a registration (-EACCES)), then the device: new (lowest free address, -ENOSPC when
+ * the prefix is full), or the EK's existing device (keeps its address; new key = rotation).
+ * -EEXIST if the key belongs to another device or the EK to a device of another tenant.
+ * On success *ret_dev is the device as committed and the return value a
+ * enum store_enroll_result. On any error nothing is written.
+ */
+int store_enroll(struct store *s, const struct store_enroll_req *req,
+	struct store_device *ret_dev);
+
+int store_device_get(struct store *s, uint64_t id, struct store_device *ret);
+int store_device_by_pubkey(struct store *s, const uint8_t key[static STORE_KEY_LEN],
+	struct store_device *ret);
+int store_device_by_ek(struct store *s, const uint8_t ek_hash[static STORE_HASH_LEN],
+	struct store_device *ret);
+int store_device_by_addr(struct store *s, const char *tenant, int family,
+	const uint8_t addr[static 16], struct store_device *ret);
+
+struct store_device_filter {
+	const char *tenant; /* NULL = all */
+	uint8_t state;      /* 0 = any */
+	uint64_t after;     /* cursor: ids greater than this (0 = from the start) */
+	unsigned int limit; /* 0 = 100; at most 1000 */
+};
+
+/*
+ * Devices in id order (creation order). *ret_next is the cursor for the next page, 0 when
+ * this was the last page.
+ */
+int store_device_list(struct store *s, const struct store_device_filter *f,
+	struct store_device **ret, size_t *ret_n, uint64_t *ret_next);
+
+/*
+ * Revoke: the device becomes revoked (its address stays reserved), its EK is recorded as
+ * revoked, an event is appended. -EALREADY if already revoked.
+ */
+int store_device_revoke(struct store *s, uint64_t id, struct store_device *ret_dev);
+/*
+ * Reinstate: clear the revocation of the device's EK; the device stays revoked until it
+ * enrolls again (fresh attestation), then gets its old address back. -EALREADY if its EK
+ * is not revoked.
+ */
+int store_device_reinstate(struct store *s, uint64_t id);
+/* Delete a revoked device for good: frees its address. -EBUSY if it is active. */
+int store_device_delete(struct store *s, uint64_t id);
+
+/* Whether an EK is revoked: 1 yes, 0 no. */
+int store_ek_revoked(struct store *s, const uint8_t ek_hash[static STORE_HASH_LEN]);
+
+/* ---- health ------------------------------------------------------------------------------ */
+
+enum store_health_state {
+	STORE_HEALTH_NEVER = 0,
+	STORE_HEALTH_UP = 1,
+	STORE_HEALTH_DOWN = 2,
+};
+
+struct store_health {
+	uint64_t device;
+	uint8_t state; /* enum store_health_state */
+	int64_t since;
+};
+
+/*
+ * Record health states of several devices in one commit. Only changes are written, and
+ * each change appends an up/down event. Returns the number of transitions recorded.
+ * Unknown devices are skipped (they may have been deleted since the tick started).
+ */
+int store_health_update(struct store *s, const struct store_health *h, size_t n);
+/* A device never seen gets state NEVER, since 0. */
+int store_health_get(struct store *s, uint64_t device, struct store_health *ret);
+
+/* ---- event log ----------------------------------------------------------------------------- */
+
+enum store_event_kind {
+	STORE_EV_ENROLLED = 1,
+	STORE_EV_UP = 2,
+	STORE_EV_DOWN = 3,
+	STORE_EV_REVOKED = 4,
+	STORE_EV_REINSTATED = 5,
+	STORE_EV_ROTATED = 6,
+};
+
+struct store_event {
+	uint64_t seq; /* from 1, strictly increasing, never reused */
+	int64_t time;
+	uint8_t kind;
+	uint64_t device;
+	char tenant[STORE_NAME_MAX];
+};
+
+const char *store_event_kind_name(int kind);
+
+/* Events with seq > @after, at most @max (0 = 1000), in order. */
+int store_events_read(struct store *s, uint64_t after, size_t max, struct store_event **ret,
+	size_t *ret_n);
+/* The newest sequence number (0 if none). */
+int store_events_last(struct store *s, uint64_t *ret_seq);
+/*
+ * Wait until an event newer than @after is committed or @timeout_ms passes. Returns 1 if
+ * there is one, 0 on timeout (for the SSE stream).
+ */
+int store_events_wait(struct store *s, uint64_t after, int timeout_ms);
+
+/* ---- statistics (for the benchmark and metrics) --------------------------------------------- */
+
+struct store_stats {
+	uint64_t commits;    /* LMDB write commits */
+	uint64_t operations; /* write operations committed or failed in them */
+	uint64_t map_size;
+};
+
+void store_get_stats(struct store *s, struct store_stats *ret);
+
+#endif

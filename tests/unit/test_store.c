@@ -1,0 +1,970 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests for enrolld/store.c against a real LMDB environment in a temporary directory:
+ * every operation, the address rules, authorisation, sessions, revocation, pagination, the
+ * event log, map growth, backups, and 64 threads enrolling into a /26 at once.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <errno.h>
+#include <ftw.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "enrolld/store.h"
+
+static int64_t fake_now = 1700000000;
+
+static int64_t
+fake_clock(void *ctx)
+{
+	return __atomic_load_n(&fake_now, __ATOMIC_SEQ_CST);
+}
+
+struct fixture {
+	char dir[64];
+	struct store *s;
+};
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+rm_rf(const char *dir)
+{
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct store *
+open_store(const char *dir, uint64_t map_size, uint64_t map_max)
+{
+	struct store_options o = { .clock = fake_clock, .map_size = map_size,
+		.map_size_max = map_max };
+	struct store *s = NULL;
+
+	assert_int_equal(store_open(&s, dir, &o), 0);
+	return s;
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	fake_now = 1700000000;
+	f->s = open_store(f->dir, 0, 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	store_free(f->s);
+	rm_rf(f->dir);
+	free(f);
+	return 0;
+}
+
+/* A distinct, non-zero 32-byte value per (tag, n). */
+static void
+fill(uint8_t out[32], uint8_t tag, uint32_t n)
+{
+	for (int i = 0; i < 32; i++)
+		out[i] = (uint8_t)(tag + i * 7);
+	out[0] = tag;
+	memcpy(out + 1, &n, sizeof(n));
+}
+
+static void
+make_tenant(struct store *s, const char *name, const char *p4, const char *p6, uint16_t port)
+{
+	struct store_tenant t;
+
+	memset(&t, 0, sizeof(t));
+	snprintf(t.name, sizeof(t.name), "%s", name);
+	snprintf(t.ifname, sizeof(t.ifname), "wg-%s", name);
+	snprintf(t.endpoint, sizeof(t.endpoint), "cp.example:%u", port);
+	assert_int_equal(addr_prefix_parse(&t.prefix4, p4), 0);
+	if (p6 != NULL)
+		assert_int_equal(addr_prefix_parse(&t.prefix6, p6), 0);
+	t.listen_port = port;
+	t.keepalive = 25;
+	assert_int_equal(store_tenant_create(s, &t), 0);
+}
+
+static void
+registration(struct store *s, const char *tenant, uint32_t ek)
+{
+	struct store_registration r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.tenant, sizeof(r.tenant), "%s", tenant);
+	snprintf(r.label, sizeof(r.label), "ek %u", ek);
+	fill(r.ek_hash, 0xe0, ek);
+	assert_int_equal(store_registration_add(s, &r), 0);
+}
+
+static void
+req_init(struct store_enroll_req *req, const char *tenant, uint32_t ek, uint32_t key)
+{
+	memset(req, 0, sizeof(*req));
+	snprintf(req->tenant, sizeof(req->tenant), "%s", tenant);
+	fill(req->ek_hash, 0xe0, ek);
+	fill(req->wg_pubkey, 0x40, key);
+	req->kind = STORE_ATTEST_TPM;
+}
+
+/* Register EK @ek in @tenant and enroll it with key @key; returns store_enroll's result. */
+static int
+enroll_reg(struct store *s, const char *tenant, uint32_t ek, uint32_t key,
+	struct store_device *ret)
+{
+	struct store_enroll_req req;
+
+	req_init(&req, tenant, ek, key);
+	return store_enroll(s, &req, ret);
+}
+
+static const char *
+addr4(const struct store_device *d, char *buf)
+{
+	assert_int_equal(addr_format(AF_INET, d->addr4, buf, ADDR_STR_LEN), 0);
+	return buf;
+}
+
+static void
+assert_consistent(struct store *s)
+{
+	char why[256];
+	int r = store_verify(s, why, sizeof(why));
+
+	if (r != 0)
+		fail_msg("store_verify: %d %s", r, why);
+}
+
+static uint64_t
+last_seq(struct store *s)
+{
+	uint64_t seq = 99999;
+
+	assert_int_equal(store_events_last(s, &seq), 0);
+	return seq;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void
+test_format_version(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = NULL;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	uint32_t v = 99;
+	MDB_val k = { 6, "format" }, val = { 4, &v };
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 51820);
+	store_free(f->s);
+	f->s = open_store(f->dir, 0, 0); /* reopens fine, data kept */
+	struct store_tenant t;
+	assert_int_equal(store_tenant_get(f->s, "a", &t), 0);
+	store_free(f->s);
+	f->s = NULL;
+
+	/* A newer on-disk format is refused, not misread. */
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 32);
+	assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	assert_int_equal(mdb_put(txn, dbi, &k, &val, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	struct store_options o = { 0 };
+	assert_int_equal(store_open(&s, f->dir, &o), -EPROTO);
+	assert_null(s);
+}
+
+static void
+test_tenants(void **state)
+{
+	struct fixture *f = *state;
+	struct store_tenant t, got, *list = NULL;
+	size_t n = 0;
+	char buf[ADDR_STR_LEN];
+
+	make_tenant(f->s, "acme", "10.10.0.0/24", "fd00:10::/64", 51820);
+	assert_int_equal(store_tenant_get(f->s, "acme", &got), 0);
+	assert_string_equal(got.ifname, "wg-acme");
+	assert_int_equal(got.listen_port, 51820);
+	assert_int_equal(got.created, fake_now);
+	/* The control plane's own address defaults to the first usable one. */
+	assert_int_equal(addr_format(AF_INET, got.self4, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "10.10.0.1");
+	assert_int_equal(addr_format(AF_INET6, got.self6, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "fd00:10::1");
+	assert_int_equal(store_tenant_get(f->s, "nope", &got), -ENOENT);
+	assert_int_equal(store_tenant_get(f->s, "../x", &got), -ENOENT);
+
+	memset(&t, 0, sizeof(t));
+	strcpy(t.name, "acme");
+	strcpy(t.ifname, "wg-other");
+	assert_int_equal(addr_prefix_parse(&t.prefix4, "10.20.0.0/24"), 0);
+	t.listen_port = 1;
+	assert_int_equal(store_tenant_create(f->s, &t), -EEXIST); /* name */
+	strcpy(t.name, "beta");
+	strcpy(t.ifname, "wg-acme");
+	assert_int_equal(store_tenant_create(f->s, &t), -EEXIST); /* interface */
+	strcpy(t.ifname, "wg-beta");
+	t.listen_port = 51820;
+	assert_int_equal(store_tenant_create(f->s, &t), -EEXIST); /* port */
+	t.listen_port = 51821;
+	assert_int_equal(addr_prefix_parse(&t.prefix4, "10.10.0.128/25"), 0);
+	assert_int_equal(store_tenant_create(f->s, &t), -EEXIST); /* overlapping prefix */
+	assert_int_equal(addr_prefix_parse(&t.prefix4, "10.20.0.0/32"), 0);
+	assert_int_equal(store_tenant_create(f->s, &t), -EINVAL); /* no room */
+	assert_int_equal(addr_prefix_parse(&t.prefix4, "10.20.0.0/24"), 0);
+	int fam;
+	assert_int_equal(addr_parse(&fam, t.self4, "10.20.0.255"), 0);
+	assert_int_equal(store_tenant_create(f->s, &t), -EINVAL); /* self = broadcast */
+	assert_int_equal(addr_parse(&fam, t.self4, "10.20.0.9"), 0);
+	t.n_pcrs = 2;
+	t.pcrs[0].index = 7;
+	t.pcrs[1].index = 0;
+	assert_int_equal(store_tenant_create(f->s, &t), -EINVAL); /* PCRs not sorted */
+	t.pcrs[1].index = 8;
+	strcpy(t.name, "Beta");
+	assert_int_equal(store_tenant_create(f->s, &t), -EINVAL); /* name characters */
+	strcpy(t.name, "beta");
+	assert_int_equal(store_tenant_create(f->s, &t), 0);
+	assert_int_equal(store_tenant_get(f->s, "beta", &got), 0);
+	assert_int_equal(addr_format(AF_INET, got.self4, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "10.20.0.9");
+	assert_int_equal(got.n_pcrs, 2);
+	assert_int_equal(got.pcrs[1].index, 8);
+
+	assert_int_equal(store_tenant_list(f->s, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].name, "acme");
+	assert_string_equal(list[1].name, "beta");
+	free(list);
+}
+
+static void
+test_registrations(void **state)
+{
+	struct fixture *f = *state;
+	struct store_registration r, *list = NULL;
+	struct store_device d;
+	size_t n;
+	uint8_t ek[32];
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	make_tenant(f->s, "b", "10.1.0.0/24", NULL, 1001);
+	memset(&r, 0, sizeof(r));
+	strcpy(r.tenant, "zzz");
+	fill(r.ek_hash, 0xe0, 1);
+	assert_int_equal(store_registration_add(f->s, &r), -ENOENT);
+	registration(f->s, "a", 1);
+	registration(f->s, "a", 2);
+	registration(f->s, "b", 3);
+	strcpy(r.tenant, "a");
+	assert_int_equal(store_registration_add(f->s, &r), -EEXIST);
+	assert_int_equal(store_registration_list(f->s, "a", &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].tenant, "a");
+	free(list);
+
+	/* Registered in b only: cannot enroll into a. */
+	assert_int_equal(enroll_reg(f->s, "a", 3, 3, &d), -EACCES);
+	assert_int_equal(enroll_reg(f->s, "b", 3, 3, &d), STORE_ENROLL_NEW);
+	assert_int_equal(enroll_reg(f->s, "a", 9, 9, &d), -EACCES);
+
+	fill(ek, 0xe0, 2);
+	assert_int_equal(store_registration_remove(f->s, "a", ek), 0);
+	assert_int_equal(store_registration_remove(f->s, "a", ek), -ENOENT);
+	assert_int_equal(enroll_reg(f->s, "a", 2, 2, &d), -EACCES);
+	assert_int_equal(enroll_reg(f->s, "a", 1, 1, &d), STORE_ENROLL_NEW);
+	assert_consistent(f->s);
+}
+
+static void
+test_tokens(void **state)
+{
+	struct fixture *f = *state;
+	struct store_token t, got, *list = NULL;
+	struct store_enroll_req req;
+	struct store_device d;
+	size_t n;
+	uint64_t seq;
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	make_tenant(f->s, "b", "10.1.0.0/24", NULL, 1001);
+	memset(&t, 0, sizeof(t));
+	strcpy(t.tenant, "a");
+	fill(t.hash, 0x70, 1);
+	t.uses_left = 2;
+	t.expires = fake_now + 100;
+	assert_int_equal(store_token_create(f->s, &t), 0);
+	assert_int_equal(store_token_create(f->s, &t), -EEXIST);
+	t.uses_left = 0;
+	fill(t.hash, 0x70, 2);
+	assert_int_equal(store_token_create(f->s, &t), -EINVAL);
+
+	req_init(&req, "a", 1, 1);
+	req.has_token = true;
+	fill(req.token_hash, 0x70, 1);
+	assert_int_equal(store_enroll(f->s, &req, &d), STORE_ENROLL_NEW);
+	assert_int_equal(store_token_get(f->s, req.token_hash, &got), 0);
+	assert_int_equal(got.uses_left, 1);
+
+	/* A token of tenant a does not open tenant b. */
+	req_init(&req, "b", 2, 2);
+	req.has_token = true;
+	fill(req.token_hash, 0x70, 1);
+	assert_int_equal(store_enroll(f->s, &req, &d), -EACCES);
+	/* Unknown token. */
+	fill(req.token_hash, 0x70, 77);
+	strcpy(req.tenant, "a");
+	assert_int_equal(store_enroll(f->s, &req, &d), -EACCES);
+
+	/* Expired: refused and nothing consumed. */
+	fill(req.token_hash, 0x70, 1);
+	fake_now += 100;
+	seq = last_seq(f->s);
+	assert_int_equal(store_enroll(f->s, &req, &d), -ETIMEDOUT);
+	assert_int_equal(store_token_get(f->s, req.token_hash, &got), 0);
+	assert_int_equal(got.uses_left, 1);
+	assert_int_equal(last_seq(f->s), seq);
+	fake_now -= 1;
+	assert_int_equal(store_enroll(f->s, &req, &d), STORE_ENROLL_NEW);
+	/* Used up. */
+	req_init(&req, "a", 3, 3);
+	req.has_token = true;
+	fill(req.token_hash, 0x70, 1);
+	assert_int_equal(store_enroll(f->s, &req, &d), -EACCES);
+
+	/* Revoked. */
+	memset(&t, 0, sizeof(t));
+	strcpy(t.tenant, "a");
+	fill(t.hash, 0x70, 3);
+	t.uses_left = 10;
+	assert_int_equal(store_token_create(f->s, &t), 0);
+	assert_int_equal(store_token_revoke(f->s, t.hash), 0);
+	assert_int_equal(store_token_revoke(f->s, t.hash), -EALREADY);
+	fill(req.token_hash, 0x70, 3);
+	assert_int_equal(store_enroll(f->s, &req, &d), -EACCES);
+	assert_int_equal(store_token_get(f->s, t.hash, &got), 0);
+	assert_int_equal(got.uses_left, 10);
+	assert_int_equal(got.revoked, 1);
+
+	strcpy(t.tenant, "b");
+	fill(t.hash, 0x70, 4);
+	assert_int_equal(store_token_create(f->s, &t), 0);
+	assert_int_equal(store_token_list(f->s, "a", &list, &n), 0);
+	assert_int_equal(n, 2);
+	free(list);
+	assert_int_equal(store_token_list(f->s, NULL, &list, &n), 0);
+	assert_int_equal(n, 3);
+	free(list);
+	assert_consistent(f->s);
+}
+
+static void
+test_sessions(void **state)
+{
+	struct fixture *f = *state;
+	struct store_session sess, got;
+	struct store_enroll_req req;
+	struct store_device d;
+	uint8_t id[STORE_SESSION_ID_LEN], id2[STORE_SESSION_ID_LEN], zero[16] = { 0 };
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	registration(f->s, "a", 1);
+	memset(&sess, 0, sizeof(sess));
+	strcpy(sess.tenant, "a");
+	fill(sess.ek_hash, 0xe0, 1);
+	fill(sess.wg_pubkey, 0x40, 1);
+	memset(sess.secret, 0x5a, 32);
+	sess.secret_len = 32;
+	memset(sess.nonce, 0x11, 32);
+	sess.nonce_len = 32;
+	sess.ak_name_len = 34;
+	sess.expires = fake_now + 60;
+	assert_int_equal(store_session_create(f->s, &sess, id), 0);
+	assert_memory_not_equal(id, zero, 16);
+	assert_int_equal(store_session_get(f->s, id, &got), 0);
+	assert_int_equal(got.secret_len, 32);
+	assert_memory_equal(got.secret, sess.secret, 32);
+	store_session_wipe(&got);
+
+	/* A session for another key does not match: refused, and the session stays usable. */
+	req_init(&req, "a", 1, 2);
+	req.has_session = true;
+	memcpy(req.session_id, id, sizeof(id));
+	assert_int_equal(store_enroll(f->s, &req, &d), -EINVAL);
+	assert_int_equal(store_session_get(f->s, id, &got), 0);
+	store_session_wipe(&got);
+
+	req_init(&req, "a", 1, 1);
+	req.has_session = true;
+	memcpy(req.session_id, id, sizeof(id));
+	assert_int_equal(store_enroll(f->s, &req, &d), STORE_ENROLL_NEW);
+	/* Used once: a replay is refused, the secret is gone. */
+	assert_int_equal(store_enroll(f->s, &req, &d), -EALREADY);
+	assert_int_equal(store_session_get(f->s, id, &got), -EALREADY);
+
+	/* Expiry. */
+	assert_int_equal(store_session_create(f->s, &sess, id2), 0);
+	fake_now += 60;
+	assert_int_equal(store_session_get(f->s, id2, &got), -ETIMEDOUT);
+	memcpy(req.session_id, id2, sizeof(id2));
+	assert_int_equal(store_enroll(f->s, &req, &d), -ETIMEDOUT);
+
+	/* store_session_use marks used (a failed attestation burns the session). */
+	sess.expires = fake_now + 60;
+	assert_int_equal(store_session_create(f->s, &sess, id2), 0);
+	assert_int_equal(store_session_use(f->s, id2), 0);
+	assert_int_equal(store_session_use(f->s, id2), -EALREADY);
+	/*
+	 * Creating that session already purged the used and the expired one; an explicit purge
+	 * removes the last (used) one.
+	 */
+	assert_int_equal(store_session_purge(f->s), 1);
+	assert_int_equal(store_session_purge(f->s), 0);
+	assert_int_equal(store_session_get(f->s, id, &got), -ENOENT);
+	assert_int_equal(store_session_use(f->s, id), -ENOENT);
+}
+
+/* /29 with the control plane on .1: devices get .2 .. .6, then the prefix is full. */
+static void
+test_address_rules(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device d, dev[6];
+	struct store_token tok, got;
+	struct store_enroll_req req;
+	char buf[ADDR_STR_LEN];
+	uint64_t seq;
+	int fam;
+	uint8_t a[32];
+
+	make_tenant(f->s, "small", "10.9.0.0/29", "fd00:9::/126", 2000);
+	memset(&tok, 0, sizeof(tok));
+	strcpy(tok.tenant, "small");
+	fill(tok.hash, 0x70, 9);
+	tok.uses_left = 100;
+	assert_int_equal(store_token_create(f->s, &tok), 0);
+	/* IPv6 /126 with ::1 for the control plane holds only ::2 and ::3. Use a v4-only one. */
+	make_tenant(f->s, "v4", "10.8.0.0/29", NULL, 2001);
+	for (uint32_t i = 0; i < 5; i++) {
+		req_init(&req, "v4", 100 + i, 100 + i);
+		req.has_token = true;
+		memcpy(req.token_hash, tok.hash, 32);
+		assert_int_equal(store_enroll(f->s, &req, &d), -EACCES); /* token is small's */
+		registration(f->s, "v4", 100 + i);
+		assert_int_equal(enroll_reg(f->s, "v4", 100 + i, 100 + i, &dev[i]), STORE_ENROLL_NEW);
+		snprintf(buf, sizeof(buf), "10.8.0.%u", i + 2);
+		assert_string_equal(addr4(&dev[i], buf + 32), buf);
+		assert_int_equal(dev[i].has_addr6, 0);
+	}
+	/* Exhausted: -ENOSPC and nothing written (no device, no event, no token use). */
+	registration(f->s, "v4", 200);
+	seq = last_seq(f->s);
+	assert_int_equal(enroll_reg(f->s, "v4", 200, 200, &d), -ENOSPC);
+	assert_int_equal(last_seq(f->s), seq);
+	assert_int_equal(store_device_by_ek(f->s, (fill(a, 0xe0, 200), a), &d), -ENOENT);
+
+	/* A revoked device keeps its address reserved... */
+	assert_int_equal(store_device_revoke(f->s, dev[1].id, &d), 0);
+	assert_int_equal(enroll_reg(f->s, "v4", 200, 200, &d), -ENOSPC);
+	/* ...an active one cannot be deleted... */
+	assert_int_equal(store_device_delete(f->s, dev[2].id), -EBUSY);
+	/* ...and deleting the revoked one frees the lowest address for the next device. */
+	assert_int_equal(store_device_delete(f->s, dev[1].id), 0);
+	assert_int_equal(store_device_get(f->s, dev[1].id, &d), -ENOENT);
+	assert_int_equal(enroll_reg(f->s, "v4", 200, 200, &d), STORE_ENROLL_NEW);
+	assert_string_equal(addr4(&d, buf), "10.8.0.3");
+	assert_true(d.id > dev[4].id); /* ids are never reused */
+	assert_consistent(f->s);
+
+	/* Dual stack: both families allocated, full when either is. */
+	for (uint32_t i = 0; i < 2; i++) {
+		req_init(&req, "small", 300 + i, 300 + i);
+		req.has_token = true;
+		memcpy(req.token_hash, tok.hash, 32);
+		assert_int_equal(store_enroll(f->s, &req, &d), STORE_ENROLL_NEW);
+		assert_int_equal(d.has_addr6, 1);
+		assert_int_equal(addr_format(AF_INET6, d.addr6, buf, sizeof(buf)), 0);
+		assert_string_equal(buf, i == 0 ? "fd00:9::2" : "fd00:9::3");
+		assert_int_equal(store_device_by_addr(f->s, "small", AF_INET6, d.addr6, &d), 0);
+	}
+	req_init(&req, "small", 302, 302);
+	req.has_token = true;
+	memcpy(req.token_hash, tok.hash, 32);
+	assert_int_equal(store_enroll(f->s, &req, &d), -ENOSPC);
+	assert_int_equal(store_token_get(f->s, tok.hash, &got), 0);
+	assert_int_equal(got.uses_left, 98);
+	assert_int_equal(addr_parse(&fam, a, "10.9.0.2"), 0);
+	assert_int_equal(store_device_by_addr(f->s, "small", AF_INET, a, &d), 0);
+	assert_int_equal(store_device_by_addr(f->s, "v4", AF_INET, a, &d), -ENOENT);
+	assert_consistent(f->s);
+}
+
+static void
+test_rotation(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device d1, d2, d;
+	struct store_event *ev = NULL;
+	size_t n;
+	uint8_t key[32];
+	uint64_t seq;
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	registration(f->s, "a", 1);
+	registration(f->s, "a", 2);
+	assert_int_equal(enroll_reg(f->s, "a", 1, 1, &d1), STORE_ENROLL_NEW);
+	assert_int_equal(enroll_reg(f->s, "a", 2, 2, &d2), STORE_ENROLL_NEW);
+	seq = last_seq(f->s);
+	fake_now += 10;
+	/* Same EK, new key: same device, same address, key swapped in every index. */
+	assert_int_equal(enroll_reg(f->s, "a", 1, 11, &d), STORE_ENROLL_ROTATED);
+	assert_int_equal(d.id, d1.id);
+	assert_memory_equal(d.addr4, d1.addr4, 4);
+	assert_int_equal(d.updated, fake_now);
+	assert_int_equal(d.created, d1.created);
+	fill(key, 0x40, 1);
+	assert_int_equal(store_device_by_pubkey(f->s, key, &d), -ENOENT);
+	fill(key, 0x40, 11);
+	assert_int_equal(store_device_by_pubkey(f->s, key, &d), 0);
+	assert_int_equal(d.id, d1.id);
+	assert_int_equal(store_events_read(f->s, seq, 0, &ev, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ev[0].kind, STORE_EV_ROTATED);
+	assert_int_equal(ev[0].device, d1.id);
+	free(ev);
+	/* Same EK and key again: nothing changes. */
+	assert_int_equal(enroll_reg(f->s, "a", 1, 11, &d), STORE_ENROLL_SAME);
+	assert_int_equal(last_seq(f->s), seq + 1);
+	/* Another device's key: refused. */
+	assert_int_equal(enroll_reg(f->s, "a", 1, 2, &d), -EEXIST);
+	/* The same EK in another tenant: refused. */
+	make_tenant(f->s, "b", "10.1.0.0/24", NULL, 1001);
+	registration(f->s, "b", 1);
+	assert_int_equal(enroll_reg(f->s, "b", 1, 12, &d), -EEXIST);
+	assert_consistent(f->s);
+}
+
+static void
+test_revocation(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device d1, d;
+	struct store_event *ev = NULL;
+	size_t n;
+	uint64_t seq;
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	registration(f->s, "a", 1);
+	registration(f->s, "a", 2);
+	assert_int_equal(enroll_reg(f->s, "a", 1, 1, &d1), STORE_ENROLL_NEW);
+	seq = last_seq(f->s);
+	fake_now += 5;
+	assert_int_equal(store_device_revoke(f->s, d1.id, &d), 0);
+	assert_int_equal(d.state, STORE_DEVICE_REVOKED);
+	assert_int_equal(d.revoked, fake_now);
+	assert_int_equal(store_device_revoke(f->s, d1.id, &d), -EALREADY);
+	assert_int_equal(store_device_revoke(f->s, 999, &d), -ENOENT);
+	assert_int_equal(store_ek_revoked(f->s, d1.ek_hash), 1);
+	/* A revoked EK cannot enroll, with the old key or a new one. */
+	assert_int_equal(enroll_reg(f->s, "a", 1, 1, &d), -EPERM);
+	assert_int_equal(enroll_reg(f->s, "a", 1, 5, &d), -EPERM);
+	/* The second device takes the next address: the revoked one's stays reserved. */
+	assert_int_equal(enroll_reg(f->s, "a", 2, 2, &d), STORE_ENROLL_NEW);
+	assert_int_equal(d.addr4[3], d1.addr4[3] + 1);
+
+	assert_int_equal(store_device_reinstate(f->s, d1.id), 0);
+	assert_int_equal(store_device_reinstate(f->s, d1.id), -EALREADY);
+	assert_int_equal(store_ek_revoked(f->s, d1.ek_hash), 0);
+	/* Reinstated: still revoked until it attests again, then back with its address. */
+	assert_int_equal(store_device_get(f->s, d1.id, &d), 0);
+	assert_int_equal(d.state, STORE_DEVICE_REVOKED);
+	assert_int_equal(enroll_reg(f->s, "a", 1, 5, &d), STORE_ENROLL_RENEWED);
+	assert_int_equal(d.id, d1.id);
+	assert_int_equal(d.state, STORE_DEVICE_ACTIVE);
+	assert_memory_equal(d.addr4, d1.addr4, 4);
+
+	assert_int_equal(store_events_read(f->s, seq, 0, &ev, &n), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(ev[0].kind, STORE_EV_REVOKED);
+	assert_int_equal(ev[1].kind, STORE_EV_ENROLLED);
+	assert_int_equal(ev[2].kind, STORE_EV_REINSTATED);
+	assert_int_equal(ev[3].kind, STORE_EV_ENROLLED);
+	assert_int_equal(ev[3].device, d1.id);
+	assert_string_equal(ev[3].tenant, "a");
+	free(ev);
+	assert_consistent(f->s);
+}
+
+static void
+test_pagination(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device_filter flt = { 0 };
+	struct store_device d, *page = NULL;
+	uint64_t a_ids[40], next, cursor = 0;
+	size_t na = 0, n, seen = 0;
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	make_tenant(f->s, "b", "10.1.0.0/24", NULL, 1001);
+	for (uint32_t i = 0; i < 40; i++) {
+		const char *t = i % 3 == 0 ? "b" : "a";
+
+		registration(f->s, t, i);
+		assert_int_equal(enroll_reg(f->s, t, i, i, &d), STORE_ENROLL_NEW);
+		if (t[0] == 'a')
+			a_ids[na++] = d.id;
+	}
+	assert_int_equal(na, 26);
+	flt.tenant = "a";
+	flt.limit = 7;
+	do {
+		flt.after = cursor;
+		assert_int_equal(store_device_list(f->s, &flt, &page, &n, &next), 0);
+		for (size_t i = 0; i < n; i++) {
+			assert_string_equal(page[i].tenant, "a");
+			assert_int_equal(page[i].id, a_ids[seen++]);
+		}
+		assert_true(n == 7 || next == 0);
+		free(page);
+		cursor = next;
+	} while (cursor != 0);
+	assert_int_equal(seen, 26);
+
+	/* A page exactly at the end: no cursor. */
+	flt.after = 0;
+	flt.limit = 26;
+	assert_int_equal(store_device_list(f->s, &flt, &page, &n, &next), 0);
+	assert_int_equal(n, 26);
+	assert_int_equal(next, 0);
+	free(page);
+
+	/* State filter, all tenants. */
+	assert_int_equal(store_device_revoke(f->s, a_ids[3], NULL), 0);
+	assert_int_equal(store_device_revoke(f->s, a_ids[20], NULL), 0);
+	flt.tenant = NULL;
+	flt.state = STORE_DEVICE_REVOKED;
+	flt.limit = 1;
+	assert_int_equal(store_device_list(f->s, &flt, &page, &n, &next), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(page[0].id, a_ids[3]);
+	assert_int_equal(next, a_ids[3]);
+	free(page);
+	flt.after = next;
+	assert_int_equal(store_device_list(f->s, &flt, &page, &n, &next), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(page[0].id, a_ids[20]);
+	assert_int_equal(next, 0);
+	free(page);
+	flt.state = 0;
+	flt.after = 0;
+	flt.limit = 1000;
+	assert_int_equal(store_device_list(f->s, &flt, &page, &n, &next), 0);
+	assert_int_equal(n, 40);
+	free(page);
+	flt.tenant = "nobody";
+	assert_int_equal(store_device_list(f->s, &flt, &page, &n, &next), 0);
+	assert_int_equal(n, 0);
+	free(page);
+}
+
+static void
+test_events_and_health(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device d1, d2;
+	struct store_event *ev = NULL;
+	struct store_health h[3], got;
+	size_t n;
+	uint64_t seq;
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	registration(f->s, "a", 1);
+	registration(f->s, "a", 2);
+	assert_int_equal(last_seq(f->s), 0);
+	assert_int_equal(store_events_wait(f->s, 0, 20), 0); /* nothing yet: times out */
+	assert_int_equal(enroll_reg(f->s, "a", 1, 1, &d1), STORE_ENROLL_NEW);
+	assert_int_equal(enroll_reg(f->s, "a", 2, 2, &d2), STORE_ENROLL_NEW);
+	assert_int_equal(store_events_wait(f->s, 1, 1000), 1);
+	assert_int_equal(store_events_wait(f->s, 2, 20), 0);
+
+	assert_int_equal(store_health_get(f->s, d1.id, &got), 0);
+	assert_int_equal(got.state, STORE_HEALTH_NEVER);
+	assert_int_equal(store_health_get(f->s, 4242, &got), -ENOENT);
+	h[0] = (struct store_health){ .device = d1.id, .state = STORE_HEALTH_UP, .since = 5 };
+	h[1] = (struct store_health){ .device = d2.id, .state = STORE_HEALTH_NEVER };
+	h[2] = (struct store_health){ .device = 4242, .state = STORE_HEALTH_UP };
+	assert_int_equal(store_health_update(f->s, h, 3), 1);
+	assert_int_equal(store_health_update(f->s, h, 3), 0); /* no change, no event */
+	h[0].state = STORE_HEALTH_DOWN;
+	h[0].since = 0;
+	h[1].state = STORE_HEALTH_UP;
+	assert_int_equal(store_health_update(f->s, h, 2), 2);
+	assert_int_equal(store_health_get(f->s, d1.id, &got), 0);
+	assert_int_equal(got.state, STORE_HEALTH_DOWN);
+	assert_int_equal(got.since, fake_now);
+	h[0].state = 9;
+	assert_int_equal(store_health_update(f->s, h, 1), -EINVAL);
+
+	/* Reading from a sequence number onwards (SSE Last-Event-ID). */
+	assert_int_equal(store_events_read(f->s, 0, 0, &ev, &n), 0);
+	assert_int_equal(n, 5);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ev[i].seq, i + 1);
+	assert_int_equal(ev[2].kind, STORE_EV_UP);
+	assert_int_equal(ev[3].kind, STORE_EV_DOWN);
+	assert_int_equal(ev[3].device, d1.id);
+	assert_int_equal(ev[4].kind, STORE_EV_UP);
+	assert_int_equal(ev[4].device, d2.id);
+	assert_string_equal(store_event_kind_name(ev[0].kind), "enrolled");
+	free(ev);
+	assert_int_equal(store_events_read(f->s, 3, 1, &ev, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ev[0].seq, 4);
+	free(ev);
+	assert_int_equal(store_events_read(f->s, 5, 0, &ev, &n), 0);
+	assert_int_equal(n, 0);
+	free(ev);
+	/* Sequence numbers survive a restart. */
+	store_free(f->s);
+	f->s = open_store(f->dir, 0, 0);
+	seq = last_seq(f->s);
+	assert_int_equal(seq, 5);
+	assert_int_equal(store_events_wait(f->s, 4, 0), 1);
+}
+
+/* ---- 64 threads into a /26 ------------------------------------------------------------------ */
+
+struct racer {
+	struct store *s;
+	pthread_barrier_t *start;
+	uint32_t n;
+	int ret;
+	struct store_device dev;
+};
+
+static void *
+racer_main(void *arg)
+{
+	struct racer *r = arg;
+	struct store_enroll_req req;
+
+	req_init(&req, "race", r->n, r->n);
+	req.has_token = true;
+	fill(req.token_hash, 0x70, 64);
+	pthread_barrier_wait(r->start);
+	r->ret = store_enroll(r->s, &req, &r->dev);
+	return NULL;
+}
+
+static void
+test_concurrent_enroll(void **state)
+{
+	struct fixture *f = *state;
+	enum { THREADS = 64 };
+	struct racer rs[THREADS];
+	pthread_t th[THREADS];
+	pthread_barrier_t start;
+	struct store_token tok, got;
+	struct store_stats st;
+	struct store_device_filter flt = { .tenant = "race", .limit = 1000 };
+	struct store_device *all = NULL;
+	uint64_t next;
+	size_t n, ok = 0, full = 0;
+	uint8_t seen[64] = { 0 };
+
+	/* 10.64.0.0/26: 62 usable, .1 is the control plane: 61 devices fit. */
+	make_tenant(f->s, "race", "10.64.0.0/26", NULL, 3000);
+	memset(&tok, 0, sizeof(tok));
+	strcpy(tok.tenant, "race");
+	fill(tok.hash, 0x70, 64);
+	tok.uses_left = 1000;
+	assert_int_equal(store_token_create(f->s, &tok), 0);
+	pthread_barrier_init(&start, NULL, THREADS);
+	for (int i = 0; i < THREADS; i++) {
+		rs[i] = (struct racer){ .s = f->s, .start = &start, .n = 1000 + i };
+		assert_int_equal(pthread_create(&th[i], NULL, racer_main, &rs[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&start);
+	for (int i = 0; i < THREADS; i++) {
+		if (rs[i].ret == -ENOSPC) {
+			full++;
+			continue;
+		}
+		assert_int_equal(rs[i].ret, STORE_ENROLL_NEW);
+		uint8_t last = rs[i].dev.addr4[3];
+		assert_true(last >= 2 && last <= 62);
+		assert_int_equal(seen[last], 0); /* distinct */
+		seen[last] = 1;
+		ok++;
+	}
+	assert_int_equal(ok, 61);
+	assert_int_equal(full, THREADS - 61);
+	/* Nothing half-written: exactly 61 devices, 61 token uses, 61 events, indexes agree. */
+	assert_int_equal(store_device_list(f->s, &flt, &all, &n, &next), 0);
+	assert_int_equal(n, 61);
+	free(all);
+	assert_int_equal(store_token_get(f->s, tok.hash, &got), 0);
+	assert_int_equal(got.uses_left, 1000 - 61);
+	assert_int_equal(last_seq(f->s), 61);
+	assert_consistent(f->s);
+	store_get_stats(f->s, &st);
+	print_message("64 racers: %llu operations in %llu commits\n",
+		(unsigned long long)st.operations, (unsigned long long)st.commits);
+}
+
+/* ---- map growth, backup, verify ---------------------------------------------------------- */
+
+static const uint8_t *
+reg_last(uint32_t i)
+{
+	static uint8_t h[32];
+
+	fill(h, 0xe0, i);
+	return h;
+}
+
+static void
+test_map_growth(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device d;
+	struct store_stats st;
+	uint64_t seq;
+	int r = 0;
+	uint32_t i;
+
+	store_free(f->s);
+	rm_rf(f->dir);
+	mkdir(f->dir, 0700);
+	/* 256 KiB, may grow to 4 MiB. */
+	f->s = open_store(f->dir, 256 << 10, 4 << 20);
+	make_tenant(f->s, "g", "10.128.0.0/16", NULL, 1000);
+	for (i = 0; i < 3000; i++) {
+		registration(f->s, "g", i);
+		assert_int_equal(enroll_reg(f->s, "g", i, i, &d), STORE_ENROLL_NEW);
+	}
+	store_get_stats(f->s, &st);
+	assert_true(st.map_size > (256 << 10));
+	assert_consistent(f->s);
+	store_free(f->s);
+
+	/* A map that may not grow: a clean -ENOSPC, nothing half-written. */
+	rm_rf(f->dir);
+	mkdir(f->dir, 0700);
+	f->s = open_store(f->dir, 256 << 10, 256 << 10);
+	make_tenant(f->s, "g", "10.128.0.0/16", NULL, 1000);
+	for (i = 0; i < 5000 && r >= 0; i++) {
+		struct store_registration reg = { .tenant = "g" };
+
+		seq = last_seq(f->s);
+		fill(reg.ek_hash, 0xe0, i);
+		r = store_registration_add(f->s, &reg);
+		if (r == 0)
+			r = enroll_reg(f->s, "g", i, i, &d);
+	}
+	assert_int_equal(r, -ENOSPC);
+	assert_true(last_seq(f->s) == seq);
+	assert_int_equal(store_device_by_ek(f->s, reg_last(i - 1), &d), -ENOENT);
+	assert_consistent(f->s);
+}
+
+static void
+test_backup_and_verify(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device d, got;
+	char bdir[80];
+	struct store *b;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k;
+	uint8_t key[16] = "a\0\4";
+	char why[256];
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	for (uint32_t i = 0; i < 10; i++) {
+		registration(f->s, "a", i);
+		assert_int_equal(enroll_reg(f->s, "a", i, i, &d), STORE_ENROLL_NEW);
+	}
+	snprintf(bdir, sizeof(bdir), "%s.bak", f->dir);
+	mkdir(bdir, 0700);
+	assert_int_equal(store_backup(f->s, bdir), 0);
+	b = open_store(bdir, 0, 0);
+	assert_int_equal(store_device_get(b, d.id, &got), 0);
+	assert_memory_equal(&got, &d, sizeof(d));
+	assert_consistent(b);
+	store_free(b);
+
+	/* Damage the copy behind the store's back: verify must notice. */
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 32);
+	assert_int_equal(mdb_env_open(env, bdir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "dev_addr", 0, &dbi), 0);
+	memcpy(key + 3, d.addr4, 4);
+	k = (MDB_val){ 7, key };
+	assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	b = open_store(bdir, 0, 0);
+	assert_int_equal(store_verify(b, why, sizeof(why)), -EUCLEAN);
+	assert_non_null(strstr(why, "address"));
+	store_free(b);
+	rm_rf(bdir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_registrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_address_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revocation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pagination, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_events_and_health, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_enroll, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backup_and_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format_version, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
