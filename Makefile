@@ -113,6 +113,8 @@ $(B)/edge-keyd: $(B)/obj/edge-keyd/main.o $(LIBS_ALL)
 
 # A unit test may fake a dependency with --wrap: set test_<name>_LDFLAGS here.
 # test_example_LDFLAGS := -Wl,--wrap=foo
+test_wg_uapi_LDFLAGS := -Wl,--wrap=wg_genl_open,--wrap=wg_genl_close,--wrap=wg_genl_get_device \
+	-Wl,--wrap=wg_genl_set_device,--wrap=wg_genl_last_error
 
 $(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(LIBS_ALL)
 	$(call msg,LD,$@)
