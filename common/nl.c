@@ -69,6 +69,43 @@ nl_sock_prepare(struct nl_sock *s, struct nlmsghdr *nlh)
 	return nlh->nlmsg_seq;
 }
 
+int
+nl_attr_parse_payload(const void *payload, size_t len, mnl_attr_cb_t cb, void *data)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		const struct nlattr *attr = (const struct nlattr *)((const uint8_t *)payload + off);
+		int r;
+
+		if (len - off < sizeof(*attr) || attr->nla_len < sizeof(*attr) ||
+			attr->nla_len > len - off)
+			return MNL_CB_ERROR;
+		r = cb(attr, data);
+		if (r <= MNL_CB_STOP)
+			return r;
+		off += MNL_ALIGN(attr->nla_len);
+	}
+	return MNL_CB_OK;
+}
+
+int
+nl_attr_parse(const struct nlmsghdr *nlh, size_t offset, mnl_attr_cb_t cb, void *data)
+{
+	size_t hdr = MNL_NLMSG_HDRLEN + MNL_ALIGN(offset);
+
+	if (nlh->nlmsg_len < hdr)
+		return MNL_CB_ERROR;
+	return nl_attr_parse_payload((const uint8_t *)nlh + hdr, nlh->nlmsg_len - hdr, cb, data);
+}
+
+int
+nl_attr_parse_nested(const struct nlattr *nested, mnl_attr_cb_t cb, void *data)
+{
+	return nl_attr_parse_payload(mnl_attr_get_payload(nested),
+		mnl_attr_get_payload_len(nested), cb, data);
+}
+
 struct nlerr_msg {
 	char *buf;
 	size_t len;
@@ -128,7 +165,7 @@ nl_parse_error(const struct nlmsghdr *nlh, size_t len, char *msgbuf, size_t msgl
 	if (off > msg_len)
 		return -EPROTO;
 	if (off < msg_len &&
-		mnl_attr_parse_payload((const uint8_t *)nlh + off, msg_len - off, ext_ack_attr_cb,
+		nl_attr_parse_payload((const uint8_t *)nlh + off, msg_len - off, ext_ack_attr_cb,
 			&m) != MNL_CB_OK)
 		return -EPROTO;
 	return e->error;
@@ -149,7 +186,7 @@ done_error(struct nl_sock *s, const struct nlmsghdr *nlh)
 		return -EPROTO;
 	off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(int));
 	if ((nlh->nlmsg_flags & NLM_F_ACK_TLVS) && off < nlh->nlmsg_len)
-		mnl_attr_parse_payload((const uint8_t *)nlh + off, nlh->nlmsg_len - off,
+		nl_attr_parse_payload((const uint8_t *)nlh + off, nlh->nlmsg_len - off,
 			ext_ack_attr_cb, &m);
 	return *err;
 }
@@ -171,7 +208,7 @@ nl_sock_talk(struct nl_sock *s, const struct nlmsghdr *nlh, nl_msg_cb cb, void *
 
 	for (;;) {
 		const struct nlmsghdr *m;
-		int left;
+		size_t left;
 
 		n = mnl_socket_recvfrom(s->mnl, s->rbuf, NL_RECV_BUF);
 		if (n < 0) {
@@ -180,9 +217,9 @@ nl_sock_talk(struct nl_sock *s, const struct nlmsghdr *nlh, nl_msg_cb cb, void *
 			/* ENOSPC: a message larger than our buffer (MSG_TRUNC) */
 			return errno == ENOSPC ? -EMSGSIZE : -errno;
 		}
-		left = (int)n;
-		for (m = (const struct nlmsghdr *)s->rbuf; mnl_nlmsg_ok(m, left);
-			m = mnl_nlmsg_next(m, &left)) {
+		left = (size_t)n;
+		for (m = (const struct nlmsghdr *)s->rbuf; nl_msg_ok(m, left);
+			m = nl_msg_next(m, &left)) {
 			int r;
 
 			/* Not ours: a late reply to an earlier request we gave up on. */
@@ -196,7 +233,7 @@ nl_sock_talk(struct nl_sock *s, const struct nlmsghdr *nlh, nl_msg_cb cb, void *
 			case NLMSG_OVERRUN:
 				return -ENOBUFS;
 			case NLMSG_ERROR:
-				r = nl_parse_error(m, (size_t)left, s->err, sizeof(s->err));
+				r = nl_parse_error(m, left, s->err, sizeof(s->err));
 				/* An ACK ends a request; an error ends anything. */
 				if (r < 0)
 					return r;

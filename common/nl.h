@@ -50,4 +50,33 @@ uint32_t nl_sock_prepare(struct nl_sock *s, struct nlmsghdr *nlh);
 int nl_sock_talk(struct nl_sock *s, const struct nlmsghdr *nlh, nl_msg_cb cb, void *data,
 	bool *ret_intr);
 
+/*
+ * Walk the messages of a datagram: mnl_nlmsg_ok() compares nlmsg_len as an int, so a
+ * length above INT_MAX passes it. These compare unsigned.
+ */
+static inline bool
+nl_msg_ok(const struct nlmsghdr *nlh, size_t left)
+{
+	return left >= sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) && nlh->nlmsg_len <= left;
+}
+
+static inline const struct nlmsghdr *
+nl_msg_next(const struct nlmsghdr *nlh, size_t *left)
+{
+	size_t step = NLMSG_ALIGN(nlh->nlmsg_len);
+
+	*left = step < *left ? *left - step : 0;
+	return (const struct nlmsghdr *)((const uint8_t *)nlh + step);
+}
+
+/*
+ * Strict attribute walks, drop-in for mnl_attr_parse{,_nested,_payload}: libmnl stops
+ * silently at an attribute that does not fit and reports success; these return
+ * MNL_CB_ERROR for any byte left over that is not a whole attribute. They return
+ * MNL_CB_OK (1) or MNL_CB_ERROR (-1), or the callback's MNL_CB_STOP (0).
+ */
+int nl_attr_parse_payload(const void *payload, size_t len, mnl_attr_cb_t cb, void *data);
+int nl_attr_parse(const struct nlmsghdr *nlh, size_t offset, mnl_attr_cb_t cb, void *data);
+int nl_attr_parse_nested(const struct nlattr *nested, mnl_attr_cb_t cb, void *data);
+
 #endif

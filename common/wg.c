@@ -20,6 +20,7 @@
 #include <linux/rtnetlink.h>
 
 #include "common/log.h"
+#include "common/nl.h"
 #include "common/wg.h"
 
 #define WG_CTL_ERR_LEN 256
@@ -252,7 +253,7 @@ link_attr_cb(const struct nlattr *attr, void *data)
 	case IFLA_LINKINFO:
 		if (mnl_attr_validate(attr, MNL_TYPE_NESTED) < 0)
 			return MNL_CB_ERROR;
-		return mnl_attr_parse_nested(attr, linkinfo_attr_cb, la);
+		return nl_attr_parse_nested(attr, linkinfo_attr_cb, la);
 	default:
 		break; /* newer kernels add attributes: skip what we do not know */
 	}
@@ -264,64 +265,37 @@ link_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct link_attrs la = { 0 };
 
-	if (mnl_attr_parse(nlh, sizeof(struct ifinfomsg), link_attr_cb, &la) != MNL_CB_OK)
-		return MNL_CB_ERROR;
+	if (nlh->nlmsg_type != RTM_NEWLINK)
+		return 0;
+	if (nl_attr_parse(nlh, sizeof(struct ifinfomsg), link_attr_cb, &la) != MNL_CB_OK)
+		return -EPROTO;
 	if (la.is_wireguard && la.name != NULL && name_list_add(data, la.name) < 0)
-		return MNL_CB_ERROR;
-	return MNL_CB_OK;
+		return -ENOMEM;
+	return 0;
 }
 
 static int
 kernel_list_devices(struct name_list *l)
 {
-	struct mnl_socket *nl = NULL;
+	uint8_t buf[256] = { 0 };
+	struct nl_sock nl;
 	struct nlmsghdr *nlh;
 	struct ifinfomsg *ifm;
-	unsigned int portid, seq;
-	char *buf;
-	ssize_t len;
-	int ret = 0, r;
+	int r;
 
-	buf = malloc(MNL_SOCKET_BUFFER_SIZE);
-	if (buf == NULL)
-		return -ENOMEM;
-	nl = mnl_socket_open(NETLINK_ROUTE);
-	if (nl == NULL || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	portid = mnl_socket_get_portid(nl);
-	seq = (unsigned int)time(NULL);
+	r = nl_sock_open(&nl, NETLINK_ROUTE);
+	if (r < 0)
+		return r;
 	nlh = mnl_nlmsg_put_header(buf);
 	nlh->nlmsg_type = RTM_GETLINK;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nlh->nlmsg_seq = seq;
 	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
 	ifm->ifi_family = AF_UNSPEC;
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	for (;;) {
-		len = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
-		if (len < 0) {
-			ret = -errno;
-			goto out;
-		}
-		errno = 0;
-		r = mnl_cb_run(buf, (size_t)len, seq, portid, link_cb, l);
-		if (r == MNL_CB_STOP)
-			break;
-		if (r < 0) {
-			ret = errno ? -errno : -EPROTO;
-			goto out;
-		}
-	}
-out:
-	if (nl != NULL)
-		mnl_socket_close(nl);
-	free(buf);
-	return ret;
+	nl_sock_prepare(&nl, nlh);
+	/* A link list interrupted by a change is still a list of names: no retry needed. */
+	r = nl_sock_talk(&nl, nlh, link_cb, l, NULL);
+	nl_sock_close(&nl);
+	return r;
 }
 
 static int

@@ -55,7 +55,7 @@ family_attr_cb(const struct nlattr *attr, void *data)
 static int
 family_msg_cb(const struct nlmsghdr *nlh, void *data)
 {
-	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), family_attr_cb, data) != MNL_CB_OK)
+	if (nl_attr_parse(nlh, sizeof(struct genlmsghdr), family_attr_cb, data) != MNL_CB_OK)
 		return -EPROTO;
 	return 0;
 }
@@ -181,7 +181,7 @@ allowedips_attr_cb(const struct nlattr *attr, void *data)
 
 	if (mnl_attr_validate(attr, MNL_TYPE_NESTED) < 0)
 		return MNL_CB_ERROR;
-	if (mnl_attr_parse_nested(attr, allowedip_attr_cb, &ip) != MNL_CB_OK)
+	if (nl_attr_parse_nested(attr, allowedip_attr_cb, &ip) != MNL_CB_OK)
 		return MNL_CB_ERROR;
 	if (ip.cidr < 0)
 		return MNL_CB_ERROR;
@@ -266,7 +266,7 @@ peer_attr_cb(const struct nlattr *attr, void *data)
 	case WGPEER_A_ALLOWEDIPS:
 		if (mnl_attr_validate(attr, MNL_TYPE_NESTED) < 0)
 			return MNL_CB_ERROR;
-		return mnl_attr_parse_nested(attr, allowedips_attr_cb, peer);
+		return nl_attr_parse_nested(attr, allowedips_attr_cb, peer);
 	case WGPEER_A_FLAGS:
 	case WGPEER_A_PROTOCOL_VERSION:
 		if (mnl_attr_validate(attr, MNL_TYPE_U32) < 0)
@@ -300,7 +300,7 @@ peers_attr_cb(const struct nlattr *attr, void *data)
 
 	if (mnl_attr_validate(attr, MNL_TYPE_NESTED) < 0)
 		return MNL_CB_ERROR;
-	if (mnl_attr_parse_nested(attr, peer_attr_cb, &tmp) != MNL_CB_OK)
+	if (nl_attr_parse_nested(attr, peer_attr_cb, &tmp) != MNL_CB_OK)
 		goto out;
 	if (!(tmp.flags & WG_PEER_F_HAS_PUBLIC_KEY))
 		goto out;
@@ -371,7 +371,7 @@ device_attr_cb(const struct nlattr *attr, void *data)
 	case WGDEVICE_A_PEERS:
 		if (mnl_attr_validate(attr, MNL_TYPE_NESTED) < 0)
 			return MNL_CB_ERROR;
-		return mnl_attr_parse_nested(attr, peers_attr_cb, dev);
+		return nl_attr_parse_nested(attr, peers_attr_cb, dev);
 	case WGDEVICE_A_FLAGS:
 		if (mnl_attr_validate(attr, MNL_TYPE_U32) < 0)
 			return MNL_CB_ERROR;
@@ -387,7 +387,7 @@ wg_genl_parse_dump_msg(const struct nlmsghdr *nlh, struct wg_device *dev)
 {
 	if (nlh->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN)
 		return -EPROTO;
-	if (mnl_attr_parse(nlh, GENL_HDRLEN, device_attr_cb, dev) != MNL_CB_OK)
+	if (nl_attr_parse(nlh, GENL_HDRLEN, device_attr_cb, dev) != MNL_CB_OK)
 		return -EINVAL;
 	return 0;
 }
