@@ -111,8 +111,8 @@ file_encode(const struct tpmdev_file *f, uint8_t *buf, size_t cap, size_t *ret_l
 	return 0;
 }
 
-static int
-file_decode(const uint8_t *buf, size_t len, enum tpmdev_file_kind kind, struct tpmdev_file *f)
+int
+tpmdev_file_decode(const uint8_t *buf, size_t len, enum tpmdev_file_kind kind, struct tpmdev_file *f)
 {
 	unsigned seen = 0;
 	size_t off = 8;
@@ -214,7 +214,7 @@ tpmdev_file_read(const char *dir, const char *name, enum tpmdev_file_kind kind,
 			goto out;
 		}
 	}
-	ret_code = file_decode(buf, len, kind, ret);
+	ret_code = tpmdev_file_decode(buf, len, kind, ret);
 	if (ret_code < 0)
 		log_debug("tpmdev: '%s' is not a valid state file", path);
 out:

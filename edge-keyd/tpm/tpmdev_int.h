@@ -95,6 +95,9 @@ struct tpmdev_file {
 	TPML_PCR_SELECTION policy;	/* PolicyPCR selection of a sealed key */
 };
 
+/* Parse a state file's bytes (exposed for the fuzz target); -EBADMSG if malformed. */
+int tpmdev_file_decode(const uint8_t *buf, size_t len, enum tpmdev_file_kind kind,
+	struct tpmdev_file *f);
 /* Create @dir (0700) if it does not exist; -ENOTDIR if it is not a directory. */
 int tpmdev_state_dir(const char *dir);
 /*
