@@ -195,7 +195,8 @@ int
 nl_sock_talk(struct nl_sock *s, const struct nlmsghdr *nlh, nl_msg_cb cb, void *data,
 	bool *ret_intr)
 {
-	bool dump = nlh->nlmsg_flags & NLM_F_DUMP;
+	/* NLM_F_DUMP is two bits, the same as NLM_F_REPLACE and NLM_F_EXCL of a NEW request */
+	bool dump = (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
 	uint32_t seq = nlh->nlmsg_seq;
 	int cb_err = 0;
 	ssize_t n;

@@ -20,6 +20,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/wireguard.h>
 
 #include "common/nl.h"
@@ -48,6 +49,7 @@ static struct {
 	int set_error;		/* errno to fail WG_CMD_SET_DEVICE with (0: ACK) */
 	const char *set_error_msg;
 	bool set_error_capped;
+	bool rtnl;		/* answer every request with an ACK, as rtnetlink would */
 } K;
 
 static void
@@ -183,7 +185,10 @@ __wrap_mnl_socket_sendto(const struct mnl_socket *nl, const void *buf, size_t le
 	K.sent[K.n_sent] = malloc(len);
 	memcpy(K.sent[K.n_sent++], buf, len);
 
-	if (req->nlmsg_type == GENL_ID_CTRL) {
+	if (K.rtnl) {
+		/* rtnetlink: RTM_NEWLINK has the number of GENL_ID_CTRL, so the test says which */
+		k_error(req, 0, NULL, true);
+	} else if (req->nlmsg_type == GENL_ID_CTRL) {
 		nlh = k_genl(out, GENL_ID_CTRL, 0, req->nlmsg_seq, CTRL_CMD_NEWFAMILY);
 		mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, "wireguard");
 		mnl_attr_put_u16(nlh, CTRL_ATTR_FAMILY_ID, FAMILY_ID);
@@ -759,6 +764,32 @@ test_set_splits_one_peers_allowedips(void **state)
 	wg_device_free(dev);
 }
 
+/*
+ * A NEW request with NLM_F_EXCL or NLM_F_REPLACE ends at its ACK: those flags share bits
+ * with NLM_F_DUMP, and taking them for a dump waited forever for NLMSG_DONE (found by the
+ * kernel test). The scripted kernel sends the ACK and nothing after it.
+ */
+static void
+test_create_excl_is_not_a_dump(void **state)
+{
+	uint8_t buf[256] = { 0 };
+	struct nl_sock s;
+	struct nlmsghdr *nlh;
+
+	K.rtnl = true;
+	assert_int_equal(nl_sock_open(&s, NETLINK_ROUTE), 0);
+	for (int i = 0; i < 2; i++) {
+		nlh = mnl_nlmsg_put_header(buf);
+		nlh->nlmsg_type = i ? RTM_NEWROUTE : RTM_NEWLINK;
+		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE |
+			(i ? NLM_F_REPLACE : NLM_F_EXCL);
+		mnl_nlmsg_put_extra_header(nlh, sizeof(struct ifinfomsg));
+		nl_sock_prepare(&s, nlh);
+		assert_int_equal(nl_sock_talk(&s, nlh, NULL, NULL, NULL), 0);
+	}
+	nl_sock_close(&s);
+}
+
 int
 main(void)
 {
@@ -771,6 +802,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_splits_many_peers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_splits_one_peers_allowedips, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_excl_is_not_a_dump, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
