@@ -18,9 +18,22 @@ static const char *const conf_known[] = {
 	"server.max_connections",
 	"server.connection_timeout",
 	"state.db_path",
+	"state.key_dir",
 	"auth.admin_token_file",
 	"auth.provisioning_token_file",
+	"auth.tenant_tokens_dir",
 	"attestation.ek_ca_dir",
+	"attestation.session_ttl",
+	"wireguard.backend",
+	"wireguard.wireguard_go",
+	"wireguard.uapi_dir",
+	"wireguard.reconcile_interval",
+	"wireguard.vrf",
+	"wireguard.vrf_table_base",
+	"wireguard.nftables",
+	"wireguard.nft",
+	"health.interval",
+	"health.default_keepalive",
 	NULL,
 };
 
@@ -47,11 +60,35 @@ conf_clear(struct enrolld_conf *conf)
 	free(conf->tls_cert);
 	free(conf->tls_key);
 	free(conf->db_path);
+	free(conf->key_dir);
 	free(conf->admin_token_file);
 	free(conf->provisioning_token_file);
+	free(conf->tenant_tokens_dir);
 	free(conf->ek_ca_dir);
+	free(conf->wireguard_go);
+	free(conf->uapi_dir);
+	free(conf->nft);
 	memset(conf, 0, sizeof(*conf));
 }
+
+struct long_opt {
+	const char *section, *key;
+	long min, max, def;
+	size_t offset;
+};
+
+#define LOPT(s, k, mn, mx, d, field) { s, k, mn, mx, d, offsetof(struct enrolld_conf, field) }
+
+static const struct long_opt long_opts[] = {
+	LOPT("server", "max_body", 1024, 16 << 20, 64 << 10, max_body),
+	LOPT("server", "max_connections", 1, 65536, 1024, max_connections),
+	LOPT("server", "connection_timeout", 1, 3600, 30, conn_timeout),
+	LOPT("attestation", "session_ttl", 5, 3600, 60, session_ttl),
+	LOPT("wireguard", "reconcile_interval", 1, 86400, 30, reconcile_interval),
+	LOPT("wireguard", "vrf_table_base", 1, 0x7fff0000L, 100000, vrf_table_base),
+	LOPT("health", "interval", 1, 3600, 5, health_interval),
+	LOPT("health", "default_keepalive", 1, 3600, 25, default_keepalive),
+};
 
 /*
  * Load @path into @ret. On failure @ret is untouched and @errbuf says what is wrong,
@@ -62,7 +99,8 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 {
 	struct enrolld_conf c = { 0 };
 	struct config *cfg = NULL;
-	long port, v;
+	const char *backend;
+	long port;
 	int r;
 
 	r = config_load(&cfg, path, errbuf, errlen);
@@ -76,18 +114,20 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 	if (r < 0)
 		goto out;
 	c.port = (uint16_t)port;
-	r = config_get_long(cfg, "server", "max_body", 1024, 16 << 20, 64 << 10, &c.max_body, errbuf,
-		errlen);
+	for (size_t i = 0; i < sizeof(long_opts) / sizeof(long_opts[0]); i++) {
+		const struct long_opt *o = &long_opts[i];
+
+		r = config_get_long(cfg, o->section, o->key, o->min, o->max, o->def,
+			(long *)((char *)&c + o->offset), errbuf, errlen);
+		if (r < 0)
+			goto out;
+	}
+	r = config_get_bool(cfg, "wireguard", "vrf", true, &c.vrf, errbuf, errlen);
 	if (r < 0)
 		goto out;
-	r = config_get_long(cfg, "server", "max_connections", 1, 65536, 1024, &c.max_connections,
-		errbuf, errlen);
+	r = config_get_bool(cfg, "wireguard", "nftables", true, &c.nftables, errbuf, errlen);
 	if (r < 0)
 		goto out;
-	r = config_get_long(cfg, "server", "connection_timeout", 1, 3600, 30, &v, errbuf, errlen);
-	if (r < 0)
-		goto out;
-	c.conn_timeout = v;
 
 	r = -ENOMEM;
 	if (dup_opt(&c.listen, cfg, "server", "listen", "127.0.0.1") < 0 ||
@@ -95,14 +135,37 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 		dup_opt(&c.tls_cert, cfg, "server", "tls_cert", NULL) < 0 ||
 		dup_opt(&c.tls_key, cfg, "server", "tls_key", NULL) < 0 ||
 		dup_opt(&c.db_path, cfg, "state", "db_path", "/var/lib/enrolld") < 0 ||
+		dup_opt(&c.key_dir, cfg, "state", "key_dir", NULL) < 0 ||
 		dup_opt(&c.admin_token_file, cfg, "auth", "admin_token_file", NULL) < 0 ||
 		dup_opt(&c.provisioning_token_file, cfg, "auth", "provisioning_token_file", NULL) < 0 ||
-		dup_opt(&c.ek_ca_dir, cfg, "attestation", "ek_ca_dir", NULL) < 0) {
+		dup_opt(&c.tenant_tokens_dir, cfg, "auth", "tenant_tokens_dir", NULL) < 0 ||
+		dup_opt(&c.ek_ca_dir, cfg, "attestation", "ek_ca_dir", NULL) < 0 ||
+		dup_opt(&c.wireguard_go, cfg, "wireguard", "wireguard_go", "wireguard-go") < 0 ||
+		dup_opt(&c.uapi_dir, cfg, "wireguard", "uapi_dir", "/var/run/wireguard") < 0 ||
+		dup_opt(&c.nft, cfg, "wireguard", "nft", "nft") < 0) {
 		snprintf(errbuf, errlen, "%s: out of memory", path);
 		goto out;
 	}
+	if (c.key_dir == NULL) {
+		if (asprintf(&c.key_dir, "%s/keys", c.db_path) < 0) {
+			c.key_dir = NULL;
+			snprintf(errbuf, errlen, "%s: out of memory", path);
+			goto out;
+		}
+	}
 
 	r = -EINVAL;
+	backend = config_get_str(cfg, "wireguard", "backend", "kernel");
+	if (strcmp(backend, "kernel") == 0) {
+		c.wg_backend = ENROLLD_WG_KERNEL;
+	} else if (strcmp(backend, "userspace") == 0) {
+		c.wg_backend = ENROLLD_WG_USERSPACE;
+	} else {
+		snprintf(errbuf, errlen,
+			"%s: wireguard.backend must be 'kernel' or 'userspace', not '%s'", path,
+			backend);
+		goto out;
+	}
 	if ((c.tls_cert == NULL) != (c.tls_key == NULL)) {
 		snprintf(errbuf, errlen, "%s: server.tls_cert and server.tls_key go together", path);
 		goto out;
@@ -121,6 +184,11 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 	}
 	if (c.admin_token_file == NULL) {
 		snprintf(errbuf, errlen, "%s: auth.admin_token_file is required", path);
+		goto out;
+	}
+	if (c.db_path[0] != '/' || c.key_dir[0] != '/') {
+		snprintf(errbuf, errlen, "%s: state.db_path and state.key_dir must be absolute paths",
+			path);
 		goto out;
 	}
 	r = 0;

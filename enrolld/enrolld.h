@@ -3,18 +3,28 @@
 #define ENROLLD_H
 
 /*
- * enrolld's private header: configuration, the HTTP layer, metrics.
- * One header of shared types per daemon (OpenBSD style).
+ * enrolld's private header: configuration, the HTTP layer, the API, the WireGuard control
+ * plane, the health monitor, metrics. One header of shared types per daemon (OpenBSD
+ * style); the store (store.h) and address arithmetic (addr.h) have their own.
  */
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
+#include "enrolld/store.h"
+
 #define ENROLLD_DEFAULT_CONF "/etc/enrolld/enrolld.conf"
 #define ENROLLD_VERSION "0.1.0"
+
+enum enrolld_wg_backend {
+	ENROLLD_WG_KERNEL = 1,
+	ENROLLD_WG_USERSPACE = 2,
+};
 
 struct enrolld_conf {
 	/* [server] */
@@ -28,18 +38,33 @@ struct enrolld_conf {
 	long conn_timeout;    /* seconds of inactivity before a connection is closed */
 	/* [state] */
 	char *db_path;
+	char *key_dir; /* tenant interface private keys, default <db_path>/keys */
 	/* [auth] files holding tokens, mode 0600 */
 	char *admin_token_file;
 	char *provisioning_token_file;
+	char *tenant_tokens_dir; /* one file per tenant, named after it */
 	/* [attestation] */
 	char *ek_ca_dir;
+	long session_ttl; /* seconds a challenge may be completed in */
+	/* [wireguard] */
+	int wg_backend; /* enum enrolld_wg_backend */
+	char *wireguard_go;
+	char *uapi_dir;
+	long reconcile_interval; /* seconds */
+	bool vrf;
+	long vrf_table_base;
+	bool nftables;
+	char *nft;
+	/* [health] */
+	long health_interval; /* seconds between ticks */
+	long default_keepalive;
 };
 
 /* conf.c */
 int conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errlen);
 void conf_clear(struct enrolld_conf *conf);
 
-/* http.c: the HTTP server and request plumbing shared by every handler */
+/* ---- http.c: the HTTP server and request plumbing shared by every handler ---- */
 struct http_server;
 struct http_request;
 
@@ -49,16 +74,37 @@ struct http_request;
  * into {"error": {"code", "message"}} with the status of the errno table.
  */
 typedef int (*http_handler)(struct http_request *req, json_t **ret_body, void *ctx);
-/* For non-JSON answers (metrics, event streams): *ret_text is freed by the server. */
+/* For non-JSON answers (metrics, streams): *ret_text is freed by the server. */
 typedef int (*http_text_handler)(struct http_request *req, char **ret_text,
 	const char **ret_content_type, void *ctx);
+
+/*
+ * A streamed answer (server-sent events). read() is called from the connection's own
+ * thread and may block; it fills at most @max bytes of @buf and returns how many, or
+ * HTTP_STREAM_END to finish the response, HTTP_STREAM_ERROR to drop the connection. It
+ * must not return 0 (libmicrohttpd would call it again at once). done() is called once,
+ * when the connection ends, whatever happened.
+ */
+#define HTTP_STREAM_END (-1)
+#define HTTP_STREAM_ERROR (-2)
+struct http_stream {
+	const char *content_type;
+	ssize_t (*read)(void *cls, uint64_t pos, char *buf, size_t max);
+	void (*done)(void *cls);
+	void *cls;
+};
+/*
+ * A text handler answers with a stream instead of text by calling this and returning 200
+ * with *ret_text NULL. From then on the server owns the stream (done() is always called).
+ */
+void http_request_set_stream(struct http_request *req, const struct http_stream *st);
 
 struct http_route {
 	const char *method;
 	const char *pattern; /* "/v1/devices/{id}": {name} matches one path segment */
 	http_handler handler;
 	unsigned int auth; /* HTTP_AUTH_* that may call it */
-	http_text_handler text_handler; /* instead of handler, for non-JSON answers */
+	http_text_handler text_handler; /* instead of handler, for non-JSON answers and streams */
 };
 
 enum {
@@ -96,6 +142,8 @@ const char *http_request_path(const struct http_request *req);
 const char *http_request_param(const struct http_request *req, unsigned int i);
 /* A query-string argument, or NULL. */
 const char *http_request_query(const struct http_request *req, const char *key);
+/* A request header, or NULL. */
+const char *http_request_header(const struct http_request *req, const char *name);
 /* The parsed JSON body; -EBADMSG (with an error set) if absent or not a JSON object. */
 int http_request_json(struct http_request *req, json_t **ret_body);
 unsigned int http_request_role(const struct http_request *req);
@@ -110,9 +158,160 @@ int http_error(struct http_request *req, int err, const char *code, const char *
 /* The HTTP status for a negative errno (one table for the whole API). */
 unsigned int http_status_of(int err);
 
-/* metrics.c */
+/* ---- metrics.c ---- */
 void metrics_observe_request(const char *route, unsigned int status, double seconds);
+/* enrollments by result ("new", "rotated", ..., "rejected", "error") */
+void metrics_count_enrollment(const char *result);
+/* attestation failures by reason code (attest_reason_code()) */
+void metrics_count_attest_failure(const char *reason);
+/* devices of @tenant in @state ("up", "down", "never", "revoked"): a gauge set per tick */
+void metrics_set_devices(const char *tenant, const char *state, uint64_t n);
 /* Prometheus text exposition of everything recorded; caller frees. */
 char *metrics_render(void);
+
+/* ---- plane.c: the tenants' WireGuard interfaces ---- */
+struct plane;
+struct wg_device;
+
+struct plane_config {
+	int backend;              /* enum enrolld_wg_backend */
+	const char *key_dir;      /* <tenant>.key, mode 0600 */
+	const char *wireguard_go; /* userspace: the program to spawn */
+	const char *uapi_dir;     /* userspace: where its sockets appear */
+	bool vrf;                 /* kernel: a VRF per tenant where the kernel has VRF */
+	uint32_t vrf_table_base;  /* VRF table = base + listen port */
+	bool nftables;            /* table inet enrolld: no forwarding between tenants */
+	const char *nft;          /* the nft program */
+};
+
+int plane_new(struct plane **ret, const struct plane_config *cfg);
+/* Stops the wireguard-go processes it runs; kernel interfaces stay (devices keep dialing). */
+void plane_free(struct plane *p);
+/*
+ * Make sure @t's private key exists (generated on first use, 0600 in key_dir) and return
+ * its public key. Does not touch any interface.
+ */
+int plane_tenant_key(struct plane *p, const struct store_tenant *t, uint8_t ret_pub[32]);
+/*
+ * Bring @t's interface up (idempotent): link (kernel) or wireguard-go (userspace), private
+ * key, listen port, the control plane's address, the prefix route, VRF, nftables.
+ */
+int plane_tenant_up(struct plane *p, const struct store_tenant *t);
+bool plane_tenant_is_up(struct plane *p, const char *tenant);
+/* Add (or update) @d's peer on its tenant's interface: AllowedIPs = its /32 (and /128). */
+int plane_peer_add(struct plane *p, const struct store_tenant *t, const struct store_device *d);
+/* Remove the peer with public key @pub from @t's interface (absent is success). */
+int plane_peer_remove(struct plane *p, const struct store_tenant *t, const uint8_t pub[32]);
+/* Swap @old_pub for @d's key (rotation), one change of the interface. */
+int plane_peer_rotate(struct plane *p, const struct store_tenant *t, const uint8_t old_pub[32],
+	const struct store_device *d);
+/*
+ * Make every tenant's interface exist and hold exactly the active devices of the store.
+ * Returns the number of peers added plus removed, or a negative errno.
+ */
+int plane_reconcile(struct plane *p, struct store *s);
+/* Read @t's interface (peers with handshake and counters); caller wg_device_free()s. */
+int plane_dump(struct plane *p, const struct store_tenant *t, struct wg_device **ret);
+/* Render the device's wg-quick configuration (no PrivateKey line); caller frees. */
+char *plane_wg_quick(const struct store_tenant *t, const struct store_device *d,
+	const uint8_t server_pub[32]);
+
+/* ---- health.c: reachability of the devices ---- */
+struct health;
+
+struct health_peer {
+	uint8_t state; /* enum store_health_state */
+	int64_t since;
+	int64_t last_handshake; /* unix seconds, 0 = never */
+	uint64_t rx_bytes;
+	uint64_t tx_bytes;
+	bool seen; /* on the interface at the last tick */
+};
+
+int health_new(struct health **ret, struct store *s, struct plane *p, unsigned int interval,
+	unsigned int default_keepalive);
+void health_free(struct health *h);
+/* One tick now (tests, and the thread's loop). Returns the number of transitions. */
+int health_tick(struct health *h);
+/* The last tick's view of a device; -ENOENT if it was not on an interface. */
+int health_peer_get(struct health *h, uint64_t device, struct health_peer *ret);
+
+/* ---- the daemon's shared state (main.c owns it; api_*.c use it) ---- */
+#define ENROLLD_TOKEN_MAX 256
+
+struct tenant_token {
+	char tenant[STORE_NAME_MAX];
+	char token[ENROLLD_TOKEN_MAX];
+};
+
+struct attest_trust;
+struct enroll_sessions;
+
+struct enrolld {
+	struct enrolld_conf conf;
+	pthread_mutex_t token_lock; /* the tokens below (SIGHUP replaces them) */
+	char admin_token[ENROLLD_TOKEN_MAX];
+	char provisioning_token[ENROLLD_TOKEN_MAX];
+	struct tenant_token *tenant_tokens;
+	size_t n_tenant_tokens;
+	char *tls_cert_pem;
+	char *tls_key_pem;
+	struct store *store;
+	struct plane *plane;
+	struct health *health;
+	struct attest_trust *trust; /* NULL: enrollment is unavailable (no ek_ca_dir) */
+	struct enroll_sessions *sessions;
+	struct http_server *http;
+	pthread_t reconciler;
+	bool reconciler_started;
+	pthread_mutex_t stop_lock;
+	pthread_cond_t stop_cond;
+	bool stopping;
+};
+
+/* ---- api.c: the route table and helpers shared by the handlers ---- */
+extern const struct http_route api_routes[];
+extern const size_t api_n_routes;
+
+/* api_enroll.c: in-memory halves of attestation sessions (the store keeps the other) */
+int enroll_sessions_new(struct enroll_sessions **ret);
+void enroll_sessions_free(struct enroll_sessions *es);
+
+int api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx);
+int api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx);
+
+/* api_fleet.c */
+int api_tenant_create(struct http_request *req, json_t **ret_body, void *ctx);
+int api_tenant_list(struct http_request *req, json_t **ret_body, void *ctx);
+int api_tenant_get(struct http_request *req, json_t **ret_body, void *ctx);
+int api_registration_add(struct http_request *req, json_t **ret_body, void *ctx);
+int api_registration_list(struct http_request *req, json_t **ret_body, void *ctx);
+int api_registration_remove(struct http_request *req, json_t **ret_body, void *ctx);
+int api_token_create(struct http_request *req, json_t **ret_body, void *ctx);
+int api_token_list(struct http_request *req, json_t **ret_body, void *ctx);
+int api_token_revoke(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_list(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_get(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_revoke(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_reinstate(struct http_request *req, json_t **ret_body, void *ctx);
+int api_events(struct http_request *req, char **ret_text, const char **ret_content_type,
+	void *ctx);
+
+/* api.c helpers */
+/* The tenant a request may act on: 0, or -EPERM (tenant token naming another tenant). */
+int api_check_tenant(struct http_request *req, const char *tenant);
+/* A store error as an API error: sets the code and message, returns @err. */
+int api_store_error(struct http_request *req, int err, const char *what);
+void api_hex(const uint8_t *p, size_t n, char *out);
+int api_unhex(const char *s, uint8_t *out, size_t n);
+/* Optional string/integer members of a JSON body; -EBADMSG with an error set if mistyped. */
+int api_json_str(struct http_request *req, json_t *body, const char *key, bool required,
+	const char **ret);
+int api_json_int(struct http_request *req, json_t *body, const char *key, bool required,
+	json_int_t min, json_int_t max, json_int_t *ret);
+/* Refuse members not in @known (NULL-terminated): a typo must not be ignored. */
+int api_json_known(struct http_request *req, json_t *body, const char *const *known);
+json_t *api_device_json(struct enrolld *e, const struct store_device *d);
+json_t *api_tenant_json(struct enrolld *e, const struct store_tenant *t);
 
 #endif

@@ -54,6 +54,8 @@ struct http_request {
 	char err_code[48];
 	char err_msg[256];
 	struct timespec started;
+	bool has_stream;
+	struct http_stream stream;
 };
 
 /* ---- errors ---- */
@@ -132,6 +134,12 @@ const char *
 http_request_query(const struct http_request *req, const char *key)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *
+http_request_header(const struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
 unsigned int
@@ -258,6 +266,77 @@ send_error(struct MHD_Connection *conn, unsigned int status, const char *code, c
 	return r;
 }
 
+/* ---- streams ---- */
+
+void
+http_request_set_stream(struct http_request *req, const struct http_stream *st)
+{
+	req->stream = *st;
+	req->has_stream = true;
+}
+
+struct stream_ctx {
+	struct http_stream st;
+};
+
+static ssize_t
+stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream_ctx *sc = cls;
+	ssize_t n;
+
+	n = sc->st.read(sc->st.cls, pos, buf, max);
+	if (n == HTTP_STREAM_END)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n < 0 || n == 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	return n;
+}
+
+static void
+stream_free(void *cls)
+{
+	struct stream_ctx *sc = cls;
+
+	if (sc->st.done != NULL)
+		sc->st.done(sc->st.cls);
+	free(sc);
+}
+
+/*
+ * Queue a streamed 200 answer. On failure the stream's done() has been called and
+ * MHD_NO is returned (the connection is dropped).
+ */
+static enum MHD_Result
+send_stream(struct MHD_Connection *conn, const struct http_stream *st)
+{
+	struct MHD_Response *resp;
+	struct stream_ctx *sc;
+	enum MHD_Result r;
+
+	sc = calloc(1, sizeof(*sc));
+	if (sc == NULL) {
+		if (st->done != NULL)
+			st->done(st->cls);
+		return MHD_NO;
+	}
+	sc->st = *st;
+	/* Small blocks: an event goes out as soon as it is read, not when a buffer fills. */
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, stream_read, sc,
+		stream_free);
+	if (resp == NULL) {
+		stream_free(sc);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+		st->content_type ? st->content_type : "text/event-stream");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
 /* ---- authentication ---- */
 
 static int
@@ -347,6 +426,18 @@ dispatch(struct http_request *req)
 		char *text = NULL;
 
 		r = route->text_handler(req, &text, &ctype, cfg->ctx);
+		if (req->has_stream) {
+			req->has_stream = false;
+			free(text);
+			if (r < 0) {
+				if (req->stream.done != NULL)
+					req->stream.done(req->stream.cls);
+				goto fail;
+			}
+			status = MHD_HTTP_OK;
+			mr = send_stream(req->conn, &req->stream);
+			goto out;
+		}
 		if (r < 0)
 			goto fail;
 		status = (unsigned int)r;
@@ -441,7 +532,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
@@ -548,11 +639,11 @@ http_server_start(struct http_server **ret, const struct http_config *cfg)
 	 * change; the connection limit bounds the threads.
 	 */
 	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 		MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 		cfg->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cfg->tls_cert_pem,
 		MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key_pem,
 		MHD_OPTION_END);

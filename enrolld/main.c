@@ -2,15 +2,20 @@
 /*
  * enrolld: the enrollment and fleet control-plane service.
  *
- * This file is the daemon's shell: options, configuration, tokens, signals, the HTTP
- * server's life cycle. The API itself lives in api_*.c.
+ * This file is the daemon's shell: options, configuration, tokens (admin, provisioning,
+ * tenant-scoped), signals, and the life cycle of the parts: the store (store.c), the
+ * tenants' WireGuard interfaces (plane.c), the health monitor (health.c), the
+ * reconciliation thread, the HTTP server (http.c). The API lives in api*.c.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -18,18 +23,10 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/secmem.h"
+#include "enrolld/attest/attest.h"
 #include "enrolld/enrolld.h"
 
-#define TOKEN_MAX 256
-
-struct enrolld {
-	struct enrolld_conf conf;
-	char admin_token[TOKEN_MAX];
-	char provisioning_token[TOKEN_MAX];
-	char *tls_cert_pem;
-	char *tls_key_pem;
-	struct http_server *http;
-};
+#define TOKEN_MAX ENROLLD_TOKEN_MAX
 
 static void
 usage(FILE *f)
@@ -46,6 +43,8 @@ usage(FILE *f)
 		"  -h, --help         this text\n"
 		"  -V, --version      print the version\n"
 		"      --routes       print the API's routes (METHOD PATH) and exit\n"
+		"      --backup DIR   copy the database (consistent, compacted) into the empty\n"
+		"                     directory DIR and exit; safe while enrolld runs\n"
 		"\n"
 		"Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the token files.\n"
 		"See docs/operations.md for the configuration reference.\n",
@@ -93,10 +92,77 @@ read_token_file(const char *path, char buf[static TOKEN_MAX])
 	return 0;
 }
 
+static void
+free_tenant_tokens(struct tenant_token *tt, size_t n)
+{
+	if (tt == NULL)
+		return;
+	OPENSSL_cleanse(tt, n * sizeof(*tt));
+	free(tt);
+}
+
+/*
+ * The tenant-scoped API tokens: one file per tenant in @dir, named after the tenant
+ * (a-z 0-9 - _), each holding one token, mode 0600. Other names (dot files, editor
+ * backups) are skipped.
+ */
+static int
+load_tenant_tokens(const char *dir, struct tenant_token **ret, size_t *ret_n)
+{
+	struct tenant_token *tt = NULL, *nt;
+	char path[PATH_MAX];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+	int r = 0;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (dir == NULL)
+		return 0;
+	d = opendir(dir);
+	if (d == NULL) {
+		r = -errno;
+		log_warn("tenant token directory '%s'", dir);
+		return r;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+
+		if (len == 0 || len >= STORE_NAME_MAX ||
+		    strspn(de->d_name, "abcdefghijklmnopqrstuvwxyz0123456789-_") != len ||
+		    de->d_name[0] == '-' || de->d_name[0] == '_')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		nt = realloc(tt, (n + 1) * sizeof(*nt));
+		if (nt == NULL) {
+			r = -ENOMEM;
+			break;
+		}
+		tt = nt;
+		memset(&tt[n], 0, sizeof(tt[n]));
+		snprintf(tt[n].tenant, sizeof(tt[n].tenant), "%s", de->d_name);
+		r = read_token_file(path, tt[n].token);
+		if (r < 0)
+			break;
+		n++;
+	}
+	closedir(d);
+	if (r < 0) {
+		free_tenant_tokens(tt, n + 1);
+		return r;
+	}
+	*ret = tt;
+	*ret_n = n;
+	return 0;
+}
+
 static int
 load_tokens(struct enrolld *e)
 {
 	char admin[TOKEN_MAX] = "", prov[TOKEN_MAX] = "";
+	struct tenant_token *tt = NULL, *old;
+	size_t n_tt = 0, n_old;
 	int r;
 
 	r = read_token_file(e->conf.admin_token_file, admin);
@@ -107,8 +173,18 @@ load_tokens(struct enrolld *e)
 		if (r < 0)
 			goto out;
 	}
+	r = load_tenant_tokens(e->conf.tenant_tokens_dir, &tt, &n_tt);
+	if (r < 0)
+		goto out;
+	pthread_mutex_lock(&e->token_lock);
 	memcpy(e->admin_token, admin, TOKEN_MAX);
 	memcpy(e->provisioning_token, prov, TOKEN_MAX);
+	old = e->tenant_tokens;
+	n_old = e->n_tenant_tokens;
+	e->tenant_tokens = tt;
+	e->n_tenant_tokens = n_tt;
+	pthread_mutex_unlock(&e->token_lock);
+	free_tenant_tokens(old, n_old);
 out:
 	OPENSSL_cleanse(admin, sizeof(admin));
 	OPENSSL_cleanse(prov, sizeof(prov));
@@ -128,39 +204,56 @@ authenticate(void *ctx, const char *token, unsigned int *ret_role, char *ret_ten
 	size_t tenant_len)
 {
 	struct enrolld *e = ctx;
+	int r = -EACCES;
 
+	pthread_mutex_lock(&e->token_lock);
 	if (token_equal(e->admin_token, token)) {
 		*ret_role = HTTP_AUTH_ADMIN;
-		return 0;
-	}
-	if (token_equal(e->provisioning_token, token)) {
+		r = 0;
+	} else if (token_equal(e->provisioning_token, token)) {
 		*ret_role = HTTP_AUTH_PROVISION;
-		return 0;
+		r = 0;
+	} else {
+		for (size_t i = 0; i < e->n_tenant_tokens; i++)
+			if (token_equal(e->tenant_tokens[i].token, token)) {
+				*ret_role = HTTP_AUTH_TENANT;
+				snprintf(ret_tenant, tenant_len, "%s", e->tenant_tokens[i].tenant);
+				r = 0;
+				break;
+			}
 	}
-	return -EACCES;
+	pthread_mutex_unlock(&e->token_lock);
+	return r;
 }
 
-static int
-api_healthz(struct http_request *req, json_t **ret_body, void *ctx)
+/* Reconciliation at a fixed interval, until told to stop. */
+static void *
+reconciler_main(void *arg)
 {
-	*ret_body = json_pack("{s:s}", "status", "ok");
-	return *ret_body ? 200 : -ENOMEM;
+	struct enrolld *e = arg;
+	struct timespec deadline;
+	int r;
+
+	pthread_mutex_lock(&e->stop_lock);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += e->conf.reconcile_interval;
+		while (!e->stopping &&
+		       pthread_cond_timedwait(&e->stop_cond, &e->stop_lock, &deadline) == 0)
+			;
+		if (e->stopping)
+			break;
+		pthread_mutex_unlock(&e->stop_lock);
+		r = plane_reconcile(e->plane, e->store);
+		if (r < 0)
+			log_debug("reconcile: %s", strerror(-r));
+		/* Sessions past their expiry are of no use to anyone. */
+		(void)store_session_purge(e->store);
+		pthread_mutex_lock(&e->stop_lock);
+	}
+	pthread_mutex_unlock(&e->stop_lock);
+	return NULL;
 }
-
-static int
-api_metrics(struct http_request *req, char **ret_text, const char **ret_ctype, void *ctx)
-{
-	*ret_text = metrics_render();
-	*ret_ctype = "text/plain; version=0.0.4; charset=utf-8";
-	return *ret_text ? 200 : -ENOMEM;
-}
-
-#define ANYONE (HTTP_AUTH_NONE | HTTP_AUTH_ADMIN | HTTP_AUTH_TENANT | HTTP_AUTH_PROVISION)
-
-static const struct http_route routes[] = {
-	{ "GET", "/healthz", api_healthz, ANYONE, NULL },
-	{ "GET", "/metrics", NULL, ANYONE, api_metrics },
-};
 
 static char *
 read_file(const char *path)
@@ -191,6 +284,124 @@ read_file(const char *path)
 	return buf;
 }
 
+/*
+ * --backup: a second process may open the LMDB environment while the daemon runs; the
+ * copy is one read transaction, so it is consistent and the daemon's writers go on.
+ */
+static int
+do_backup(struct enrolld *e, const char *dir)
+{
+	char err[256];
+	int r;
+
+	r = store_open(&e->store, e->conf.db_path, NULL);
+	if (r < 0) {
+		log_warnx("cannot open the database in '%s': %s %s", e->conf.db_path, strerror(-r),
+			store_errmsg());
+		return 1;
+	}
+	r = store_verify(e->store, err, sizeof(err));
+	if (r < 0)
+		log_warnx("warning: the database is inconsistent (%s); copying it anyway", err);
+	r = store_backup(e->store, dir);
+	store_free(e->store);
+	e->store = NULL;
+	if (r < 0) {
+		log_warnx("backup into '%s' failed: %s %s (the directory must exist and be empty)",
+			dir, strerror(-r), store_errmsg());
+		return 1;
+	}
+	log_info("database '%s' copied into '%s'", e->conf.db_path, dir);
+	return 0;
+}
+
+static void
+request_stop(struct enrolld *e)
+{
+	pthread_mutex_lock(&e->stop_lock);
+	e->stopping = true;
+	pthread_cond_broadcast(&e->stop_cond);
+	pthread_mutex_unlock(&e->stop_lock);
+}
+
+/* Open the store, the plane, the trust anchors; reconcile once. Fatal on failure. */
+static void
+start_services(struct enrolld *e)
+{
+	struct plane_config pc = { 0 };
+	char err[256];
+	int r;
+
+	r = store_open(&e->store, e->conf.db_path, NULL);
+	if (r < 0)
+		fatalx("cannot open the database in '%s': %s %s", e->conf.db_path, strerror(-r),
+			store_errmsg());
+	r = store_verify(e->store, err, sizeof(err));
+	if (r < 0)
+		fatalx("the database in '%s' is inconsistent: %s", e->conf.db_path, err);
+	log_info("database '%s' open", e->conf.db_path);
+
+	if (e->conf.ek_ca_dir != NULL) {
+		r = attest_trust_load(e->conf.ek_ca_dir, &e->trust);
+		if (r < 0)
+			fatalx("EK trust anchors in '%s': %s", e->conf.ek_ca_dir, strerror(-r));
+	} else {
+		log_warnx("attestation.ek_ca_dir is not set: devices cannot enroll");
+	}
+	r = enroll_sessions_new(&e->sessions);
+	if (r < 0)
+		fatalx("sessions: %s", strerror(-r));
+
+	pc.backend = e->conf.wg_backend;
+	pc.key_dir = e->conf.key_dir;
+	pc.wireguard_go = e->conf.wireguard_go;
+	pc.uapi_dir = e->conf.uapi_dir;
+	pc.vrf = e->conf.vrf;
+	pc.vrf_table_base = (uint32_t)e->conf.vrf_table_base;
+	pc.nftables = e->conf.nftables;
+	pc.nft = e->conf.nft;
+	r = plane_new(&e->plane, &pc);
+	if (r < 0)
+		fatalx("WireGuard control: %s", strerror(-r));
+	/* Before serving: the interfaces must match the store (a crash may have left them). */
+	r = plane_reconcile(e->plane, e->store);
+	if (r < 0)
+		log_warnx("initial reconciliation incomplete (%s); retrying every %lds",
+			strerror(-r), e->conf.reconcile_interval);
+	r = health_new(&e->health, e->store, e->plane, (unsigned int)e->conf.health_interval,
+		(unsigned int)e->conf.default_keepalive);
+	if (r < 0)
+		fatalx("health monitor: %s", strerror(-r));
+	r = pthread_create(&e->reconciler, NULL, reconciler_main, e);
+	if (r != 0)
+		fatalx("reconciler thread: %s", strerror(r));
+	e->reconciler_started = true;
+}
+
+static void
+stop_services(struct enrolld *e)
+{
+	request_stop(e);
+	/* First no new requests (event streams notice `stopping` and end)... */
+	http_server_stop(e->http);
+	e->http = NULL;
+	/* ...then the threads that use the plane and the store... */
+	health_free(e->health);
+	e->health = NULL;
+	if (e->reconciler_started)
+		pthread_join(e->reconciler, NULL);
+	e->reconciler_started = false;
+	/* ...then the interfaces (userspace: wireguard-go stops) and the state. */
+	plane_free(e->plane);
+	e->plane = NULL;
+	enroll_sessions_free(e->sessions);
+	e->sessions = NULL;
+	attest_trust_free(e->trust);
+	e->trust = NULL;
+	store_free(e->store);
+	e->store = NULL;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -202,12 +413,14 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "routes", no_argument, NULL, 'R' },
+		{ "backup", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *conf_path = ENROLLD_DEFAULT_CONF;
+	const char *conf_path = ENROLLD_DEFAULT_CONF, *backup = NULL;
 	struct http_config hc = { 0 };
-	struct enrolld e = { 0 };
+	static struct enrolld e;
 	int foreground = 0, check = 0, verbose = 0, ch, sig, r;
+	pthread_condattr_t ca;
 	char err[512];
 	sigset_t set;
 
@@ -231,10 +444,13 @@ main(int argc, char *argv[])
 		case 'V':
 			printf("enrolld %s\n", ENROLLD_VERSION);
 			return 0;
+		case 'B':
+			backup = optarg;
+			break;
 		case 'R':
 			/* docs/openapi.json is checked against this by a test */
-			for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-				printf("%s %s\n", routes[i].method, routes[i].pattern);
+			for (size_t i = 0; i < api_n_routes; i++)
+				printf("%s %s\n", api_routes[i].method, api_routes[i].pattern);
 			return 0;
 		default:
 			usage(stderr);
@@ -246,8 +462,14 @@ main(int argc, char *argv[])
 		return 2;
 	}
 
-	log_init(foreground || check, "enrolld");
+	log_init(foreground || check || backup != NULL, "enrolld");
 	log_setverbose(verbose);
+	pthread_mutex_init(&e.token_lock, NULL);
+	pthread_mutex_init(&e.stop_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&e.stop_cond, &ca);
+	pthread_condattr_destroy(&ca);
 
 	if (conf_load(&e.conf, conf_path, err, sizeof(err)) < 0)
 		fatalx("%s", err);
@@ -263,9 +485,22 @@ main(int argc, char *argv[])
 		if (e.tls_key_pem == NULL)
 			fatal("TLS key '%s'", e.conf.tls_key);
 	}
+	if (e.conf.ek_ca_dir != NULL) {
+		struct attest_trust *trust = NULL;
+
+		r = attest_trust_load(e.conf.ek_ca_dir, &trust);
+		attest_trust_free(trust);
+		if (r < 0)
+			fatalx("%s: EK trust anchors in '%s': %s", conf_path, e.conf.ek_ca_dir,
+				strerror(-r));
+	}
 	if (check) {
 		printf("configuration OK\n");
 		r = 0;
+		goto out;
+	}
+	if (backup != NULL) {
+		r = do_backup(&e, backup);
 		goto out;
 	}
 
@@ -281,6 +516,8 @@ main(int argc, char *argv[])
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	start_services(&e);
+
 	hc.listen = e.conf.listen;
 	hc.port = e.conf.port;
 	hc.unix_socket = e.conf.unix_socket;
@@ -289,8 +526,8 @@ main(int argc, char *argv[])
 	hc.max_body = (size_t)e.conf.max_body;
 	hc.max_connections = (unsigned int)e.conf.max_connections;
 	hc.conn_timeout = (unsigned int)e.conf.conn_timeout;
-	hc.routes = routes;
-	hc.n_routes = sizeof(routes) / sizeof(routes[0]);
+	hc.routes = api_routes;
+	hc.n_routes = api_n_routes;
 	hc.ctx = &e;
 	hc.authenticate = authenticate;
 
@@ -317,11 +554,12 @@ main(int argc, char *argv[])
 		log_info("signal %d: shutting down", sig);
 		break;
 	}
-	http_server_stop(e.http);
+	stop_services(&e);
 	r = 0;
 out:
 	OPENSSL_cleanse(e.admin_token, sizeof(e.admin_token));
 	OPENSSL_cleanse(e.provisioning_token, sizeof(e.provisioning_token));
+	free_tenant_tokens(e.tenant_tokens, e.n_tenant_tokens);
 	if (e.tls_key_pem != NULL) {
 		OPENSSL_cleanse(e.tls_key_pem, strlen(e.tls_key_pem));
 		free(e.tls_key_pem);

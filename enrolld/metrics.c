@@ -28,6 +28,72 @@ static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct latency_series series[MAX_SERIES];
 static size_t n_series;
 
+/* Labelled counters and gauges with a bounded number of series each. */
+#define MAX_LABELLED 256
+struct labelled {
+	char a[64]; /* first label value */
+	char b[32]; /* second label value ("" if the metric has one label) */
+	uint64_t v;
+};
+
+static struct labelled enrollments[MAX_LABELLED];
+static size_t n_enrollments;
+static struct labelled attest_failures[MAX_LABELLED];
+static size_t n_attest_failures;
+static struct labelled devices[MAX_LABELLED];
+static size_t n_devices;
+
+/* The series (@a, @b) of @arr, created if needed; NULL when the table is full. */
+static struct labelled *
+labelled_find(struct labelled *arr, size_t *n, const char *a, const char *b)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(arr[i].a, a) == 0 && strcmp(arr[i].b, b) == 0)
+			return &arr[i];
+	if (*n == MAX_LABELLED)
+		return NULL;
+	snprintf(arr[*n].a, sizeof(arr[*n].a), "%s", a);
+	snprintf(arr[*n].b, sizeof(arr[*n].b), "%s", b);
+	arr[*n].v = 0;
+	return &arr[(*n)++];
+}
+
+void
+metrics_count_enrollment(const char *result)
+{
+	struct labelled *l;
+
+	pthread_mutex_lock(&metrics_lock);
+	l = labelled_find(enrollments, &n_enrollments, result, "");
+	if (l != NULL)
+		l->v++;
+	pthread_mutex_unlock(&metrics_lock);
+}
+
+void
+metrics_count_attest_failure(const char *reason)
+{
+	struct labelled *l;
+
+	pthread_mutex_lock(&metrics_lock);
+	l = labelled_find(attest_failures, &n_attest_failures, reason, "");
+	if (l != NULL)
+		l->v++;
+	pthread_mutex_unlock(&metrics_lock);
+}
+
+void
+metrics_set_devices(const char *tenant, const char *state, uint64_t n)
+{
+	struct labelled *l;
+
+	pthread_mutex_lock(&metrics_lock);
+	l = labelled_find(devices, &n_devices, tenant, state);
+	if (l != NULL)
+		l->v = n;
+	pthread_mutex_unlock(&metrics_lock);
+}
+
 void
 metrics_observe_request(const char *route, unsigned int status, double seconds)
 {
@@ -87,6 +153,24 @@ metrics_render(void)
 		fprintf(f, "enrolld_http_request_duration_seconds_count{route=\"%s\",code=\"%uxx\"} %llu\n",
 			s->route, s->status_class, (unsigned long long)s->count);
 	}
+	fputs("# HELP enrolld_enrollments_total Enrollment completions by result.\n"
+	      "# TYPE enrolld_enrollments_total counter\n",
+		f);
+	for (size_t i = 0; i < n_enrollments; i++)
+		fprintf(f, "enrolld_enrollments_total{result=\"%s\"} %llu\n", enrollments[i].a,
+			(unsigned long long)enrollments[i].v);
+	fputs("# HELP enrolld_attestation_failures_total Rejected attestations by reason.\n"
+	      "# TYPE enrolld_attestation_failures_total counter\n",
+		f);
+	for (size_t i = 0; i < n_attest_failures; i++)
+		fprintf(f, "enrolld_attestation_failures_total{reason=\"%s\"} %llu\n",
+			attest_failures[i].a, (unsigned long long)attest_failures[i].v);
+	fputs("# HELP enrolld_devices Devices by tenant and state (up, down, never, revoked).\n"
+	      "# TYPE enrolld_devices gauge\n",
+		f);
+	for (size_t i = 0; i < n_devices; i++)
+		fprintf(f, "enrolld_devices{tenant=\"%s\",state=\"%s\"} %llu\n", devices[i].a,
+			devices[i].b, (unsigned long long)devices[i].v);
 	pthread_mutex_unlock(&metrics_lock);
 	if (fclose(f) != 0) {
 		free(buf);

@@ -2416,3 +2416,40 @@ out:
 	rtxn_end(s, txn);
 	return r;
 }
+
+int
+store_device_list_all(struct store *s, const char *tenant, uint8_t state,
+	struct store_device **ret, size_t *ret_n)
+{
+	struct store_device_filter f = { .tenant = tenant, .state = state, .limit = 1000 };
+	struct store_device *all = NULL, *page = NULL, *na;
+	size_t n = 0, n_page;
+	uint64_t next;
+	int r;
+
+	do {
+		r = store_device_list(s, &f, &page, &n_page, &next);
+		if (r < 0)
+			goto err;
+		if (n_page > 0) {
+			na = realloc(all, (n + n_page) * sizeof(*na));
+			if (na == NULL) {
+				r = -ENOMEM;
+				goto err;
+			}
+			all = na;
+			memcpy(all + n, page, n_page * sizeof(*page));
+			n += n_page;
+		}
+		free(page);
+		page = NULL;
+		f.after = next;
+	} while (next != 0);
+	*ret = all;
+	*ret_n = n;
+	return 0;
+err:
+	free(page);
+	free(all);
+	return r;
+}

@@ -261,6 +261,9 @@ struct store_device_filter {
  */
 int store_device_list(struct store *s, const struct store_device_filter *f,
 	struct store_device **ret, size_t *ret_n, uint64_t *ret_next);
+/* Every device of @tenant (NULL: all) in @state (0: any), all pages; free *ret. */
+int store_device_list_all(struct store *s, const char *tenant, uint8_t state,
+	struct store_device **ret, size_t *ret_n);
 
 /*
  * Revoke: the device becomes revoked (its address stays reserved), its EK is recorded as

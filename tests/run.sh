@@ -2,7 +2,8 @@
 # The test runner behind `make check`. Runs, in order:
 #   unit         every cmocka binary in $B/tests/unit
 #   fuzz         every libFuzzer target in build/fuzz, briefly, on its seed corpus
-#   integration  every tests/integration/*.sh (exit 0 pass, 77 skip, else fail)
+#   integration  every tests/integration/*.sh (exit 0 pass, 77 skip, else fail), except
+#                *_lib.sh: libraries the tests source
 #   kernel       tests/kernel/run.sh (generic netlink against the real kernel module, in qemu)
 # With no argument it runs all four. It ends with one line "N passed, N failed, N skipped".
 # FUZZ_SECONDS (default 10) bounds each fuzz run; ONLY=<regex> filters test names.
@@ -62,6 +63,7 @@ run_integration() {
 	local t name log
 	for t in tests/integration/*.sh; do
 		[ -f "$t" ] || continue
+		case $t in *_lib.sh) continue ;; esac
 		name=integration/$(basename "$t" .sh)
 		want "$name" || continue
 		log=$LOGDIR/$(basename "$t" .sh).log

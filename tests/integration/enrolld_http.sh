@@ -28,6 +28,8 @@ cat >"$T/e.conf" <<CONF
 listen = 127.0.0.1
 port = 0
 max_body = 1024
+[state]
+db_path = $T/db
 [auth]
 admin_token_file = $T/admin
 CONF
@@ -45,6 +47,10 @@ sed "s|$T/admin|$T/open|" "$T/e.conf" >"$T/open.conf"
 check "-n refuses a group/other-readable token file" \
 	bash -c "! '$ENROLLD' -n -c '$T/open.conf' 2>/dev/null"
 check "--help exits 0" "$ENROLLD" --help
+# the shipped example must stay a valid configuration (paths pointed into the temp dir)
+sed -e "s|^admin_token_file = .*|admin_token_file = $T/admin|" -e "s|^ek_ca_dir = .*|#|" \
+	"$(dirname "$0")/../../etc/enrolld.conf.example" >"$T/example.conf"
+check "-n accepts etc/enrolld.conf.example" "$ENROLLD" -n -c "$T/example.conf"
 
 "$ENROLLD" -d -c "$T/e.conf" 2>"$T/log" &
 PID=$!

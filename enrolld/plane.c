@@ -1,0 +1,974 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The control plane's side of the tunnels: one WireGuard interface per tenant, with its
+ * own private key, listen port, address and route, and (kernel backend) its own VRF;
+ * an nftables table that forbids forwarding between tenant interfaces; peers added on
+ * enrollment and removed on revocation; reconciliation of the interfaces with the store.
+ *
+ * Backends (config [wireguard] backend):
+ *   kernel     the link is created with rtnetlink, WireGuard is driven over generic netlink
+ *   userspace  `wireguard-go <ifname>` is spawned (WG_PROCESS_FOREGROUND=1) and driven over
+ *              its UAPI socket; rtnetlink still does addresses, routes and up. An instance
+ *              already serving the interface (left by a crashed enrolld) is adopted.
+ *
+ * One mutex serialises every change of an interface. That is also what makes
+ * reconciliation safe against concurrent enrollments: the store is always written first,
+ * and reconciliation reads the store only after taking the lock, so a peer change it did
+ * not see is one waiting for the lock, and it runs afterwards.
+ *
+ * Private keys: <key_dir>/<tenant>.key (base64, mode 0600, written atomically), read
+ * when an interface is set up and wiped from memory right after.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/key.h"
+#include "common/log.h"
+#include "common/rtnl.h"
+#include "common/wg.h"
+#include "common/wgproc.h"
+#include "enrolld/enrolld.h"
+
+extern char **environ;
+
+#define PLANE_MAX_TENANTS 1024
+
+struct plane_tenant {
+	char name[STORE_NAME_MAX];
+	char ifname[STORE_IFNAME_MAX];
+	uint8_t pub[WG_KEY_LEN];
+	bool have_key;
+	bool up;
+	bool in_nft;
+	struct wgproc wp; /* userspace: the wireguard-go serving the interface */
+	char last_err[128];
+};
+
+struct plane {
+	struct plane_config cfg;
+	char *key_dir;
+	char *wireguard_go;
+	char *uapi_dir;
+	char *nft;
+	pthread_mutex_t lock;
+	struct wg_ctl *wg;
+	struct rtnl *rtnl;
+	bool vrf_missing; /* the kernel said no to VRF once: do not ask again */
+	struct plane_tenant *tenants;
+	size_t n_tenants;
+};
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static struct plane_tenant *
+find_tenant(struct plane *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_tenants; i++)
+		if (strcmp(p->tenants[i].name, name) == 0)
+			return &p->tenants[i];
+	return NULL;
+}
+
+static struct plane_tenant *
+get_tenant(struct plane *p, const struct store_tenant *t)
+{
+	struct plane_tenant *pt = find_tenant(p, t->name), *nt;
+
+	if (pt != NULL)
+		return pt;
+	if (p->n_tenants == PLANE_MAX_TENANTS)
+		return NULL;
+	nt = realloc(p->tenants, (p->n_tenants + 1) * sizeof(*nt));
+	if (nt == NULL)
+		return NULL;
+	p->tenants = nt;
+	pt = &p->tenants[p->n_tenants++];
+	memset(pt, 0, sizeof(*pt));
+	snprintf(pt->name, sizeof(pt->name), "%s", t->name);
+	snprintf(pt->ifname, sizeof(pt->ifname), "%s", t->ifname);
+	return pt;
+}
+
+/* Log a tenant's failure once, not at every reconciliation. */
+static void
+tenant_fail(struct plane_tenant *pt, const char *what, int err, const char *detail)
+{
+	char msg[sizeof(pt->last_err)];
+
+	snprintf(msg, sizeof(msg), "%s: %s%s%s", what, strerror(-err), detail && *detail ? ": " : "",
+		detail ? detail : "");
+	if (strcmp(msg, pt->last_err) != 0)
+		log_warnx("tenant '%s' interface '%s': %s", pt->name, pt->ifname, msg);
+	else
+		log_debug("tenant '%s' interface '%s': %s", pt->name, pt->ifname, msg);
+	snprintf(pt->last_err, sizeof(pt->last_err), "%s", msg);
+}
+
+static int
+mkdir_p(const char *dir, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, dir, len + 1);
+	for (char *s = tmp + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* ---- private keys ----------------------------------------------------------------------- */
+
+static int
+key_path(struct plane *p, const char *tenant, const char *suffix, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s.key%s", p->key_dir, tenant, suffix);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int
+key_read(const char *path, uint8_t ret_priv[static WG_KEY_LEN])
+{
+	char buf[WG_KEY_B64_LEN + 8];
+	ssize_t n;
+	int fd, r;
+
+	r = config_check_secret_file(path);
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	r = n < 0 ? -errno : 0;
+	close(fd);
+	if (r == 0) {
+		buf[n] = '\0';
+		buf[strcspn(buf, "\r\n")] = '\0';
+		r = key_from_base64(ret_priv, buf);
+	}
+	explicit_bzero(buf, sizeof(buf));
+	return r;
+}
+
+/* Write a new key atomically: temp file 0600, fsync, link into place (never replaces). */
+static int
+key_create(struct plane *p, const char *tenant, const char *path)
+{
+	char tmp[PATH_MAX], b64[WG_KEY_B64_LEN + 1];
+	uint8_t priv[WG_KEY_LEN];
+	int fd = -1, r, dfd;
+	size_t len;
+
+	r = key_path(p, tenant, ".tmp", tmp, sizeof(tmp));
+	if (r < 0)
+		return r;
+	r = key_generate_private(priv);
+	if (r < 0)
+		goto out;
+	key_to_base64(b64, priv);
+	len = strlen(b64);
+	b64[len++] = '\n';
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (write(fd, b64, len) != (ssize_t)len || fsync(fd) < 0) {
+		r = errno ? -errno : -EIO;
+		goto out;
+	}
+	close(fd);
+	fd = -1;
+	/* link() fails with EEXIST if another key got there first: that one wins. */
+	if (link(tmp, path) < 0 && errno != EEXIST) {
+		r = -errno;
+		(void)unlink(tmp);
+		goto out;
+	}
+	(void)unlink(tmp);
+	dfd = open(p->key_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	r = 0;
+out:
+	if (fd >= 0) {
+		close(fd);
+		(void)unlink(tmp);
+	}
+	explicit_bzero(priv, sizeof(priv));
+	explicit_bzero(b64, sizeof(b64));
+	return r;
+}
+
+/* The tenant's private key into @ret_priv (caller wipes), created on first use. */
+static int
+tenant_private_key(struct plane *p, struct plane_tenant *pt, uint8_t ret_priv[static WG_KEY_LEN])
+{
+	char path[PATH_MAX];
+	int r;
+
+	r = key_path(p, pt->name, "", path, sizeof(path));
+	if (r < 0)
+		return r;
+	r = key_read(path, ret_priv);
+	if (r == -ENOENT) {
+		r = mkdir_p(p->key_dir, 0700);
+		if (r < 0)
+			return r;
+		r = key_create(p, pt->name, path);
+		if (r < 0)
+			return r;
+		log_info("tenant '%s': new interface key in '%s'", pt->name, path);
+		r = key_read(path, ret_priv);
+	}
+	if (r == -EPERM)
+		log_warnx("key file '%s' is readable or writable by group or others; chmod 600 it",
+			path);
+	if (r < 0)
+		return r;
+	r = key_public_from_private(pt->pub, ret_priv);
+	if (r < 0) {
+		explicit_bzero(ret_priv, WG_KEY_LEN);
+		return r;
+	}
+	pt->have_key = true;
+	return 0;
+}
+
+int
+plane_tenant_key(struct plane *p, const struct store_tenant *t, uint8_t ret_pub[32])
+{
+	uint8_t priv[WG_KEY_LEN];
+	struct plane_tenant *pt;
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	pt = get_tenant(p, t);
+	if (pt == NULL) {
+		r = -ENOMEM;
+	} else if (!pt->have_key) {
+		r = tenant_private_key(p, pt, priv);
+		explicit_bzero(priv, sizeof(priv));
+	}
+	if (r == 0)
+		memcpy(ret_pub, pt->pub, WG_KEY_LEN);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* ---- userspace: wireguard-go ------------------------------------------------------------- */
+
+/* Make sure a wireguard-go serves @pt's interface: adopt a live one, else start one. */
+static int
+userspace_link(struct plane *p, struct plane_tenant *pt)
+{
+	struct wgproc_opts o = {
+		.program = p->wireguard_go,
+		.uapi_dir = p->uapi_dir,
+		.keep_stderr = log_getverbose() >= 2,
+	};
+	pid_t before = pt->wp.pid;
+	int r;
+
+	r = wgproc_ensure(&pt->wp, &o, pt->ifname);
+	if (r == 1)
+		log_info("tenant '%s': started '%s %s' (pid %d)", pt->name, p->wireguard_go,
+			pt->ifname, (int)pt->wp.pid);
+	else if (r == 0 && pt->wp.pid != before)
+		log_info("tenant '%s': adopted the wireguard-go (pid %d) serving '%s'", pt->name,
+			(int)pt->wp.pid, pt->ifname);
+	return r < 0 ? r : 0;
+}
+
+/* ---- kernel: link and VRF --------------------------------------------------------------------- */
+
+static int
+kernel_link(struct plane *p, struct plane_tenant *pt, const struct store_tenant *t,
+	uint32_t *ret_table)
+{
+	char vrf[IFNAMSIZ];
+	uint32_t idx, table;
+	int r;
+
+	*ret_table = 0;
+	r = rtnl_link_index(p->rtnl, pt->ifname, &idx);
+	if (r == -ENODEV) {
+		r = rtnl_link_add_wireguard(p->rtnl, pt->ifname);
+		if (r < 0 && r != -EEXIST) {
+			tenant_fail(pt, "create wireguard link", r, rtnl_last_error(p->rtnl));
+			return r;
+		}
+	} else if (r < 0) {
+		tenant_fail(pt, "look up link", r, rtnl_last_error(p->rtnl));
+		return r;
+	}
+	if (!p->cfg.vrf || p->vrf_missing)
+		return 0;
+	table = p->cfg.vrf_table_base + t->listen_port;
+	snprintf(vrf, sizeof(vrf), "vrf%u", (unsigned int)t->listen_port);
+	r = rtnl_link_index(p->rtnl, vrf, &idx);
+	if (r == -ENODEV)
+		r = rtnl_link_add_vrf(p->rtnl, vrf, table);
+	if (r == -EOPNOTSUPP || r == -EAFNOSUPPORT || r == -EPROTONOSUPPORT) {
+		/* The module is absent: nftables alone keeps tenants apart. */
+		log_warnx("the kernel has no VRF support (%s); tenants are separated by nftables "
+			  "only",
+			strerror(-r));
+		p->vrf_missing = true;
+		return 0;
+	}
+	if (r < 0 && r != -EEXIST) {
+		tenant_fail(pt, "create VRF", r, rtnl_last_error(p->rtnl));
+		return r;
+	}
+	r = rtnl_link_set_up(p->rtnl, vrf, true);
+	if (r == 0)
+		r = rtnl_link_set_master(p->rtnl, pt->ifname, vrf);
+	if (r < 0) {
+		tenant_fail(pt, "enslave to VRF", r, rtnl_last_error(p->rtnl));
+		return r;
+	}
+	*ret_table = table;
+	return 0;
+}
+
+/* ---- nftables ------------------------------------------------------------------------------- */
+
+/* Feed @script to `nft -f -`. */
+static int
+run_nft(struct plane *p, const char *script)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	char *argv[] = { p->nft, "-f", "-", NULL };
+	int pipefd[2], status, r;
+	size_t len = strlen(script), off = 0;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	sigemptyset(&none);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[0], 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	r = -posix_spawnp(&pid, p->nft, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(pipefd[0]);
+	if (r < 0) {
+		close(pipefd[1]);
+		return r;
+	}
+	while (off < len) {
+		ssize_t n = write(pipefd[1], script + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	close(pipefd[1]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (off != len || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return -EIO;
+	return 0;
+}
+
+/*
+ * Write the whole table again (atomically: nft applies a file in one transaction): every
+ * tenant interface may not forward to any other tenant interface. Traffic within one
+ * tenant's interface and to the control plane itself is not forwarding between tenants.
+ */
+static int
+nft_sync(struct plane *p)
+{
+	char *script = NULL;
+	size_t len = 0;
+	FILE *f;
+	int r;
+
+	if (!p->cfg.nftables)
+		return 0;
+	f = open_memstream(&script, &len);
+	if (f == NULL)
+		return -ENOMEM;
+	fputs("table inet enrolld\ndelete table inet enrolld\n"
+	      "table inet enrolld {\n"
+	      "\tset tenant_ifs {\n\t\ttype ifname\n",
+		f);
+	if (p->n_tenants > 0) {
+		fputs("\t\telements = { ", f);
+		for (size_t i = 0; i < p->n_tenants; i++)
+			fprintf(f, "%s\"%s\"", i ? ", " : "", p->tenants[i].ifname);
+		fputs(" }\n", f);
+	}
+	fputs("\t}\n"
+	      "\tchain forward {\n"
+	      "\t\ttype filter hook forward priority filter - 10; policy accept;\n",
+		f);
+	for (size_t i = 0; i < p->n_tenants; i++)
+		fprintf(f, "\t\tiifname \"%s\" oifname @tenant_ifs oifname != \"%s\" counter drop\n",
+			p->tenants[i].ifname, p->tenants[i].ifname);
+	fputs("\t}\n}\n", f);
+	if (fclose(f) != 0) {
+		free(script);
+		return -ENOMEM;
+	}
+	r = run_nft(p, script);
+	free(script);
+	if (r < 0)
+		log_warnx("nftables: '%s -f -' failed (%s); tenant isolation relies on routing only",
+			p->nft, strerror(-r));
+	else
+		for (size_t i = 0; i < p->n_tenants; i++)
+			p->tenants[i].in_nft = true;
+	return r;
+}
+
+/* ---- bringing a tenant up -------------------------------------------------------------------- */
+
+static int
+configure_addresses(struct plane *p, struct plane_tenant *pt, const struct store_tenant *t,
+	uint32_t table)
+{
+	const struct addr_prefix *pf[2] = { &t->prefix4, &t->prefix6 };
+	const uint8_t *self[2] = { t->self4, t->self6 };
+	int r;
+
+	for (int i = 0; i < 2; i++) {
+		if (pf[i]->family == 0)
+			continue;
+		r = rtnl_addr_add(p->rtnl, pt->ifname, pf[i]->family, self[i], pf[i]->plen);
+		if (r < 0 && r != -EEXIST) {
+			tenant_fail(pt, "add address", r, rtnl_last_error(p->rtnl));
+			return r;
+		}
+	}
+	r = rtnl_link_set_up(p->rtnl, pt->ifname, true);
+	if (r < 0) {
+		tenant_fail(pt, "set link up", r, rtnl_last_error(p->rtnl));
+		return r;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (pf[i]->family == 0)
+			continue;
+		r = rtnl_route_add(p->rtnl, pt->ifname, pf[i]->family, pf[i]->addr, pf[i]->plen,
+			table);
+		if (r < 0 && r != -EEXIST) {
+			tenant_fail(pt, "add prefix route", r, rtnl_last_error(p->rtnl));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int
+tenant_up_locked(struct plane *p, const struct store_tenant *t)
+{
+	uint8_t priv[WG_KEY_LEN];
+	struct wg_device *dev = NULL;
+	struct plane_tenant *pt;
+	uint32_t table = 0;
+	bool new_in_nft;
+	int r;
+
+	pt = get_tenant(p, t);
+	if (pt == NULL)
+		return -ENOMEM;
+	if (pt->up) {
+		/* Still there? An interface can disappear under us (operator, crash of wg-go). */
+		r = wg_get_device(p->wg, pt->ifname, &dev);
+		wg_device_free(dev);
+		dev = NULL;
+		if (r == 0)
+			return 0;
+		log_warnx("tenant '%s': interface '%s' is gone (%s); setting it up again", pt->name,
+			pt->ifname, strerror(-r));
+		pt->up = false;
+	}
+	new_in_nft = !pt->in_nft;
+	if (p->cfg.backend == ENROLLD_WG_USERSPACE) {
+		r = userspace_link(p, pt);
+		if (r < 0) {
+			tenant_fail(pt, "start wireguard-go", r, NULL);
+			goto out;
+		}
+	} else {
+		r = kernel_link(p, pt, t, &table);
+		if (r < 0)
+			goto out;
+	}
+	r = tenant_private_key(p, pt, priv);
+	if (r < 0) {
+		tenant_fail(pt, "private key", r, NULL);
+		goto out;
+	}
+	r = wg_device_new(&dev, pt->ifname);
+	if (r == 0) {
+		memcpy(dev->private_key, priv, WG_KEY_LEN);
+		dev->listen_port = t->listen_port;
+		dev->flags = WG_DEVICE_F_HAS_PRIVATE_KEY | WG_DEVICE_F_HAS_LISTEN_PORT;
+		r = wg_set_device(p->wg, dev);
+	}
+	explicit_bzero(priv, sizeof(priv));
+	wg_device_free(dev);
+	if (r < 0) {
+		tenant_fail(pt, "set key and listen port", r, wg_ctl_last_error(p->wg));
+		goto out;
+	}
+	r = configure_addresses(p, pt, t, table);
+	if (r < 0)
+		goto out;
+	if (new_in_nft)
+		(void)nft_sync(p);
+	pt->up = true;
+	if (pt->last_err[0] != '\0')
+		log_info("tenant '%s': interface '%s' is up again", pt->name, pt->ifname);
+	else
+		log_info("tenant '%s': interface '%s' up, listen port %u", pt->name, pt->ifname,
+			(unsigned int)t->listen_port);
+	pt->last_err[0] = '\0';
+	r = 0;
+out:
+	return r;
+}
+
+int
+plane_tenant_up(struct plane *p, const struct store_tenant *t)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = tenant_up_locked(p, t);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+bool
+plane_tenant_is_up(struct plane *p, const char *tenant)
+{
+	struct plane_tenant *pt;
+	bool up;
+
+	pthread_mutex_lock(&p->lock);
+	pt = find_tenant(p, tenant);
+	up = pt != NULL && pt->up;
+	pthread_mutex_unlock(&p->lock);
+	return up;
+}
+
+/* ---- peers ------------------------------------------------------------------------------------- */
+
+static int
+peer_fill(struct wg_peer *peer, const struct store_tenant *t, const struct store_device *d)
+{
+	int r;
+
+	memcpy(peer->public_key, d->wg_pubkey, WG_KEY_LEN);
+	peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REPLACE_ALLOWEDIPS;
+	r = wg_peer_add_allowedip(peer, AF_INET, d->addr4, 32);
+	if (r == 0 && d->has_addr6)
+		r = wg_peer_add_allowedip(peer, AF_INET6, d->addr6, 128);
+	return r;
+}
+
+/* Apply @dev to @t's interface, bringing the interface up first if needed. */
+static int
+apply_locked(struct plane *p, const struct store_tenant *t, const struct wg_device *dev)
+{
+	struct plane_tenant *pt = find_tenant(p, t->name);
+	int r;
+
+	if (pt == NULL || !pt->up) {
+		r = tenant_up_locked(p, t);
+		if (r < 0)
+			return r;
+	}
+	r = wg_set_device(p->wg, dev);
+	if (r < 0)
+		log_warnx("tenant '%s': changing peers of '%s': %s %s", t->name, t->ifname,
+			strerror(-r), wg_ctl_last_error(p->wg));
+	return r;
+}
+
+int
+plane_peer_add(struct plane *p, const struct store_tenant *t, const struct store_device *d)
+{
+	struct wg_device *dev = NULL;
+	struct wg_peer *peer;
+	int r;
+
+	r = wg_device_new(&dev, t->ifname);
+	if (r < 0)
+		return r;
+	r = wg_device_add_peer(dev, &peer);
+	if (r == 0)
+		r = peer_fill(peer, t, d);
+	if (r == 0) {
+		pthread_mutex_lock(&p->lock);
+		r = apply_locked(p, t, dev);
+		pthread_mutex_unlock(&p->lock);
+	}
+	wg_device_free(dev);
+	return r;
+}
+
+int
+plane_peer_rotate(struct plane *p, const struct store_tenant *t, const uint8_t old_pub[32],
+	const struct store_device *d)
+{
+	struct wg_device *dev = NULL;
+	struct wg_peer *peer;
+	int r;
+
+	r = wg_device_new(&dev, t->ifname);
+	if (r < 0)
+		return r;
+	r = wg_device_add_peer(dev, &peer);
+	if (r == 0) {
+		memcpy(peer->public_key, old_pub, WG_KEY_LEN);
+		peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
+		r = wg_device_add_peer(dev, &peer);
+	}
+	if (r == 0)
+		r = peer_fill(peer, t, d);
+	if (r == 0) {
+		pthread_mutex_lock(&p->lock);
+		r = apply_locked(p, t, dev);
+		pthread_mutex_unlock(&p->lock);
+	}
+	wg_device_free(dev);
+	return r;
+}
+
+int
+plane_peer_remove(struct plane *p, const struct store_tenant *t, const uint8_t pub[32])
+{
+	struct wg_device *dev = NULL;
+	struct wg_peer *peer;
+	int r;
+
+	r = wg_device_new(&dev, t->ifname);
+	if (r < 0)
+		return r;
+	r = wg_device_add_peer(dev, &peer);
+	if (r == 0) {
+		memcpy(peer->public_key, pub, WG_KEY_LEN);
+		peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
+		pthread_mutex_lock(&p->lock);
+		r = apply_locked(p, t, dev);
+		pthread_mutex_unlock(&p->lock);
+	}
+	wg_device_free(dev);
+	return r;
+}
+
+int
+plane_dump(struct plane *p, const struct store_tenant *t, struct wg_device **ret)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = wg_get_device(p->wg, t->ifname, ret);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* ---- reconciliation ------------------------------------------------------------------------ */
+
+/* Peers of the interface by public key: an array of pointers, sorted. */
+static int
+cmp_peer_ptr(const void *a, const void *b)
+{
+	const struct wg_peer *const *x = a, *const *y = b;
+
+	return memcmp((*x)->public_key, (*y)->public_key, WG_KEY_LEN);
+}
+
+static int
+cmp_dev_key(const void *a, const void *b)
+{
+	const struct store_device *x = a, *y = b;
+
+	return memcmp(x->wg_pubkey, y->wg_pubkey, WG_KEY_LEN);
+}
+
+/* Every active device of @tenant, sorted by public key. */
+static int
+active_devices(struct store *s, const char *tenant, struct store_device **ret, size_t *ret_n)
+{
+	int r = store_device_list_all(s, tenant, STORE_DEVICE_ACTIVE, ret, ret_n);
+
+	if (r == 0 && *ret_n > 1)
+		qsort(*ret, *ret_n, sizeof(**ret), cmp_dev_key);
+	return r;
+}
+
+/* Whether @peer has exactly @d's allowed IPs. */
+static bool
+peer_matches(const struct wg_peer *peer, const struct store_device *d)
+{
+	size_t want = d->has_addr6 ? 2 : 1;
+	bool v4 = false, v6 = !d->has_addr6;
+
+	if (peer->n_allowedips != want)
+		return false;
+	for (size_t i = 0; i < peer->n_allowedips; i++) {
+		const struct wg_allowedip *a = &peer->allowedips[i];
+
+		if (a->family == AF_INET && a->cidr == 32 && memcmp(&a->ip4, d->addr4, 4) == 0)
+			v4 = true;
+		else if (a->family == AF_INET6 && a->cidr == 128 &&
+			 memcmp(&a->ip6, d->addr6, 16) == 0)
+			v6 = true;
+	}
+	return v4 && v6;
+}
+
+static int
+reconcile_tenant(struct plane *p, struct store *s, const struct store_tenant *t)
+{
+	struct store_device *devs = NULL;
+	struct wg_device *cur = NULL, *want = NULL;
+	const struct wg_peer **have = NULL;
+	size_t n_devs = 0, added = 0, removed = 0;
+	struct wg_peer *peer;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = tenant_up_locked(p, t);
+	if (r < 0)
+		goto out;
+	/* The store after the lock: see the comment at the top of this file. */
+	r = active_devices(s, t->name, &devs, &n_devs);
+	if (r < 0)
+		goto out;
+	r = wg_get_device(p->wg, t->ifname, &cur);
+	if (r < 0)
+		goto out;
+	r = wg_device_new(&want, t->ifname);
+	if (r < 0)
+		goto out;
+	if (cur->n_peers > 0) {
+		have = calloc(cur->n_peers, sizeof(*have));
+		if (have == NULL) {
+			r = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < cur->n_peers; i++)
+			have[i] = &cur->peers[i];
+		qsort(have, cur->n_peers, sizeof(*have), cmp_peer_ptr);
+	}
+	/* On the interface but not an active device of this tenant: remove. */
+	for (size_t i = 0; i < cur->n_peers; i++) {
+		struct store_device key;
+
+		memcpy(key.wg_pubkey, cur->peers[i].public_key, WG_KEY_LEN);
+		if (n_devs > 0 && bsearch(&key, devs, n_devs, sizeof(*devs), cmp_dev_key))
+			continue;
+		r = wg_device_add_peer(want, &peer);
+		if (r < 0)
+			goto out;
+		memcpy(peer->public_key, cur->peers[i].public_key, WG_KEY_LEN);
+		peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
+		removed++;
+	}
+	/* Active devices missing, or with other allowed IPs: add (replacing the list). */
+	for (size_t i = 0; i < n_devs; i++) {
+		struct wg_peer probe;
+		const struct wg_peer *pp = &probe, *const *on = NULL;
+
+		memcpy(probe.public_key, devs[i].wg_pubkey, WG_KEY_LEN);
+		if (have != NULL)
+			on = bsearch(&pp, have, cur->n_peers, sizeof(*have), cmp_peer_ptr);
+		if (on != NULL && peer_matches(*on, &devs[i]))
+			continue;
+		r = wg_device_add_peer(want, &peer);
+		if (r == 0)
+			r = peer_fill(peer, t, &devs[i]);
+		if (r < 0)
+			goto out;
+		added++;
+	}
+	if (want->n_peers > 0) {
+		r = wg_set_device(p->wg, want);
+		if (r < 0) {
+			log_warnx("tenant '%s': reconciling '%s': %s %s", t->name, t->ifname,
+				strerror(-r), wg_ctl_last_error(p->wg));
+			goto out;
+		}
+		log_info("tenant '%s': reconciled '%s' with the store: %zu peer(s) added, %zu "
+			 "removed",
+			t->name, t->ifname, added, removed);
+	}
+	r = (int)(added + removed);
+out:
+	pthread_mutex_unlock(&p->lock);
+	free(have);
+	free(devs);
+	wg_device_free(cur);
+	wg_device_free(want);
+	return r;
+}
+
+int
+plane_reconcile(struct plane *p, struct store *s)
+{
+	struct store_tenant *ts = NULL;
+	size_t n = 0;
+	int r, total = 0, first_err = 0;
+
+	r = store_tenant_list(s, &ts, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		r = reconcile_tenant(p, s, &ts[i]);
+		if (r < 0 && first_err == 0)
+			first_err = r;
+		if (r > 0)
+			total += r;
+	}
+	free(ts);
+	return first_err < 0 ? first_err : total;
+}
+
+/* ---- wg-quick rendering -------------------------------------------------------------------- */
+
+char *
+plane_wg_quick(const struct store_tenant *t, const struct store_device *d,
+	const uint8_t server_pub[32])
+{
+	char a4[ADDR_STR_LEN], a6[ADDR_STR_LEN], p4[ADDR_STR_LEN], p6[ADDR_STR_LEN];
+	char pub[WG_KEY_B64_LEN];
+	char *out = NULL;
+	int n;
+
+	addr_format(AF_INET, d->addr4, a4, sizeof(a4));
+	addr_prefix_format(&t->prefix4, p4, sizeof(p4));
+	a6[0] = p6[0] = '\0';
+	if (d->has_addr6 && t->prefix6.family == AF_INET6) {
+		addr_format(AF_INET6, d->addr6, a6, sizeof(a6));
+		addr_prefix_format(&t->prefix6, p6, sizeof(p6));
+	}
+	key_to_base64(pub, server_pub);
+	n = asprintf(&out,
+		"[Interface]\n"
+		"# PrivateKey: held by the device's TPM, never written here\n"
+		"Address = %s/32%s%s%s\n"
+		"\n"
+		"[Peer]\n"
+		"PublicKey = %s\n"
+		"Endpoint = %s\n"
+		"AllowedIPs = %s%s%s\n"
+		"PersistentKeepalive = %u\n",
+		a4, a6[0] ? ", " : "", a6, a6[0] ? "/128" : "", pub, t->endpoint, p4,
+		p6[0] ? ", " : "", p6, (unsigned int)t->keepalive);
+	return n < 0 ? NULL : out;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+int
+plane_new(struct plane **ret, const struct plane_config *cfg)
+{
+	struct plane *p;
+	int r;
+
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	p->cfg = *cfg;
+	pthread_mutex_init(&p->lock, NULL);
+	p->key_dir = strdup(cfg->key_dir);
+	p->wireguard_go = strdup(cfg->wireguard_go ? cfg->wireguard_go : "wireguard-go");
+	p->uapi_dir = strdup(cfg->uapi_dir ? cfg->uapi_dir : WG_UAPI_DEFAULT_DIR);
+	p->nft = strdup(cfg->nft ? cfg->nft : "nft");
+	if (p->key_dir == NULL || p->wireguard_go == NULL || p->uapi_dir == NULL ||
+	    p->nft == NULL) {
+		r = -ENOMEM;
+		goto err;
+	}
+	p->cfg.key_dir = p->key_dir;
+	p->cfg.wireguard_go = p->wireguard_go;
+	p->cfg.uapi_dir = p->uapi_dir;
+	p->cfg.nft = p->nft;
+	r = wg_ctl_new(&p->wg);
+	if (r < 0)
+		goto err;
+	r = wg_ctl_set_uapi_dir(p->wg, p->uapi_dir);
+	if (r < 0)
+		goto err;
+	wg_ctl_set_backend(p->wg,
+		cfg->backend == ENROLLD_WG_USERSPACE ? WG_BACKEND_UAPI : WG_BACKEND_KERNEL);
+	r = rtnl_open(&p->rtnl);
+	if (r < 0)
+		goto err;
+	r = mkdir_p(p->key_dir, 0700);
+	if (r < 0)
+		goto err;
+	*ret = p;
+	return 0;
+err:
+	plane_free(p);
+	return r;
+}
+
+void
+plane_free(struct plane *p)
+{
+	if (p == NULL)
+		return;
+	for (size_t i = 0; i < p->n_tenants; i++) {
+		struct plane_tenant *pt = &p->tenants[i];
+		pid_t pid = pt->wp.pid;
+
+		/* wireguard-go removes its interface and socket on SIGTERM. */
+		if (pid > 0 && wgproc_stop(&pt->wp, 0) == 0)
+			log_info("tenant '%s': stopped wireguard-go (pid %d)", pt->name, (int)pid);
+	}
+	if (p->rtnl != NULL)
+		rtnl_close(p->rtnl);
+	wg_ctl_free(p->wg);
+	pthread_mutex_destroy(&p->lock);
+	free(p->tenants);
+	free(p->key_dir);
+	free(p->wireguard_go);
+	free(p->uapi_dir);
+	free(p->nft);
+	free(p);
+}
