@@ -1,0 +1,744 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Talking to the control plane about who we are: provisioning (prepare the TPM, pre-register
+ * the EK), the two-round attested enrollment (protocol in docs/attestation.md and
+ * docs/api.md), and key rotation.
+ *
+ * The TPM is opened only for the moment it is needed and closed again: a TPM without a
+ * resource manager (swtpm, or /dev/tpm0) serves one client at a time, and `edge-keyd
+ * rotate` or `status` must be able to run next to the daemon.
+ *
+ * What crosses the network: the EK certificate and public area, the AK public area, the
+ * WireGuard public key, the enrollment token (if one is configured), the activated
+ * credential secret (single use, bound to one session) and the quote. Never the private
+ * key: it exists in clear only in tunnel.c, in locked memory, for the moment it is handed
+ * to WireGuard.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/b64.h"
+#include "common/log.h"
+#include "common/secmem.h"
+#include "common/tpm2.h"
+#include "common/tpm2_templates.h"
+#include "edge-keyd/client.h"
+#include "edge-keyd/edge-keyd.h"
+#include "edge-keyd/tpm/tpmdev.h"
+
+/* The PCRs quoted when the tenant has no policy: firmware, its config, Secure Boot state. */
+#define DEFAULT_QUOTE_PCRS "sha256:0,1,7"
+#define TPM_STRUCT_MAX 4096
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static void
+client_opts_of(const struct ekd_conf *conf, struct client_opts *o, const char *bearer)
+{
+	memset(o, 0, sizeof(*o));
+	o->ca_file = conf->ca_file;
+	o->allow_http = conf->allow_http;
+	o->timeout_sec = conf->timeout;
+	o->bearer = bearer;
+}
+
+/* The server's {"error": {"code", "message"}} as "code: message", or the status. */
+static void
+server_error_text(long status, const json_t *j, char *buf, size_t len, const char **ret_code)
+{
+	json_t *err = json_object_get(j, "error");
+	const char *code = json_string_value(json_object_get(err, "code"));
+	const char *msg = json_string_value(json_object_get(err, "message"));
+
+	*ret_code = code ? code : "";
+	if (code != NULL)
+		snprintf(buf, len, "HTTP %ld %s: %s", status, code, msg ? msg : "");
+	else
+		snprintf(buf, len, "HTTP %ld (no error detail)", status);
+}
+
+/* An HTTP status (not 2xx) as our errno; see ekd_enroll_once() in edge-keyd.h. */
+static int
+status_errno(long status, const char *code)
+{
+	if (status == 403 && strcmp(code, "device_revoked") == 0)
+		return -EPERM;
+	if (strcmp(code, "address_pool_exhausted") == 0)
+		return -ENOSPC;
+	switch (status) {
+	case 400:
+		return -EINVAL; /* -EBADMSG is kept for a bad answer from the server */
+	case 401:
+	case 403:
+		return -EACCES;
+	case 404:
+		return -ENOENT;
+	case 409:
+		return -EEXIST;
+	case 410:
+		return -ETIME;
+	case 413:
+		return -E2BIG;
+	default:
+		return status >= 500 ? -EAGAIN : -EPROTO;
+	}
+}
+
+static int
+post_json(const struct ekd_conf *conf, const char *path, const char *bearer, json_t *body,
+	long *ret_status, json_t **ret_json, char *errbuf, size_t errlen)
+{
+	struct client_opts o;
+	char url[512];
+	int r;
+
+	if (snprintf(url, sizeof(url), "%s%s", conf->url, path) >= (int)sizeof(url)) {
+		snprintf(errbuf, errlen, "URL too long");
+		return -ENAMETOOLONG;
+	}
+	client_opts_of(conf, &o, bearer);
+	r = client_request(&o, "POST", url, body, ret_status, ret_json, errbuf, errlen);
+	if (r == 0)
+		log_debug("POST %s: HTTP %ld", url, *ret_status);
+	return r;
+}
+
+/* Wipe the string value of @key in @j (jansson keeps its own copy of what it was given). */
+static void
+json_wipe_member(json_t *j, const char *key)
+{
+	json_t *s = json_object_get(j, key);
+
+	if (json_is_string(s))
+		OPENSSL_cleanse((char *)json_string_value(s), json_string_length(s));
+}
+
+static json_t *
+b64_json(const uint8_t *p, size_t n)
+{
+	char *s = NULL;
+	json_t *j;
+
+	if (b64_encode(p, n, &s) < 0)
+		return NULL;
+	j = json_string(s);
+	free(s);
+	return j;
+}
+
+/* A base64 member of the server's answer, at most @max bytes; NULL if absent or bad. */
+static int
+b64_member(const json_t *j, const char *key, size_t max, uint8_t **ret, size_t *ret_len)
+{
+	const char *s = json_string_value(json_object_get(j, key));
+
+	if (s == NULL)
+		return -EBADMSG;
+	return b64_decode(s, max, ret, ret_len) < 0 ? -EBADMSG : 0;
+}
+
+/*
+ * The EK's identifier as enrolld computes it (attest_verify_ek): SHA-256 of the RSA modulus
+ * or of the ECC point x || y.
+ */
+static int
+ek_id_of_public(const uint8_t *pub, size_t len, uint8_t ret[static 32])
+{
+	TPM2B_PUBLIC p;
+	struct tpm2_buf parts[2];
+	size_t n = 0;
+	int r;
+
+	r = tpm2_unmarshal_tpm2b_public(pub, len, &p);
+	if (r < 0)
+		return r;
+	if (p.publicArea.type == TPM2_ALG_RSA) {
+		parts[n++] = (struct tpm2_buf){ p.publicArea.unique.rsa.buffer,
+			p.publicArea.unique.rsa.size };
+	} else if (p.publicArea.type == TPM2_ALG_ECC) {
+		parts[n++] = (struct tpm2_buf){ p.publicArea.unique.ecc.x.buffer,
+			p.publicArea.unique.ecc.x.size };
+		parts[n++] = (struct tpm2_buf){ p.publicArea.unique.ecc.y.buffer,
+			p.publicArea.unique.ecc.y.size };
+	} else {
+		return -EINVAL;
+	}
+	r = tpm2_hashv(TPM2_ALG_SHA256, parts, n, ret);
+	return r < 0 ? r : 0;
+}
+
+static void
+hex(const uint8_t *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+open_tpm(const struct ekd_conf *conf, struct tpmdev **ret)
+{
+	int r = tpmdev_open(ret, conf->tcti);
+
+	if (r < 0)
+		log_warnx("cannot open the TPM through '%s': %s (is the TCTI right, and the TPM "
+			"there?)", conf->tcti, strerror(-r));
+	return r;
+}
+
+static void
+tpm_fail(struct tpmdev *dev, const char *what, int r)
+{
+	const char *detail = dev ? tpmdev_last_error(dev) : "";
+
+	log_warnx("TPM: %s: %s%s%s", what, strerror(-r), detail[0] ? ": " : "", detail);
+}
+
+/* ---- keys --------------------------------------------------------------------------------- */
+
+int
+ekd_wg_public(const struct ekd_conf *conf, uint8_t ret_pub[static WG_KEY_LEN])
+{
+	return tpmdev_wg_public(conf->state_dir, ret_pub);
+}
+
+int
+ekd_unseal(const struct ekd_conf *conf, uint8_t key[static WG_KEY_LEN])
+{
+	struct tpmdev *dev = NULL;
+	int r;
+
+	r = open_tpm(conf, &dev);
+	if (r < 0)
+		return r;
+	r = tpmdev_unseal(dev, conf->state_dir, key);
+	if (r < 0)
+		tpm_fail(dev, "unseal the WireGuard key", r);
+	tpmdev_close(dev);
+	return r;
+}
+
+/* ---- provisioning --------------------------------------------------------------------------- */
+
+static int
+provision_opts(const struct ekd_conf *conf, struct tpmdev_provision_opts *o,
+	TPML_PCR_SELECTION *sel)
+{
+	memset(o, 0, sizeof(*o));
+	o->ak_type = strcmp(conf->ak_type, "rsa") == 0 ? TPM2_ALG_RSA : TPM2_ALG_ECC;
+	if (conf->pcr_policy != NULL) {
+		if (tpm2_pcr_selection_parse(conf->pcr_policy, sel) < 0)
+			return -EINVAL; /* conf.c checked it */
+		o->pcr_policy = sel;
+	}
+	return 0;
+}
+
+int
+ekd_provision(const struct ekd_conf *conf, bool offline)
+{
+	char token[EKD_TOKEN_MAX] = "", errbuf[512], label[64], idhex[65], wgb64[WG_KEY_B64_LEN];
+	char path[128];
+	struct tpmdev_provision_opts opts;
+	TPML_PCR_SELECTION sel;
+	enum tpm2_ek_type ek_type;
+	struct tpmdev *dev = NULL;
+	uint8_t *ek_pub = NULL, *ek_cert = NULL;
+	size_t ek_pub_len = 0, ek_cert_len = 0;
+	uint8_t ek_id[32], wg_pub[WG_KEY_LEN];
+	json_t *reg = NULL, *rec = NULL, *resp = NULL;
+	long status = 0;
+	int r, existed;
+
+	if (!offline) {
+		if (conf->tenant == NULL) {
+			log_warnx("'server.tenant' is not set: which tenant registers this device? "
+				"(or use --offline)");
+			return -EINVAL;
+		}
+		if (conf->provisioning_token_file == NULL) {
+			log_warnx("'server.provisioning_token_file' is not set (or use --offline)");
+			return -EINVAL;
+		}
+		r = ekd_conf_require_server(conf, errbuf, sizeof(errbuf));
+		if (r < 0) {
+			log_warnx("%s", errbuf);
+			return r;
+		}
+		r = ekd_read_token(conf->provisioning_token_file, token, errbuf, sizeof(errbuf));
+		if (r < 0) {
+			log_warnx("%s", errbuf);
+			return r;
+		}
+	}
+	if (tpm2_ek_type_parse(conf->ek_type, &ek_type) < 0 ||
+		provision_opts(conf, &opts, &sel) < 0) {
+		r = -EINVAL;
+		goto out;
+	}
+
+	r = open_tpm(conf, &dev);
+	if (r < 0)
+		goto out;
+	existed = tpmdev_provision(dev, conf->state_dir, &opts);
+	if (existed < 0) {
+		r = existed;
+		tpm_fail(dev, "provision", r);
+		if (r == -EKEYREJECTED || r == -EBADMSG)
+			log_warnx("the state in '%s' does not belong to this TPM (another TPM, or "
+				"its owner hierarchy was cleared); move it away to provision a new "
+				"identity", conf->state_dir);
+		goto out;
+	}
+	r = tpmdev_ek(dev, ek_type, 0, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len);
+	if (r < 0) {
+		tpm_fail(dev, "read the EK and its certificate", r);
+		if (r == -ENOENT)
+			log_warnx("this TPM has no %s EK certificate: try another 'device.ek_type'",
+				conf->ek_type);
+		goto out;
+	}
+	tpmdev_close(dev);
+	dev = NULL;
+	r = ek_id_of_public(ek_pub, ek_pub_len, ek_id);
+	if (r == 0)
+		r = tpmdev_wg_public(conf->state_dir, wg_pub);
+	if (r < 0) {
+		log_warnx("cannot read back the provisioned identity: %s", strerror(-r));
+		goto out;
+	}
+	hex(ek_id, sizeof(ek_id), idhex);
+	key_to_base64(wgb64, wg_pub);
+	if (conf->label != NULL) {
+		snprintf(label, sizeof(label), "%s", conf->label);
+	} else if (gethostname(label, sizeof(label)) < 0) {
+		snprintf(label, sizeof(label), "gateway");
+	}
+	label[sizeof(label) - 1] = '\0';
+	log_info("%s identity in '%s': EK %s (%s), WireGuard key %s",
+		existed == 1 ? "kept the existing" : "provisioned a new", conf->state_dir, idhex,
+		conf->ek_type, wgb64);
+
+	reg = json_pack("{s:o, s:s}", "ek_public", b64_json(ek_pub, ek_pub_len), "label", label);
+	if (reg == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (offline) {
+		/* What the station submits later: POST .../registrations with .registration. */
+		rec = json_pack("{s:s?, s:O, s:s, s:s, s:o, s:s}", "tenant", conf->tenant,
+			"registration", reg, "ek_id", idhex, "ek_type", conf->ek_type, "ek_cert",
+			b64_json(ek_cert, ek_cert_len), "wg_public_key", wgb64);
+		if (rec == NULL || json_dumpf(rec, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		fputc('\n', stdout);
+		fflush(stdout);
+		r = 0;
+		goto out;
+	}
+
+	snprintf(path, sizeof(path), "/v1/tenants/%s/registrations", conf->tenant);
+	r = post_json(conf, path, token, reg, &status, &resp, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		log_warnx("pre-registration: no answer from the control plane: %s", errbuf);
+		goto out;
+	}
+	if (status == 201 || status == 200) {
+		log_info("EK %s registered in tenant '%s'", idhex, conf->tenant);
+		printf("%s\n", idhex);
+		r = 0;
+	} else {
+		const char *code;
+
+		server_error_text(status, resp, errbuf, sizeof(errbuf), &code);
+		if (status == 409) {
+			log_info("EK %s was already registered in tenant '%s'", idhex, conf->tenant);
+			printf("%s\n", idhex);
+			r = 0;
+		} else {
+			log_warnx("pre-registration in tenant '%s' refused: %s", conf->tenant, errbuf);
+			r = status_errno(status, code);
+		}
+	}
+out:
+	OPENSSL_cleanse(token, sizeof(token));
+	tpmdev_close(dev);
+	free(ek_pub);
+	free(ek_cert);
+	json_decref(reg);
+	json_decref(rec);
+	json_decref(resp);
+	return r;
+}
+
+/* ---- enrollment --------------------------------------------------------------------------- */
+
+struct challenge {
+	char session[65];
+	uint8_t *blob, *seed, *nonce;
+	size_t blob_len, seed_len, nonce_len;
+	TPML_PCR_SELECTION sel;
+};
+
+static void
+challenge_clear(struct challenge *c)
+{
+	free(c->blob);
+	free(c->seed);
+	free(c->nonce);
+	memset(c, 0, sizeof(*c));
+}
+
+static int
+parse_challenge(const json_t *j, struct challenge *c, char *errbuf, size_t errlen)
+{
+	const char *s = json_string_value(json_object_get(j, "session"));
+	const char *sel = json_string_value(json_object_get(j, "pcr_selection"));
+
+	if (s == NULL || strlen(s) == 0 || strlen(s) >= sizeof(c->session)) {
+		snprintf(errbuf, errlen, "challenge: 'session' missing or too long");
+		return -EBADMSG;
+	}
+	snprintf(c->session, sizeof(c->session), "%s", s);
+	if (b64_member(j, "credential_blob", TPM_STRUCT_MAX, &c->blob, &c->blob_len) < 0 ||
+		b64_member(j, "encrypted_seed", TPM_STRUCT_MAX, &c->seed, &c->seed_len) < 0 ||
+		b64_member(j, "nonce", 64, &c->nonce, &c->nonce_len) < 0 || c->nonce_len != 32) {
+		snprintf(errbuf, errlen,
+			"challenge: 'credential_blob', 'encrypted_seed' or 'nonce' (32 bytes) "
+			"missing or not base64");
+		return -EBADMSG;
+	}
+	if (sel == NULL || sel[0] == '\0')
+		sel = DEFAULT_QUOTE_PCRS;
+	if (tpm2_pcr_selection_parse(sel, &c->sel) < 0) {
+		snprintf(errbuf, errlen, "challenge: 'pcr_selection' '%s' is not a PCR selection",
+			sel);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Round 1: what we are, what key we want in the tunnel. */
+static json_t *
+challenge_body(const struct ekd_conf *conf, const uint8_t *ek_pub, size_t ek_pub_len,
+	const uint8_t *ek_cert, size_t ek_cert_len, const uint8_t *ak_pub, size_t ak_pub_len,
+	const uint8_t wg_pub[static WG_KEY_LEN], const char *token)
+{
+	char wgb64[WG_KEY_B64_LEN];
+	json_t *j;
+
+	key_to_base64(wgb64, wg_pub);
+	j = json_pack("{s:o, s:o, s:o, s:s}", "ek_cert", b64_json(ek_cert, ek_cert_len),
+		"ek_public", b64_json(ek_pub, ek_pub_len), "ak_public", b64_json(ak_pub, ak_pub_len),
+		"wg_public_key", wgb64);
+	if (j == NULL)
+		return NULL;
+	if ((token != NULL && json_object_set_new(j, "token", json_string(token)) < 0) ||
+		(conf->tenant != NULL && json_object_set_new(j, "tenant",
+			json_string(conf->tenant)) < 0)) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+static int
+answer_error(const char *round, long status, const json_t *resp, char *errbuf, size_t errlen)
+{
+	char text[400];
+	const char *code;
+
+	server_error_text(status, resp, text, sizeof(text), &code);
+	snprintf(errbuf, errlen, "%s: %s", round, text);
+	return status_errno(status, code);
+}
+
+int
+ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment *ret,
+	char *errbuf, size_t errlen)
+{
+	char *token = NULL;
+	enum tpm2_ek_type ek_type;
+	struct tpmdev *dev = NULL;
+	struct tpmdev_quote *q = NULL;
+	struct challenge c = { 0 };
+	uint8_t *ek_pub = NULL, *ek_cert = NULL, *ak_pub = NULL;
+	size_t ek_pub_len = 0, ek_cert_len = 0, ak_pub_len = 0;
+	uint8_t wg_pub[WG_KEY_LEN], secret[TPMDEV_SECRET_LEN];
+	json_t *body = NULL, *resp = NULL;
+	long status = 0;
+	int r;
+
+	errbuf[0] = '\0';
+	r = ekd_conf_require_server(conf, errbuf, errlen);
+	if (r < 0)
+		return r;
+	r = tpm2_ek_type_parse(conf->ek_type, &ek_type);
+	if (r < 0)
+		return r;
+	if (conf->token_file != NULL) {
+		token = secmem_alloc(EKD_TOKEN_MAX);
+		if (token == NULL) {
+			r = -errno;
+			snprintf(errbuf, errlen, "cannot lock memory for the token: %s",
+				strerror(errno));
+			return r;
+		}
+		r = ekd_read_token(conf->token_file, token, errbuf, errlen);
+		if (r < 0)
+			goto out;
+	}
+
+	/* What the TPM says we are. */
+	r = staged ? tpmdev_wg_public_staged(conf->state_dir, wg_pub) :
+		tpmdev_wg_public(conf->state_dir, wg_pub);
+	if (r == 0)
+		r = tpmdev_ak_public(conf->state_dir, &ak_pub, &ak_pub_len);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "the device is not provisioned in '%s' (%s): run "
+			"'edge-keyd provision' first", conf->state_dir, strerror(-r));
+		goto out;
+	}
+	r = tpmdev_open(&dev, conf->tcti);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "cannot open the TPM through '%s': %s", conf->tcti,
+			strerror(-r));
+		goto out;
+	}
+	r = tpmdev_ek(dev, ek_type, 0, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "TPM: read the %s EK and its certificate: %s %s",
+			conf->ek_type, strerror(-r), tpmdev_last_error(dev));
+		goto out;
+	}
+	/* Free the TPM while the network is slow; other commands may need it. */
+	tpmdev_close(dev);
+	dev = NULL;
+
+	/* Round 1: challenge. */
+	body = challenge_body(conf, ek_pub, ek_pub_len, ek_cert, ek_cert_len, ak_pub, ak_pub_len,
+		wg_pub, token);
+	if (body == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = post_json(conf, "/v1/enroll/challenge", NULL, body, &status, &resp, errbuf, errlen);
+	json_wipe_member(body, "token");
+	json_decref(body);
+	body = NULL;
+	if (r < 0)
+		goto out;
+	if (status != 200) {
+		r = answer_error("challenge", status, resp, errbuf, errlen);
+		goto out;
+	}
+	r = parse_challenge(resp, &c, errbuf, errlen);
+	json_decref(resp);
+	resp = NULL;
+	if (r < 0)
+		goto out;
+
+	/* The TPM answers: ActivateCredential, then the quote over nonce || key. */
+	q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = tpmdev_open(&dev, conf->tcti);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "cannot open the TPM through '%s': %s", conf->tcti,
+			strerror(-r));
+		goto out;
+	}
+	r = tpmdev_activate(dev, conf->state_dir, ek_type, c.blob, c.blob_len, c.seed, c.seed_len,
+		secret);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "TPM: ActivateCredential: %s %s", strerror(-r),
+			tpmdev_last_error(dev));
+		goto out;
+	}
+	r = tpmdev_quote(dev, conf->state_dir, c.nonce, wg_pub, &c.sel, q);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "TPM: Quote: %s %s", strerror(-r), tpmdev_last_error(dev));
+		goto out;
+	}
+	tpmdev_close(dev);
+	dev = NULL;
+
+	/* Round 2: complete. */
+	body = json_pack("{s:s, s:o, s:o, s:o, s:o}", "session", c.session, "secret",
+		b64_json(secret, sizeof(secret)), "quote", b64_json(q->quote, q->quote_len),
+		"signature", b64_json(q->sig, q->sig_len), "pcrs", b64_json(q->pcrs, q->pcrs_len));
+	if (body == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = post_json(conf, "/v1/enroll/complete", NULL, body, &status, &resp, errbuf, errlen);
+	if (r < 0)
+		goto out;
+	if (status != 200) {
+		r = answer_error("complete", status, resp, errbuf, errlen);
+		goto out;
+	}
+	r = ekd_enrollment_from_response(ret, resp, wg_pub, time(NULL), conf->url, errbuf,
+		errlen);
+out:
+	OPENSSL_cleanse(secret, sizeof(secret));
+	/* It carried the activated secret. */
+	json_wipe_member(body, "secret");
+	json_decref(body);
+	secmem_free(token, EKD_TOKEN_MAX);
+	tpmdev_close(dev);
+	challenge_clear(&c);
+	free(q);
+	free(ek_pub);
+	free(ek_cert);
+	free(ak_pub);
+	json_decref(resp);
+	return r;
+}
+
+static void
+log_enrollment(const char *what, const struct ekd_enrollment *e)
+{
+	char addr[64], fp[WG_KEY_FP_LEN];
+
+	ekd_allowedip_format(&e->address, addr, sizeof(addr));
+	key_fingerprint(fp, e->wg_public_key);
+	log_info("%s: device %s in tenant '%s', address %s, control plane %s, key %s", what,
+		e->device_id, e->tenant, addr, e->endpoint, fp);
+}
+
+int
+ekd_enroll(const struct ekd_conf *conf)
+{
+	struct ekd_enrollment e;
+	char errbuf[512];
+	int r;
+
+	r = ekd_enroll_once(conf, false, &e, errbuf, sizeof(errbuf));
+	if (r == -ETIME) {
+		/* The session expired on the way (slow TPM, slow link): once more. */
+		log_info("%s; starting again", errbuf);
+		r = ekd_enroll_once(conf, false, &e, errbuf, sizeof(errbuf));
+	}
+	if (r < 0) {
+		log_warnx("enrollment failed: %s", errbuf[0] ? errbuf : strerror(-r));
+		return r;
+	}
+	r = ekd_enrollment_store(conf->state_dir, &e, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		log_warnx("enrolled, but %s", errbuf);
+		return r;
+	}
+	log_enrollment("enrolled", &e);
+	/*
+	 * A live interface (the daemon runs) gets the enrollment at once: the control plane
+	 * may have made its peer anew (a reinstated device), and only a fresh handshake from
+	 * our side tells it where we are.
+	 */
+	r = ekd_tunnel_rekey(conf, &e);
+	if (r < 0 && r != -ENODEV)
+		log_warnx("could not update interface '%s': %s; the daemon will", conf->ifname,
+			strerror(-r));
+	return 0;
+}
+
+/* ---- rotation ----------------------------------------------------------------------------- */
+
+int
+ekd_rotate(const struct ekd_conf *conf)
+{
+	struct ekd_enrollment old, e;
+	TPML_PCR_SELECTION sel;
+	struct tpmdev *dev = NULL;
+	uint8_t new_pub[WG_KEY_LEN];
+	char errbuf[512], a_old[64], a_new[64], fp_old[WG_KEY_FP_LEN], fp_new[WG_KEY_FP_LEN];
+	int r;
+
+	r = ekd_enrollment_load(conf->state_dir, &old, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		log_warnx("rotate: %s", errbuf);
+		return r;
+	}
+	if (conf->pcr_policy != NULL && tpm2_pcr_selection_parse(conf->pcr_policy, &sel) < 0)
+		return -EINVAL;
+
+	/* 1. a new sealed key, staged (a staged key left by an interrupted run is reused) */
+	r = open_tpm(conf, &dev);
+	if (r < 0)
+		return r;
+	r = tpmdev_rotate_prepare(dev, conf->state_dir, conf->pcr_policy ? &sel : NULL, new_pub);
+	if (r < 0) {
+		tpm_fail(dev, "make the new sealed key", r);
+		tpmdev_close(dev);
+		return r;
+	}
+	tpmdev_close(dev);
+	key_fingerprint(fp_old, old.wg_public_key);
+	key_fingerprint(fp_new, new_pub);
+	log_info("rotate: new key %s staged (current %s)", fp_new, fp_old);
+
+	/* 2. the attested enrollment of the new key */
+	r = ekd_enroll_once(conf, true, &e, errbuf, sizeof(errbuf));
+	if (r == -ETIME)
+		r = ekd_enroll_once(conf, true, &e, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		log_warnx("rotate: enrollment of the new key failed: %s",
+			errbuf[0] ? errbuf : strerror(-r));
+		if (r == -EACCES || r == -EPERM || r == -EINVAL || r == -EEXIST) {
+			/* A definite no: the server still has the current key. */
+			(void)tpmdev_rotate_abort(conf->state_dir);
+			log_warnx("rotate: the staged key was dropped; the current key stays");
+		} else {
+			/* Maybe the server took it and we missed the answer: keep it staged. */
+			log_warnx("rotate: the new key stays staged; run 'edge-keyd rotate' again");
+		}
+		return r;
+	}
+
+	/* 3. the server has the new key: make it ours, then record it */
+	r = tpmdev_rotate_commit(conf->state_dir);
+	if (r < 0) {
+		log_warnx("rotate: the server accepted key %s but committing it failed: %s; run "
+			"'edge-keyd rotate' again", fp_new, strerror(-r));
+		return r;
+	}
+	r = ekd_enrollment_store(conf->state_dir, &e, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		log_warnx("rotate: key committed, but %s", errbuf);
+		return r;
+	}
+	ekd_allowedip_format(&old.address, a_old, sizeof(a_old));
+	ekd_allowedip_format(&e.address, a_new, sizeof(a_new));
+	if (strcmp(a_old, a_new) != 0)
+		log_warnx("rotate: the control plane moved this device from %s to %s", a_old,
+			a_new);
+	log_enrollment("rotated", &e);
+
+	/* 4. the live interface, if there is one (else the daemon configures it later) */
+	r = ekd_tunnel_rekey(conf, &e);
+	if (r == -ENODEV) {
+		log_info("rotate: interface '%s' is not up; the daemon will use the new key",
+			conf->ifname);
+		r = 0;
+	} else if (r < 0) {
+		log_warnx("rotate: could not give interface '%s' the new key: %s; the daemon "
+			"will", conf->ifname, strerror(-r));
+		r = 0;
+	}
+	return r;
+}

@@ -1,0 +1,323 @@
+#!/bin/bash
+# edge-keyd against the real enrolld, one gateway, everything real:
+#   control plane netns ek-cp-$$: enrolld over HTTPS (its CA pinned by the gateway),
+#     userspace WireGuard (wireguard-go spawned by enrolld), tenant "acme" 10.77.0.0/24;
+#   gateway netns ek-gw-$$: its own swtpm (fixture state, EK certificate from the fixture
+#     CA), edge-keyd with the userspace backend (wireguard-go spawned by edge-keyd);
+#   a veth pair between them.
+# Checks, in order: provision pre-registers the EK (and a second run keeps the identity);
+# --offline prints a record that matches; enroll writes enrollment.json (0600, no key);
+# run brings the tunnel up and the control plane pings the gateway's /32 (edge-keyd owns no
+# listening socket, and with edge-keyd/wan-firewall.nft loaded its WAN address answers
+# nothing while the tunnel works); a killed wireguard-go is replaced by the daemon; rotate keeps the
+# address, changes the key on both sides (old key gone from the control plane); status
+# shows the handshake; a record whose key is not the sealed one makes the daemon re-enroll;
+# a revoked device is refused (device_revoked) and enrolls again once reinstated; SIGHUP
+# reloads; SIGTERM removes the interface.
+# EKD_TEST_EK_TYPE (rsa2048, p256, p384), EKD_TEST_AK_TYPE (ecc, rsa) and
+# EKD_TEST_PCR_POLICY (e.g. sha256:0,7) vary the gateway's TPM setup.
+set -u
+B=${B:-build}
+EKD=$B/edge-keyd
+ENROLLD=$B/enrolld
+WGCTL=$B/tests/progs/wgctl
+for f in "$EKD" "$ENROLLD" "$WGCTL"; do
+	[ -x "$f" ] || { echo "$f not built"; exit 1; }
+done
+[ "$(id -u)" -eq 0 ] || { echo "skip: needs root (namespaces, TUN)"; exit 77; }
+for t in wireguard-go ip ping swtpm tpm2_getcap openssl curl jq ss; do
+	command -v "$t" >/dev/null || { echo "skip: $t not installed"; exit 77; }
+done
+[ -c /dev/net/tun ] || { echo "skip: no /dev/net/tun"; exit 77; }
+export TSS2_LOG=all+none
+. swtpm-fixtures/lib.sh
+
+S=$$
+NSC=ek-cp-$S NSG=ek-gw-$S
+# interface names (<= 15 characters, unique: /var/run/wireguard is shared by all netns)
+WGC=ekc$S WGG=ekg$S VC=ekvc$S VG=ekvg$S
+CP_IP=192.0.2.1 GW_IP=192.0.2.2
+# ports 37000-38999: swtpm (P, P+1), API, WireGuard
+BASE=$((37000 + (S % 400) * 5))
+TPM_PORT=$BASE API_PORT=$((BASE + 2)) WG_PORT=$((BASE + 3))
+T=$(mktemp -d /tmp/edgekeyd_enroll.XXXXXX)
+SOCKDIR=/var/run/wireguard
+PIDS=()
+EKD_PID=
+
+# SIGTERM, then SIGKILL if it is still there after 5 s (a daemon stuck in a call).
+stop_pid() {
+	local p=$1
+	kill "$p" 2>/dev/null || return 0
+	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+}
+
+# The wireguard-go serving a UAPI socket in a netns (started by one of our daemons), if any.
+sock_pid() { # NETNS SOCKET
+	ip netns exec "$1" ss -H -xlp 2>/dev/null | grep -F " $2 " |
+		sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1
+}
+
+cleanup() {
+	local p s
+	[ -n "$EKD_PID" ] && stop_pid "$EKD_PID"
+	for p in "${PIDS[@]}"; do stop_pid "$p"; done
+	# left behind only if a daemon had to be killed (deleting a netns does not stop them)
+	p=$(sock_pid "$NSC" "$SOCKDIR/$WGC.sock")
+	[ -n "$p" ] && kill "$p" 2>/dev/null
+	p=$(sock_pid "$NSG" "$SOCKDIR/$WGG.sock")
+	[ -n "$p" ] && kill "$p" 2>/dev/null
+	ip netns del "$NSC" 2>/dev/null
+	ip netns del "$NSG" 2>/dev/null
+	rm -f "$SOCKDIR/$WGC.sock" "$SOCKDIR/$WGG.sock"
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*"
+	for f in "$T"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
+	exit 1
+}
+step() { echo "== $*"; }
+inc() { ip netns exec "$NSC" "$@"; }
+ing() { ip netns exec "$NSG" "$@"; }
+# wait_for SECONDS command...: poll every 0.2 s
+wait_for() {
+	local n=$(($1 * 5))
+	shift
+	for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
+	return 1
+}
+
+step "namespaces $NSC (control plane) and $NSG (gateway), veth $VC/$VG"
+ip netns add "$NSC" || fail "netns add"
+ip netns add "$NSG" || fail "netns add"
+ip link add "$VC" netns "$NSC" type veth peer name "$VG" netns "$NSG" || fail "veth"
+inc ip addr add "$CP_IP/24" dev "$VC"
+ing ip addr add "$GW_IP/24" dev "$VG"
+for ns in "$NSC" "$NSG"; do ip -n "$ns" link set lo up; done
+inc ip link set "$VC" up
+ing ip link set "$VG" up
+
+step "control plane: TLS certificate, tokens, enrolld"
+mkdir -p "$T/cp" "$T/gw"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj "/CN=edgekeyd test CA" -keyout "$T/cp/ca.key" -out "$T/cp/ca.pem" 2>/dev/null ||
+	fail "CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$CP_IP" \
+	-keyout "$T/cp/tls.key" -out "$T/cp/tls.csr" 2>/dev/null || fail "CSR"
+printf 'subjectAltName=IP:%s\n' "$CP_IP" >"$T/cp/ext"
+openssl x509 -req -in "$T/cp/tls.csr" -CA "$T/cp/ca.pem" -CAkey "$T/cp/ca.key" \
+	-CAcreateserial -days 2 -extfile "$T/cp/ext" -out "$T/cp/tls.pem" 2>/dev/null ||
+	fail "server certificate"
+chmod 600 "$T/cp/tls.key"
+(umask 077
+	echo "admin-$(openssl rand -hex 16)" >"$T/cp/admin.token"
+	echo "prov-$(openssl rand -hex 16)" >"$T/cp/prov.token"
+	cp "$T/cp/prov.token" "$T/gw/prov.token")
+ADMIN=$(cat "$T/cp/admin.token")
+EK_TRUST=$(swtpm_fixture_trust) || fail "fixture CA"
+cat >"$T/cp/enrolld.conf" <<EOF
+[server]
+listen = $CP_IP
+port = $API_PORT
+tls_cert = $T/cp/tls.pem
+tls_key = $T/cp/tls.key
+[state]
+db_path = $T/cp/db
+[auth]
+admin_token_file = $T/cp/admin.token
+provisioning_token_file = $T/cp/prov.token
+[attestation]
+ek_ca_dir = $EK_TRUST
+[wireguard]
+backend = userspace
+nftables = no
+vrf = no
+reconcile_interval = 2
+[health]
+interval = 1
+EOF
+# not through inc(): $! must be enrolld itself (ip netns exec execs it)
+ip netns exec "$NSC" "$ENROLLD" -d -c "$T/cp/enrolld.conf" >"$T/enrolld.log" 2>&1 &
+PIDS+=($!)
+U=https://$CP_IP:$API_PORT
+api() { # METHOD PATH [BODY]: prints the body, status in $T/status
+	local m=$1 p=$2
+	shift 2
+	inc curl -s --max-time 30 --cacert "$T/cp/ca.pem" -H "Authorization: Bearer $ADMIN" -X "$m" \
+		-o "$T/body" -w '%{http_code}' ${1:+-H 'Content-Type: application/json' --data "$1"} \
+		"$U$p" >"$T/status"
+	cat "$T/body"
+}
+wait_for 10 inc curl -sf --cacert "$T/cp/ca.pem" "$U/healthz" -o /dev/null ||
+	fail "enrolld does not answer on $U"
+api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"10.77.0.0/24\",\"interface\":\"$WGC\",
+	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
+[ "$(cat "$T/status")" = 201 ] || [ "$(cat "$T/status")" = 200 ] ||
+	fail "tenant create: HTTP $(cat "$T/status") $(cat "$T/body")"
+wait_for 10 test -S "$SOCKDIR/$WGC.sock" || fail "enrolld did not bring up $WGC"
+
+step "gateway: swtpm in $NSG, edge-keyd configuration"
+swtpm_fixture_state ekgw "$T/gw/tpm" || fail "fixture state"
+ip netns exec "$NSG" swtpm socket --tpm2 --tpmstate dir="$T/gw/tpm" --flags not-need-init,startup-clear \
+	--server type=tcp,port=$TPM_PORT,bindaddr=127.0.0.1 \
+	--ctrl type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1 >"$T/swtpm.log" 2>&1 &
+PIDS+=($!)
+TCTI="swtpm:host=127.0.0.1,port=$TPM_PORT"
+wait_for 10 ing tpm2_getcap -T "$TCTI" properties-fixed >/dev/null 2>&1 || fail "swtpm"
+cat >"$T/gw/edge-keyd.conf" <<EOF
+[device]
+state_dir = $T/gw/state
+tcti = $TCTI
+ek_type = ${EKD_TEST_EK_TYPE:-rsa2048}
+ak_type = ${EKD_TEST_AK_TYPE:-ecc}
+${EKD_TEST_PCR_POLICY:+pcr_policy = $EKD_TEST_PCR_POLICY}
+label = gw-$S
+[server]
+url = $U
+ca_file = $T/cp/ca.pem
+tenant = acme
+provisioning_token_file = $T/gw/prov.token
+[wireguard]
+interface = $WGG
+backend = userspace
+check_interval = 1
+EOF
+ing "$EKD" -n -c "$T/gw/edge-keyd.conf" || fail "-n rejects the gateway's configuration"
+ekd() { ing timeout 60 "$EKD" -c "$T/gw/edge-keyd.conf" "$@"; }
+
+step "provision: TPM prepared, EK pre-registered in acme"
+EK_ID=$(ekd provision 2>"$T/provision.log") || fail "provision"
+[[ $EK_ID =~ ^[0-9a-f]{64}$ ]] || fail "provision printed '$EK_ID', not an EK id"
+api GET /v1/tenants/acme/registrations | jq -e --arg id "$EK_ID" \
+	'[.. | objects | select(.ek_id? == $id)] | length == 1' >/dev/null ||
+	fail "EK $EK_ID not in acme's registrations: $(cat "$T/body")"
+PUB1=$(jq -r .wg_public_key < <(ekd provision --offline 2>/dev/null))
+EK_ID2=$(ekd provision 2>>"$T/provision.log") || fail "second provision"
+[ "$EK_ID2" = "$EK_ID" ] || fail "second provision changed the EK id"
+grep -q "kept the existing identity" "$T/provision.log" || fail "second provision made a new identity"
+grep -q "already registered" "$T/provision.log" || fail "second registration not seen as a duplicate"
+ekd provision --offline >"$T/offline.json" 2>/dev/null || fail "provision --offline"
+jq -e --arg id "$EK_ID" '.ek_id == $id and .tenant == "acme" and
+	(.registration.ek_public | length) > 100 and .registration.label == "gw-'"$S"'"' \
+	"$T/offline.json" >/dev/null || fail "offline record: $(cat "$T/offline.json")"
+[ "$(jq -r .wg_public_key "$T/offline.json")" = "$PUB1" ] || fail "offline record's key changed"
+
+step "enroll: enrollment.json (0600), no key in it"
+ekd enroll 2>"$T/enroll.log" || fail "enroll"
+E=$T/gw/state/enrollment.json
+[ "$(stat -c %a "$E")" = 600 ] || fail "enrollment.json mode $(stat -c %a "$E")"
+ADDR=$(jq -r .address "$E")
+[[ $ADDR =~ ^10\.77\.0\.[0-9]+/32$ ]] || fail "address '$ADDR'"
+GWA=${ADDR%/32}
+[ "$(jq -r .wg_public_key "$E")" = "$PUB1" ] || fail "enrolled key is not the sealed one"
+jq -e '.allowed_ips == ["10.77.0.0/24"] and .endpoint == "'"$CP_IP:$WG_PORT"'"' "$E" \
+	>/dev/null || fail "enrollment: $(cat "$E")"
+grep -qi private "$E" && fail "enrollment.json mentions a private key"
+"$WGCTL" show "$WGC" | grep -q "^$PUB1" || fail "the control plane has no peer $PUB1"
+
+if command -v nft >/dev/null; then
+	step "the gateway's WAN firewall (edge-keyd/wan-firewall.nft): unsolicited traffic dropped"
+	inc ping -c 1 -W 1 "$GW_IP" >/dev/null 2>&1 || fail "no ping to $GW_IP before the firewall"
+	ing nft -D WG_IF="$WGG" -f edge-keyd/wan-firewall.nft || fail "loading wan-firewall.nft"
+	inc ping -c 2 -W 1 "$GW_IP" >/dev/null 2>&1 && fail "unsolicited ping to $GW_IP answered"
+	FIREWALL=1
+else
+	echo "(nft not installed: WAN firewall not loaded)"
+	FIREWALL=0
+fi
+
+step "run: the tunnel comes up, the control plane pings $GWA"
+# not through ekd(): $! must be edge-keyd itself (ip netns exec execs it)
+ip netns exec "$NSG" "$EKD" -c "$T/gw/edge-keyd.conf" -d run >"$T/edge-keyd.log" 2>&1 &
+EKD_PID=$!
+wait_for 15 test -S "$SOCKDIR/$WGG.sock" || fail "edge-keyd did not start wireguard-go"
+ping_gw() { inc ping -c 1 -W 1 "$GWA" >/dev/null 2>&1; }
+wait_for 20 ping_gw || fail "no ping from the control plane to $GWA"
+# edge-keyd itself owns no socket that listens or receives (the WireGuard UDP socket is
+# wireguard-go's, and the WAN firewall only lets its answers in).
+if ss -H -ltunp -N "$NSG" | grep -q "pid=$EKD_PID,"; then
+	fail "edge-keyd owns a listening socket: $(ss -H -ltunp -N "$NSG")"
+fi
+up() { [ "$(ekd status --json 2>/dev/null | jq -r .tunnel.state)" = up ]; }
+wait_for 10 up || fail "status does not say up: $(ekd status 2>&1)"
+if [ "$FIREWALL" = 1 ]; then
+	inc ping -c 1 -W 1 "$GW_IP" >/dev/null 2>&1 && fail "the WAN address answers with the tunnel up"
+fi
+
+step "heal: a killed wireguard-go is replaced"
+WGPID=$(sed -n "s/.*started '.* $WGG' (pid \([0-9]*\)).*/\1/p" "$T/edge-keyd.log" | tail -n1)
+[ -n "$WGPID" ] || fail "no wireguard-go pid in the log"
+kill "$WGPID"
+gone() { ! kill -0 "$WGPID" 2>/dev/null; }
+wait_for 5 gone || fail "wireguard-go $WGPID did not stop"
+wait_for 20 ping_gw || fail "no ping after wireguard-go was killed"
+grep -q "recreating" "$T/edge-keyd.log" || fail "no recreation in the log"
+
+step "rotate: same address, new key on both sides"
+ekd rotate 2>"$T/rotate.log" || fail "rotate"
+PUB2=$(jq -r .wg_public_key "$E")
+[ "$PUB2" != "$PUB1" ] || fail "rotate kept the key"
+[ "$(jq -r .address "$E")" = "$ADDR" ] || fail "rotate moved the address to $(jq -r .address "$E")"
+"$WGCTL" show "$WGC" >"$T/cp.peers"
+grep -q "^$PUB2" "$T/cp.peers" || fail "the control plane lacks the new key"
+grep -q "^$PUB1" "$T/cp.peers" && fail "the control plane still has the old key"
+[ "$(ekd status --json | jq -r .interface.name)" = "$WGG" ] || fail "status json"
+wait_for 20 ping_gw || fail "no ping after rotation"
+
+step "status: handshake, address, no key"
+wait_for 10 up || fail "not up after rotation"
+ekd status --json >"$T/status.json"
+jq -e --arg a "$ADDR" '.tunnel.state == "up" and .tunnel.last_handshake > 0 and
+	.tunnel.rx_bytes > 0 and .enrollment.address == $a and .enrollment.tenant == "acme"' \
+	"$T/status.json" >/dev/null || fail "status: $(cat "$T/status.json")"
+ekd status >"$T/status.txt" || fail "status exit code (tunnel up): $?"
+grep -q "last handshake: .* s ago" "$T/status.txt" || fail "status text: $(cat "$T/status.txt")"
+grep -qi "private" "$T/status.txt" "$T/status.json" && fail "status mentions a private key"
+cat "$T/status.txt"
+
+step "the daemon re-enrolls when the sealed key is not the enrolled one"
+n_enrolled=$(grep -c "device 1 enrolled" "$T/enrolld.log")
+jq '.wg_public_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE="' "$E" >"$E.new" &&
+	chmod 600 "$E.new" && mv "$E.new" "$E" || fail "editing enrollment.json"
+reenrolled() { [ "$(jq -r .wg_public_key "$E")" = "$PUB2" ]; }
+wait_for 20 reenrolled || fail "enrollment.json not repaired: $(cat "$E")"
+grep -q "enrolling (the sealed key is not the enrolled one)" "$T/edge-keyd.log" ||
+	fail "no re-enrollment in the log"
+[ "$(grep -c "device 1 enrolled" "$T/enrolld.log")" -gt "$n_enrolled" ] ||
+	fail "the control plane saw no enrollment"
+[ "$(jq -r .address "$E")" = "$ADDR" ] || fail "re-enrollment moved the address"
+wait_for 20 ping_gw || fail "no ping after the re-enrollment"
+
+step "revoked: enroll refused with device_revoked; reinstated: enrolls, tunnel back"
+DEV=$(jq -r .device_id "$E")
+api POST "/v1/devices/$DEV/revoke" >/dev/null
+[ "$(cat "$T/status")" = 200 ] || fail "revoke: HTTP $(cat "$T/status") $(cat "$T/body")"
+inc ping -c 2 -W 1 "$GWA" >/dev/null 2>&1 && fail "a revoked gateway still answers"
+ekd enroll 2>"$T/revoked.log" && fail "a revoked device enrolled"
+grep -q "device_revoked" "$T/revoked.log" || fail "no device_revoked: $(cat "$T/revoked.log")"
+api POST "/v1/devices/$DEV/reinstate" >/dev/null
+[ "$(cat "$T/status")" = 200 ] || fail "reinstate: HTTP $(cat "$T/status") $(cat "$T/body")"
+ekd enroll 2>"$T/reinstated.log" || fail "enroll after reinstatement: $(cat "$T/reinstated.log")"
+[ "$(jq -r .address "$E")" = "$ADDR" ] || fail "reinstatement moved the address"
+wait_for 20 ping_gw || fail "no ping after reinstatement"
+
+step "SIGHUP reloads, SIGTERM removes the interface"
+kill -HUP "$EKD_PID"
+wait_for 5 grep -q "configuration reloaded" "$T/edge-keyd.log" || fail "no reload"
+kill -TERM "$EKD_PID"
+wait "$EKD_PID"
+rc=$?
+EKD_PID=
+[ "$rc" = 0 ] || fail "edge-keyd exit status $rc"
+wait_for 5 bash -c "! test -e $SOCKDIR/$WGG.sock" || fail "the UAPI socket stayed"
+wait_for 5 bash -c "! ip -n $NSG link show $WGG >/dev/null 2>&1" || fail "$WGG stayed"
+ekd status >/dev/null 2>&1
+[ $? = 3 ] || fail "status exit code with the tunnel gone is not 3"
+
+echo "PASS"
+exit 0
