@@ -15,6 +15,8 @@
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
+DATADIR ?= $(PREFIX)/share/edgeward
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 PKG_CONFIG ?= pkg-config
 CC ?= cc
@@ -174,9 +176,14 @@ kernel-test: all
 bench: all
 	$(Q)B=$(B) ./tests/bench/run.sh
 
+# Daemons in SBINDIR; example configs, the gateway's WAN ruleset and the factory X.509
+# tool in DATADIR (configs go to /etc by the operator, see docs/operations.md); units.
 install: all
-	install -d $(DESTDIR)$(SBINDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(UNITDIR)
 	$(if $(DAEMONS),install -m 0755 $(DAEMONS) $(DESTDIR)$(SBINDIR))
+	install -m 0644 etc/*.conf.example edge-keyd/wan-firewall.nft $(DESTDIR)$(DATADIR)
+	$(if $(wildcard scripts/factory-x509.sh),install -m 0755 scripts/factory-x509.sh $(DESTDIR)$(DATADIR))
+	$(if $(wildcard etc/*.service),install -m 0644 $(wildcard etc/*.service) $(DESTDIR)$(UNITDIR))
 
 clean:
 	rm -rf build
