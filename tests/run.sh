@@ -73,11 +73,27 @@ run_integration() {
 }
 
 run_kernel() {
-	local log=$LOGDIR/kernel.log
-	want kernel/genl || return 0
+	# one VM boot, one result per scenario (tests/kernel/run.sh writes "NAME RC" lines)
+	local log=$LOGDIR/kernel.log res=$LOGDIR/kernel.results scen=() s rc line
+	for s in genl enrolld; do
+		want "kernel/$s" && scen+=("$s")
+	done
+	[ ${#scen[@]} -gt 0 ] || return 0
 	[ -f tests/kernel/run.sh ] || return 0
-	B=$B timeout 900 bash tests/kernel/run.sh >"$log" 2>&1
-	record kernel/genl $? "$log"
+	[[ $res == /* ]] || res=$PWD/$res
+	rm -f "$res"
+	B=$B KTEST_SCENARIOS="${scen[*]}" KTEST_RESULT_FILE=$res timeout 900 \
+		bash tests/kernel/run.sh >"$log" 2>&1
+	rc=$?
+	for s in "${scen[@]}"; do
+		# no line of its own (skipped, or failed before the VM ran): the script's status
+		line=$(grep -E "^$s [0-9]+$" "$res" 2>/dev/null | tail -n1)
+		if [ -n "$line" ]; then
+			record "kernel/$s" "${line#* }" "$log"
+		else
+			record "kernel/$s" "$rc" "$log"
+		fi
+	done
 }
 
 stages=("$@")
