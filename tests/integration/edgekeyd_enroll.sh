@@ -47,9 +47,14 @@ EKD_PID=
 
 # SIGTERM, then SIGKILL if it is still there after 5 s (a daemon stuck in a call).
 stop_pid() {
-	local p=$1
+	local p=$1 st
 	kill "$p" 2>/dev/null || return 0
-	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	# a dead child not reaped yet still answers kill -0: look at its state instead
+	for _ in $(seq 50); do
+		st=$(ps -o stat= -p "$p" 2>/dev/null)
+		[ -n "$st" ] && [[ $st != Z* ]] || break
+		sleep 0.1
+	done
 	kill -9 "$p" 2>/dev/null
 	wait "$p" 2>/dev/null
 }
