@@ -19,6 +19,7 @@
 
 #include <net/if.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -218,6 +219,12 @@ int ekd_resolve_endpoint(const char *endpoint, union wg_endpoint *ret, char *err
 
 /* `edge-keyd status [--json]`: 0 if the tunnel is up, 3 if down, 1 on error (exit codes). */
 int ekd_status(const struct ekd_conf *conf, bool as_json);
+
+/* ---- wgquick.c: TPM custody under wg-quick / systemd-networkd ---- */
+/* Unseal the key and set it on @ifname (never written to a file). */
+int ekd_setkey(const struct ekd_conf *conf, const char *ifname);
+/* Print the enrolled device's wg-quick file, PostUp = edge-keyd [-c @conf_path] setkey %i. */
+int ekd_wgquick(const struct ekd_conf *conf, const char *conf_path, FILE *out);
 
 /* ---- backoff (main.c's loop, tested in unit tests) ------------------------------------- */
 

@@ -43,6 +43,10 @@ usage(FILE *f)
 		"  rotate                 new sealed key, attested re-enrollment, same address\n"
 		"  status [--json]        the tunnel and the enrollment (exit 0 if the tunnel is\n"
 		"                         up, 3 if not); never a key\n"
+		"  wg-quick               print a wg-quick file for this device whose PostUp\n"
+		"                         runs `edge-keyd setkey %%i` (TPM custody kept)\n"
+		"  setkey IFNAME          unseal the WireGuard key and set it on IFNAME; the key\n"
+		"                         is never written to a file\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE  configuration file (default %s)\n"
@@ -360,7 +364,8 @@ main(int argc, char **argv)
 	};
 	struct daemon d = { .conf_path = EKD_DEFAULT_CONF, .sfd = -1 };
 	bool foreground = false, check = false, offline = false, as_json = false;
-	const char *cmd;
+	const char *cmd, *arg = NULL;
+	bool conf_given = false;
 	char errbuf[512];
 	int ch, verbose = 0, r;
 
@@ -368,6 +373,7 @@ main(int argc, char **argv)
 		switch (ch) {
 		case 'c':
 			d.conf_path = optarg;
+			conf_given = true;
 			break;
 		case 'd':
 			foreground = true;
@@ -413,6 +419,15 @@ main(int argc, char **argv)
 				return 2;
 			}
 		}
+		if (strcmp(cmd, "setkey") == 0) {
+			if (sub_argc > 0 && optind + 1 == sub_argc) {
+				arg = sub_argv[optind];
+				optind++;
+			} else {
+				fprintf(stderr, "edge-keyd: usage: setkey IFNAME\n");
+				return 2;
+			}
+		}
 		if (sub_argc > 0 && optind < sub_argc) {
 			fprintf(stderr, "edge-keyd: unexpected argument '%s'\n", sub_argv[optind]);
 			return 2;
@@ -445,6 +460,10 @@ main(int argc, char **argv)
 		return r;
 	} else if (strcmp(cmd, "run") == 0) {
 		r = daemon_run(&d);
+	} else if (strcmp(cmd, "setkey") == 0) {
+		r = ekd_setkey(&d.conf, arg);
+	} else if (strcmp(cmd, "wg-quick") == 0) {
+		r = ekd_wgquick(&d.conf, conf_given ? d.conf_path : NULL, stdout);
 	} else {
 		log_warnx("unknown command '%s'", cmd);
 		usage(stderr);

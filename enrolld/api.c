@@ -53,6 +53,16 @@ const struct http_route api_routes[] = {
 	{ "POST", "/v1/devices/{id}/revoke", api_device_revoke, FLEET, NULL },
 	{ "POST", "/v1/devices/{id}/reinstate", api_device_reinstate, FLEET, NULL },
 	{ "GET", "/v1/events", NULL, FLEET, api_events },
+	{ "POST", "/v1/peer", api_peer_enroll, ANYONE, NULL },
+	{ "GET", "/v1/peer", api_peer_get, ANYONE, NULL },
+	{ "PUT", "/v1/tenants/{name}/policy", api_tenant_policy, ADMIN, NULL },
+	{ "POST", "/v1/tenants/{name}/device-cas", api_device_ca_add, ADMIN, NULL },
+	{ "GET", "/v1/tenants/{name}/device-cas", api_device_ca_list, FLEET, NULL },
+	{ "DELETE", "/v1/tenants/{name}/device-cas/{id}", api_device_ca_remove, ADMIN, NULL },
+	{ "POST", "/v1/tenants/{name}/revoked-serials", api_serial_revoke, FLEET, NULL },
+	{ "GET", "/v1/tenants/{name}/revoked-serials", api_serial_list, FLEET, NULL },
+	{ "DELETE", "/v1/tenants/{name}/revoked-serials/{serial}", api_serial_unrevoke, FLEET,
+		NULL },
 };
 const size_t api_n_routes = sizeof(api_routes) / sizeof(api_routes[0]);
 
@@ -222,6 +232,9 @@ api_device_json(struct enrolld *e, const struct store_device *d)
 		(json_int_t)d->created, "updated", (json_int_t)d->updated);
 	if (j == NULL)
 		return NULL;
+	/* how the device proved itself: TPM attestation or a device certificate */
+	json_object_set_new(j, "attestation",
+		json_string(d->kind == STORE_ATTEST_X509 ? "x509" : "tpm"));
 	if (d->has_addr6) {
 		addr_format(AF_INET6, d->addr6, a6, sizeof(a6));
 		strcat(a6, "/128");
@@ -270,6 +283,7 @@ api_tenant_json(struct enrolld *e, const struct store_tenant *t)
 			(unsigned int)t->pcrs[i].index);
 	}
 	json_object_set_new(j, "pcr_policy", pol);
+	json_object_set_new(j, "require_tpm", json_boolean(t->require_tpm));
 	json_object_set_new(j, "pcr_selection", json_string(sel));
 	if (plane_tenant_key(e->plane, t, key) == 0) {
 		key_to_base64(pub, key);
@@ -277,4 +291,21 @@ api_tenant_json(struct enrolld *e, const struct store_tenant *t)
 	}
 	json_object_set_new(j, "interface_up", json_boolean(plane_tenant_is_up(e->plane, t->name)));
 	return j;
+}
+
+const char *
+api_enroll_result_name(int result)
+{
+	switch (result) {
+	case STORE_ENROLL_NEW:
+		return "new";
+	case STORE_ENROLL_ROTATED:
+		return "rotated";
+	case STORE_ENROLL_SAME:
+		return "same";
+	case STORE_ENROLL_RENEWED:
+		return "renewed";
+	default:
+		return "unknown";
+	}
 }

@@ -455,23 +455,6 @@ out:
 static const char *const complete_members[] = { "session", "secret", "quote", "signature", "pcrs",
 	NULL };
 
-static const char *
-result_name(int result)
-{
-	switch (result) {
-	case STORE_ENROLL_NEW:
-		return "new";
-	case STORE_ENROLL_ROTATED:
-		return "rotated";
-	case STORE_ENROLL_SAME:
-		return "same";
-	case STORE_ENROLL_RENEWED:
-		return "renewed";
-	default:
-		return "unknown";
-	}
-}
-
 /* The enrollment was refused by the store (after a good attestation). */
 static int
 enroll_error(struct http_request *req, int r)
@@ -628,14 +611,14 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 			"changed; it will be reconciled, retry later");
 		goto out;
 	}
-	metrics_count_enrollment(result_name(result));
+	metrics_count_enrollment(api_enroll_result_name(result));
 	{
 		char fp[WG_KEY_FP_LEN];
 
 		key_fingerprint(fp, dev.wg_pubkey);
 		addr_format(AF_INET, dev.addr4, a4, sizeof(a4));
 		log_info("device %llu enrolled in '%s' (%s): %s, key %s",
-			(unsigned long long)dev.id, t.name, result_name(result), a4, fp);
+			(unsigned long long)dev.id, t.name, api_enroll_result_name(result), a4, fp);
 	}
 
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)dev.id);
@@ -655,7 +638,7 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 	out = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:i,s:s,s:s}", "device_id", id, "tenant", t.name,
 		"address", a4, "server_public_key", pub_b64, "endpoint", t.endpoint,
 		"allowed_ips", allowed, "persistent_keepalive", (int)t.keepalive, "wg_config",
-		wgq ? wgq : "", "result", result_name(result));
+		wgq ? wgq : "", "result", api_enroll_result_name(result));
 	if (out == NULL) {
 		r = -ENOMEM;
 		goto out;

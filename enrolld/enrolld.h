@@ -120,6 +120,11 @@ struct http_config {
 	const char *unix_socket;
 	const char *tls_cert_pem; /* contents, not paths */
 	const char *tls_key_pem;
+	/*
+	 * PEM of the CAs whose certificates clients are asked for (the union of the tenants'
+	 * device CAs); NULL or "" = no client certificate is requested. Copied.
+	 */
+	const char *tls_trust_pem;
 	size_t max_body;
 	unsigned int max_connections;
 	unsigned int conn_timeout;
@@ -133,6 +138,12 @@ struct http_config {
 
 int http_server_start(struct http_server **ret, const struct http_config *cfg);
 void http_server_stop(struct http_server *srv);
+/*
+ * Replace the client-certificate trust (see http_config.tls_trust_pem): the listening socket
+ * moves to a new libmicrohttpd daemon; connections of the old one finish undisturbed. Safe
+ * to call from a handler. A no-op without TLS or when the trust is unchanged.
+ */
+int http_server_set_trust(struct http_server *srv, const char *trust_pem);
 /* The TCP port actually bound (useful with port 0 in tests). */
 uint16_t http_server_port(const struct http_server *srv);
 
@@ -144,6 +155,12 @@ const char *http_request_param(const struct http_request *req, unsigned int i);
 const char *http_request_query(const struct http_request *req, const char *key);
 /* A request header, or NULL. */
 const char *http_request_header(const struct http_request *req, const char *name);
+/*
+ * The certificate chain the TLS client presented, parsed (not verified): -ENOENT none (or
+ * not TLS), -EBADMSG/-E2BIG malformed. Caller x509_peer_free()s.
+ */
+struct x509_peer;
+int http_request_client_cert(struct http_request *req, struct x509_peer **ret);
 /* The parsed JSON body; -EBADMSG (with an error set) if absent or not a JSON object. */
 int http_request_json(struct http_request *req, json_t **ret_body);
 unsigned int http_request_role(const struct http_request *req);
@@ -215,6 +232,12 @@ int plane_dump(struct plane *p, const struct store_tenant *t, struct wg_device *
 /* Render the device's wg-quick configuration (no PrivateKey line); caller frees. */
 char *plane_wg_quick(const struct store_tenant *t, const struct store_device *d,
 	const uint8_t server_pub[32]);
+/*
+ * The same with a "# @comment" line in [Interface] and, if @postup is not NULL, a
+ * "PostUp = @postup" line that gives the interface its private key (X.509 path).
+ */
+char *plane_wg_quick_postup(const struct store_tenant *t, const struct store_device *d,
+	const uint8_t server_pub[32], const char *comment, const char *postup);
 
 /* ---- health.c: reachability of the devices ---- */
 struct health;
@@ -280,6 +303,19 @@ void enroll_sessions_free(struct enroll_sessions *es);
 int api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx);
 int api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx);
 
+/* api_peer.c: the X.509 path (device certificates) */
+int api_peer_enroll(struct http_request *req, json_t **ret_body, void *ctx);
+int api_peer_get(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_ca_add(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_ca_list(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_ca_remove(struct http_request *req, json_t **ret_body, void *ctx);
+int api_serial_revoke(struct http_request *req, json_t **ret_body, void *ctx);
+int api_serial_list(struct http_request *req, json_t **ret_body, void *ctx);
+int api_serial_unrevoke(struct http_request *req, json_t **ret_body, void *ctx);
+int api_tenant_policy(struct http_request *req, json_t **ret_body, void *ctx);
+/* PEM of every tenant's device CAs (each once), for the listener; *ret NULL if none. */
+int api_x509_trust_pem(struct enrolld *e, char **ret);
+
 /* api_fleet.c */
 int api_tenant_create(struct http_request *req, json_t **ret_body, void *ctx);
 int api_tenant_list(struct http_request *req, json_t **ret_body, void *ctx);
@@ -302,6 +338,8 @@ int api_events(struct http_request *req, char **ret_text, const char **ret_conte
 int api_check_tenant(struct http_request *req, const char *tenant);
 /* A store error as an API error: sets the code and message, returns @err. */
 int api_store_error(struct http_request *req, int err, const char *what);
+/* STORE_ENROLL_* as a metric label and log word: new, rotated, same, renewed. */
+const char *api_enroll_result_name(int result);
 void api_hex(const uint8_t *p, size_t n, char *out);
 int api_unhex(const char *s, uint8_t *out, size_t n);
 /* Optional string/integer members of a JSON body; -EBADMSG with an error set if mistyped. */

@@ -20,17 +20,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
 #include "common/log.h"
 #include "enrolld/enrolld.h"
+#include "enrolld/x509.h"
 
 #define HTTP_MAX_PARAMS 4
 #define HTTP_TENANT_LEN 64
 
+#define HTTP_RETIRED_MAX 16
+
 struct http_server {
+	pthread_mutex_t lock; /* mhd, retired, trust (http_server_set_trust) */
 	struct MHD_Daemon *mhd;
+	/* daemons replaced by a trust change: no longer accepting, finishing their connections */
+	struct MHD_Daemon *retired[HTTP_RETIRED_MAX];
+	char *trust_pem;
 	struct http_config cfg;
 	int listen_fd;
 	char *unix_path;
@@ -152,6 +160,31 @@ const char *
 http_request_tenant(const struct http_request *req)
 {
 	return req->tenant;
+}
+
+int
+http_request_client_cert(struct http_request *req, struct x509_peer **ret)
+{
+	const union MHD_ConnectionInfo *ci;
+	const gnutls_datum_t *certs;
+	const uint8_t *ders[X509_CHAIN_MAX];
+	size_t lens[X509_CHAIN_MAX];
+	unsigned int n = 0;
+
+	ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (ci == NULL || ci->tls_session == NULL)
+		return -ENOENT;
+	/* GnuTLS did not judge the chain (no verification requested): the caller does. */
+	certs = gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &n);
+	if (certs == NULL || n == 0)
+		return -ENOENT;
+	if (n > X509_CHAIN_MAX)
+		return -E2BIG;
+	for (unsigned int i = 0; i < n; i++) {
+		ders[i] = certs[i].data;
+		lens[i] = certs[i].size;
+	}
+	return x509_peer_new(ret, ders, lens, n);
 }
 
 int
@@ -602,19 +635,60 @@ listen_tcp(const char *addr, uint16_t port, uint16_t *ret_port)
 	return fd;
 }
 
+/*
+ * One libmicrohttpd daemon on the listening socket. With TLS and a non-empty @trust, GnuTLS
+ * asks every client for a certificate (GNUTLS_CERT_REQUEST, not REQUIRE: token and TPM
+ * clients go on without one) and names the trusted CAs in its request; GnuTLS does not
+ * verify the chain, the handler does (x509.c) against the CAs current at that moment.
+ */
+static struct MHD_Daemon *
+start_mhd(struct http_server *srv, const char *trust)
+{
+	const struct http_config *cfg = &srv->cfg;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+		MHD_USE_ERROR_LOG | MHD_USE_ITC;
+	bool tls = cfg->tls_cert_pem != NULL;
+
+	if (tls)
+		flags |= MHD_USE_TLS;
+	if (!tls || trust == NULL || trust[0] == '\0')
+		trust = NULL;
+	/*
+	 * Thread per connection: handlers may block on a durable LMDB commit or a WireGuard
+	 * change; the connection limit bounds the threads.
+	 */
+	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+		MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout,
+		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cfg->tls_cert_pem,
+		MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key_pem,
+		trust ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, trust,
+		MHD_OPTION_END);
+}
+
 int
 http_server_start(struct http_server **ret, const struct http_config *cfg)
 {
 	struct http_server *srv;
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-		MHD_USE_ERROR_LOG;
 	int r;
 
 	srv = calloc(1, sizeof(*srv));
 	if (srv == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&srv->lock, NULL);
 	srv->cfg = *cfg;
 	srv->listen_fd = -1;
+	if (cfg->tls_trust_pem != NULL && cfg->tls_trust_pem[0] != '\0') {
+		srv->trust_pem = strdup(cfg->tls_trust_pem);
+		if (srv->trust_pem == NULL) {
+			r = -ENOMEM;
+			goto err;
+		}
+	}
+	srv->cfg.tls_trust_pem = NULL; /* the caller's copy may go away: srv->trust_pem */
 
 	if (cfg->unix_socket != NULL) {
 		srv->listen_fd = listen_unix(cfg->unix_socket);
@@ -631,22 +705,7 @@ http_server_start(struct http_server **ret, const struct http_config *cfg)
 		srv->listen_fd = -1;
 		goto err;
 	}
-	if (cfg->tls_cert_pem != NULL)
-		flags |= MHD_USE_TLS;
-
-	/*
-	 * Thread per connection: handlers may block on a durable LMDB commit or a WireGuard
-	 * change; the connection limit bounds the threads.
-	 */
-	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-		MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout,
-		cfg->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cfg->tls_cert_pem,
-		MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key_pem,
-		MHD_OPTION_END);
+	srv->mhd = start_mhd(srv, srv->trust_pem);
 	if (srv->mhd == NULL) {
 		r = -EIO;
 		goto err;
@@ -659,7 +718,82 @@ err:
 	if (srv->unix_path != NULL)
 		unlink(srv->unix_path);
 	free(srv->unix_path);
+	free(srv->trust_pem);
+	pthread_mutex_destroy(&srv->lock);
 	free(srv);
+	return r;
+}
+
+/* Stop retired daemons that have no connection left (none of them runs the caller then). */
+static void
+reap_retired(struct http_server *srv)
+{
+	for (unsigned int i = 0; i < HTTP_RETIRED_MAX; i++) {
+		const union MHD_DaemonInfo *di;
+
+		if (srv->retired[i] == NULL)
+			continue;
+		di = MHD_get_daemon_info(srv->retired[i], MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		if (di != NULL && di->num_connections == 0) {
+			MHD_stop_daemon(srv->retired[i]);
+			srv->retired[i] = NULL;
+		}
+	}
+}
+
+int
+http_server_set_trust(struct http_server *srv, const char *trust_pem)
+{
+	struct MHD_Daemon *fresh;
+	char *copy = NULL;
+	unsigned int slot;
+	int r = 0;
+
+	if (trust_pem != NULL && trust_pem[0] != '\0') {
+		copy = strdup(trust_pem);
+		if (copy == NULL)
+			return -ENOMEM;
+	}
+	pthread_mutex_lock(&srv->lock);
+	if (srv->cfg.tls_cert_pem == NULL ||
+	    ((copy == NULL) == (srv->trust_pem == NULL) &&
+		    (copy == NULL || strcmp(copy, srv->trust_pem) == 0))) {
+		/* plain HTTP has no client certificates; the same trust needs no restart */
+		free(copy);
+		goto out;
+	}
+	reap_retired(srv);
+	for (slot = 0; slot < HTTP_RETIRED_MAX && srv->retired[slot] != NULL; slot++)
+		;
+	if (slot == HTTP_RETIRED_MAX) {
+		free(copy);
+		r = -EBUSY;
+		goto out;
+	}
+	/*
+	 * Hand the listening socket over: the old daemon stops accepting (its connections,
+	 * maybe the caller's own, finish normally), a new one with the new trust accepts.
+	 */
+	if (MHD_quiesce_daemon(srv->mhd) == MHD_INVALID_SOCKET) {
+		free(copy);
+		r = -EIO;
+		goto out;
+	}
+	fresh = start_mhd(srv, copy);
+	if (fresh == NULL) {
+		/* Cannot happen short of memory; the old daemon cannot be un-quiesced. */
+		srv->retired[slot] = srv->mhd;
+		srv->mhd = start_mhd(srv, srv->trust_pem);
+		free(copy);
+		r = -EIO;
+		goto out;
+	}
+	srv->retired[slot] = srv->mhd;
+	srv->mhd = fresh;
+	free(srv->trust_pem);
+	srv->trust_pem = copy;
+out:
+	pthread_mutex_unlock(&srv->lock);
 	return r;
 }
 
@@ -668,13 +802,21 @@ http_server_stop(struct http_server *srv)
 {
 	if (srv == NULL)
 		return;
+	pthread_mutex_lock(&srv->lock);
+	for (unsigned int i = 0; i < HTTP_RETIRED_MAX; i++)
+		if (srv->retired[i] != NULL)
+			MHD_stop_daemon(srv->retired[i]);
+	/* libmicrohttpd closes the listening socket it was given */
 	if (srv->mhd != NULL)
 		MHD_stop_daemon(srv->mhd);
-	if (srv->listen_fd >= 0)
+	else if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
+	pthread_mutex_unlock(&srv->lock);
 	if (srv->unix_path != NULL)
 		unlink(srv->unix_path);
 	free(srv->unix_path);
+	free(srv->trust_pem);
+	pthread_mutex_destroy(&srv->lock);
 	free(srv);
 }
 

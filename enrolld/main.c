@@ -419,6 +419,7 @@ main(int argc, char *argv[])
 	const char *conf_path = ENROLLD_DEFAULT_CONF, *backup = NULL;
 	struct http_config hc = { 0 };
 	static struct enrolld e;
+	char *trust_pem = NULL;
 	int foreground = 0, check = 0, verbose = 0, ch, sig, r;
 	pthread_condattr_t ca;
 	char err[512];
@@ -523,6 +524,10 @@ main(int argc, char *argv[])
 	hc.unix_socket = e.conf.unix_socket;
 	hc.tls_cert_pem = e.tls_cert_pem;
 	hc.tls_key_pem = e.tls_key_pem;
+	/* client certificates are requested for the device CAs known now (api_peer.c keeps it) */
+	if (e.tls_cert_pem != NULL && api_x509_trust_pem(&e, &trust_pem) < 0)
+		fatalx("cannot read the device CAs from the store");
+	hc.tls_trust_pem = trust_pem;
 	hc.max_body = (size_t)e.conf.max_body;
 	hc.max_connections = (unsigned int)e.conf.max_connections;
 	hc.conn_timeout = (unsigned int)e.conf.conn_timeout;
@@ -532,6 +537,8 @@ main(int argc, char *argv[])
 	hc.authenticate = authenticate;
 
 	r = http_server_start(&e.http, &hc);
+	free(trust_pem);
+	trust_pem = NULL;
 	if (r < 0)
 		fatalx("cannot listen on %s: %s",
 			e.conf.unix_socket ? e.conf.unix_socket : e.conf.listen, strerror(-r));

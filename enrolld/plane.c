@@ -870,8 +870,8 @@ plane_reconcile(struct plane *p, struct store *s)
 /* ---- wg-quick rendering -------------------------------------------------------------------- */
 
 char *
-plane_wg_quick(const struct store_tenant *t, const struct store_device *d,
-	const uint8_t server_pub[32])
+plane_wg_quick_postup(const struct store_tenant *t, const struct store_device *d,
+	const uint8_t server_pub[32], const char *comment, const char *postup)
 {
 	char a4[ADDR_STR_LEN], a6[ADDR_STR_LEN], p4[ADDR_STR_LEN], p6[ADDR_STR_LEN];
 	char pub[WG_KEY_B64_LEN];
@@ -888,17 +888,27 @@ plane_wg_quick(const struct store_tenant *t, const struct store_device *d,
 	key_to_base64(pub, server_pub);
 	n = asprintf(&out,
 		"[Interface]\n"
-		"# PrivateKey: held by the device's TPM, never written here\n"
+		"# %s\n"
 		"Address = %s/32%s%s%s\n"
+		"%s%s%s"
 		"\n"
 		"[Peer]\n"
 		"PublicKey = %s\n"
 		"Endpoint = %s\n"
 		"AllowedIPs = %s%s%s\n"
 		"PersistentKeepalive = %u\n",
-		a4, a6[0] ? ", " : "", a6, a6[0] ? "/128" : "", pub, t->endpoint, p4,
+		comment, a4, a6[0] ? ", " : "", a6, a6[0] ? "/128" : "",
+		postup ? "PostUp = " : "", postup ? postup : "", postup ? "\n" : "", pub, t->endpoint, p4,
 		p6[0] ? ", " : "", p6, (unsigned int)t->keepalive);
 	return n < 0 ? NULL : out;
+}
+
+char *
+plane_wg_quick(const struct store_tenant *t, const struct store_device *d,
+	const uint8_t server_pub[32])
+{
+	return plane_wg_quick_postup(t, d, server_pub,
+		"PrivateKey: held by the device's TPM, never written here", NULL);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------------ */

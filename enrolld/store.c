@@ -16,6 +16,11 @@
  *   revocations   EK hash -> struct revocation
  *   events        seq (u64 BE) -> struct store_event
  *   health        id (u64 BE) -> struct store_health
+ *   device_cas    tenant NUL SHA-256(CA DER) -> struct store_device_ca     (X.509 path)
+ *   x509_revoked  tenant NUL len serial -> struct store_x509_revoked        (X.509 path)
+ *
+ * device_cas and x509_revoked came after format 1 shipped: they are new databases, created
+ * empty when an older environment is opened, so format 1 stays readable without a bump.
  *
  * Values are the fixed-layout structs of store.h; their sizes are pinned below so a layout
  * change cannot slip in without a format version bump (STORE_FORMAT_VERSION) and a migration.
@@ -50,6 +55,8 @@ _Static_assert(sizeof(struct store_token) == 160, "token record layout changed")
 _Static_assert(sizeof(struct store_session) == 360, "session record layout changed");
 _Static_assert(sizeof(struct store_event) == 64, "event record layout changed");
 _Static_assert(sizeof(struct store_health) == 24, "health record layout changed");
+_Static_assert(sizeof(struct store_device_ca) == 8464, "device CA record layout changed");
+_Static_assert(sizeof(struct store_x509_revoked) == 144, "x509 revocation layout changed");
 
 enum {
 	DB_META,
@@ -66,6 +73,8 @@ enum {
 	DB_REVOCATIONS,
 	DB_EVENTS,
 	DB_HEALTH,
+	DB_DEVICE_CAS,
+	DB_X509_REVOKED,
 	DB_COUNT,
 };
 
@@ -84,6 +93,8 @@ static const char *const db_names[DB_COUNT] = {
 	[DB_REVOCATIONS] = "revocations",
 	[DB_EVENTS] = "events",
 	[DB_HEALTH] = "health",
+	[DB_DEVICE_CAS] = "device_cas",
+	[DB_X509_REVOKED] = "x509_revoked",
 };
 
 struct revocation {
@@ -270,6 +281,16 @@ key_tenant_hash(struct key *k, const char *tenant, const uint8_t hash[static 32]
 	key_tenant(k, tenant);
 	memcpy(k->b + k->len, hash, 32);
 	k->len += 32;
+}
+
+/* "tenant NUL len serial" (31 + 1 + 1 + 32 bytes at most: fits struct key) */
+static void
+key_tenant_serial(struct key *k, const char *tenant, const uint8_t *serial, size_t n)
+{
+	key_tenant(k, tenant);
+	k->b[k->len++] = (uint8_t)n;
+	memcpy(k->b + k->len, serial, n);
+	k->len += n;
 }
 
 static MDB_val
@@ -1060,6 +1081,230 @@ store_tenant_list(struct store *s, struct store_tenant **ret, size_t *ret_n)
 	return collect(s, DB_TENANTS, NULL, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
 }
 
+/* ---- tenant policy ------------------------------------------------------------------------ */
+
+struct policy_op {
+	const char *name;
+	bool on;
+};
+
+static int
+apply_require_tpm(struct wtx *w, void *arg)
+{
+	const struct policy_op *o = arg;
+	struct store_tenant t;
+	struct key key;
+	int r;
+
+	r = get_tenant(w->s, w->txn, o->name, &t);
+	if (r < 0)
+		return r;
+	t.require_tpm = o->on ? 1 : 0;
+	key_bytes(&key, t.name, strlen(t.name));
+	return w_put(w, DB_TENANTS, &key, &t, sizeof(t), 0);
+}
+
+int
+store_tenant_set_require_tpm(struct store *s, const char *name, bool on)
+{
+	struct policy_op o = { name, on };
+
+	if (!tenant_name_ok(name))
+		return -ENOENT;
+	return submit(s, apply_require_tpm, &o);
+}
+
+/* ---- device CAs ------------------------------------------------------------------------------ */
+
+static int
+apply_device_ca_add(struct wtx *w, void *arg)
+{
+	const struct store_device_ca *ca = arg;
+	struct store_tenant t;
+	struct key key;
+	int r;
+
+	r = get_tenant(w->s, w->txn, ca->tenant, &t);
+	if (r < 0)
+		return r;
+	key_tenant_hash(&key, ca->tenant, ca->fp);
+	return w_put(w, DB_DEVICE_CAS, &key, ca, sizeof(*ca), MDB_NOOVERWRITE);
+}
+
+int
+store_device_ca_add(struct store *s, const struct store_device_ca *ca)
+{
+	struct store_device_ca *rec;
+	int r;
+
+	if (!tenant_name_ok(ca->tenant) || !str_ok(ca->label, sizeof(ca->label)) ||
+	    !str_ok(ca->subject, sizeof(ca->subject)) || ca->der_len == 0 ||
+	    ca->der_len > STORE_CA_DER_MAX || is_zero(ca->fp, sizeof(ca->fp)))
+		return -EINVAL;
+	rec = calloc(1, sizeof(*rec));
+	if (rec == NULL)
+		return -ENOMEM;
+	memcpy(rec->tenant, ca->tenant, strlen(ca->tenant));
+	memcpy(rec->label, ca->label, strlen(ca->label));
+	memcpy(rec->subject, ca->subject, strlen(ca->subject));
+	memcpy(rec->fp, ca->fp, sizeof(rec->fp));
+	rec->der_len = ca->der_len;
+	memcpy(rec->der, ca->der, ca->der_len);
+	rec->created = ca->created ? ca->created : store_now(s);
+	r = submit(s, apply_device_ca_add, rec);
+	free(rec);
+	return r;
+}
+
+struct hash_key {
+	const char *tenant;
+	const uint8_t *hash;
+};
+
+static int
+apply_device_ca_remove(struct wtx *w, void *arg)
+{
+	const struct hash_key *hk = arg;
+	struct key key;
+
+	key_tenant_hash(&key, hk->tenant, hk->hash);
+	return w_del(w, DB_DEVICE_CAS, &key);
+}
+
+int
+store_device_ca_remove(struct store *s, const char *tenant, const uint8_t fp[static STORE_HASH_LEN])
+{
+	struct hash_key hk = { tenant, fp };
+
+	if (!tenant_name_ok(tenant))
+		return -ENOENT;
+	return submit(s, apply_device_ca_remove, &hk);
+}
+
+int
+store_device_ca_list(struct store *s, const char *tenant, struct store_device_ca **ret,
+	size_t *ret_n)
+{
+	struct key prefix;
+
+	if (tenant == NULL)
+		return collect(s, DB_DEVICE_CAS, NULL, sizeof(**ret), NULL, NULL, (void **)ret,
+			ret_n);
+	if (!tenant_name_ok(tenant))
+		return -ENOENT;
+	key_tenant(&prefix, tenant);
+	return collect(s, DB_DEVICE_CAS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
+}
+
+/* ---- revoked certificate serials ------------------------------------------------------------ */
+
+static int
+apply_x509_revoke(struct wtx *w, void *arg)
+{
+	const struct store_x509_revoked *rv = arg;
+	struct store_tenant t;
+	struct key key;
+	int r;
+
+	r = get_tenant(w->s, w->txn, rv->tenant, &t);
+	if (r < 0)
+		return r;
+	key_tenant_serial(&key, rv->tenant, rv->serial, rv->serial_len);
+	return w_put(w, DB_X509_REVOKED, &key, rv, sizeof(*rv), MDB_NOOVERWRITE);
+}
+
+int
+store_x509_revoke(struct store *s, const struct store_x509_revoked *rv)
+{
+	struct store_x509_revoked rec;
+
+	memset(&rec, 0, sizeof(rec));
+	if (!tenant_name_ok(rv->tenant) || !str_ok(rv->label, sizeof(rv->label)) ||
+	    rv->serial_len == 0 || rv->serial_len > STORE_SERIAL_MAX)
+		return -EINVAL;
+	memcpy(rec.tenant, rv->tenant, strlen(rv->tenant));
+	memcpy(rec.label, rv->label, strlen(rv->label));
+	memcpy(rec.serial, rv->serial, rv->serial_len);
+	rec.serial_len = rv->serial_len;
+	rec.created = rv->created ? rv->created : store_now(s);
+	return submit(s, apply_x509_revoke, &rec);
+}
+
+struct serial_key {
+	const char *tenant;
+	const uint8_t *serial;
+	size_t len;
+};
+
+static int
+apply_x509_unrevoke(struct wtx *w, void *arg)
+{
+	const struct serial_key *sk = arg;
+	struct key key;
+
+	key_tenant_serial(&key, sk->tenant, sk->serial, sk->len);
+	return w_del(w, DB_X509_REVOKED, &key);
+}
+
+int
+store_x509_unrevoke(struct store *s, const char *tenant, const uint8_t *serial, size_t serial_len)
+{
+	struct serial_key sk = { tenant, serial, serial_len };
+
+	if (!tenant_name_ok(tenant))
+		return -ENOENT;
+	if (serial_len == 0 || serial_len > STORE_SERIAL_MAX)
+		return -EINVAL;
+	return submit(s, apply_x509_unrevoke, &sk);
+}
+
+int
+store_x509_revoked_list(struct store *s, const char *tenant, struct store_x509_revoked **ret,
+	size_t *ret_n)
+{
+	struct key prefix;
+
+	if (!tenant_name_ok(tenant))
+		return -ENOENT;
+	key_tenant(&prefix, tenant);
+	return collect(s, DB_X509_REVOKED, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
+		ret_n);
+}
+
+static int
+x509_revoked_in(struct store *s, MDB_txn *txn, const char *tenant, const uint8_t *serial,
+	size_t serial_len)
+{
+	struct store_x509_revoked rv;
+	struct key key;
+	int r;
+
+	key_tenant_serial(&key, tenant, serial, serial_len);
+	r = t_get(s, txn, DB_X509_REVOKED, &key, &rv, sizeof(rv));
+	if (r == -ENOENT)
+		return 0;
+	return r < 0 ? r : 1;
+}
+
+int
+store_x509_is_revoked(struct store *s, const char *tenant, const uint8_t *serial,
+	size_t serial_len)
+{
+	MDB_txn *txn;
+	int r;
+
+	if (!tenant_name_ok(tenant))
+		return -ENOENT;
+	if (serial_len == 0 || serial_len > STORE_SERIAL_MAX)
+		return -EINVAL;
+	r = rtxn_begin(s, &txn);
+	if (r < 0)
+		return r;
+	r = x509_revoked_in(s, txn, tenant, serial, serial_len);
+	rtxn_end(s, txn);
+	return r;
+}
+
 /* ---- registrations ------------------------------------------------------------------------ */
 
 static int
@@ -1706,9 +1951,20 @@ apply_enroll(struct wtx *w, void *arg)
 		return -EPERM;
 	if (r != -ENOENT)
 		return r;
-	r = enroll_authorise(w, req);
-	if (r < 0)
-		return r;
+	if (req->kind == STORE_ATTEST_X509) {
+		/* the certificate is the authorisation; policy and serial checked here, atomically */
+		if (t.require_tpm)
+			return -EPROTONOSUPPORT;
+		r = x509_revoked_in(w->s, w->txn, req->tenant, req->serial, req->serial_len);
+		if (r < 0)
+			return r;
+		if (r == 1)
+			return -EKEYREVOKED;
+	} else {
+		r = enroll_authorise(w, req);
+		if (r < 0)
+			return r;
+	}
 	/* The key must not belong to another device (a peer is identified by its key). */
 	key_bytes(&key, req->wg_pubkey, STORE_KEY_LEN);
 	r = t_get_u64(w->s, w->txn, DB_DEV_PUBKEY, &key, &id);
@@ -1741,7 +1997,9 @@ store_enroll(struct store *s, const struct store_enroll_req *req, struct store_d
 	if (!tenant_name_ok(req->tenant))
 		return -ENOENT;
 	if (is_zero(req->ek_hash, STORE_HASH_LEN) || is_zero(req->wg_pubkey, STORE_KEY_LEN) ||
-	    (req->kind != STORE_ATTEST_TPM && req->kind != STORE_ATTEST_X509))
+	    (req->kind != STORE_ATTEST_TPM && req->kind != STORE_ATTEST_X509) ||
+	    (req->kind == STORE_ATTEST_X509 &&
+		    (req->serial_len == 0 || req->serial_len > STORE_SERIAL_MAX)))
 		return -EINVAL;
 	r = submit(s, apply_enroll, &e);
 	if (r < 0)

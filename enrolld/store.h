@@ -38,6 +38,9 @@
 #define STORE_SECRET_MAX 64
 #define STORE_AK_NAME_MAX 68 /* TPM2B_NAME buffer: 2 + 66 */
 #define STORE_PCR_MAX 24
+#define STORE_SERIAL_MAX 32   /* X.509 serial octets */
+#define STORE_CA_DER_MAX 8192 /* a device CA certificate, DER */
+#define STORE_SUBJECT_MAX 128
 
 struct store;
 
@@ -106,6 +109,49 @@ struct store_tenant {
 int store_tenant_create(struct store *s, const struct store_tenant *t);
 int store_tenant_get(struct store *s, const char *name, struct store_tenant *ret);
 int store_tenant_list(struct store *s, struct store_tenant **ret, size_t *ret_n);
+
+/* Turn a tenant's require_tpm policy on or off. -ENOENT no such tenant. */
+int store_tenant_set_require_tpm(struct store *s, const char *name, bool on);
+
+/* ---- device CAs (X.509 enrollment) per tenant ----------------------------------------------- */
+
+struct store_device_ca {
+	char tenant[STORE_NAME_MAX];
+	uint8_t fp[STORE_HASH_LEN]; /* SHA-256 of the DER */
+	char subject[STORE_SUBJECT_MAX];
+	char label[STORE_LABEL_MAX];
+	int64_t created;
+	uint16_t der_len;
+	uint8_t der[STORE_CA_DER_MAX];
+};
+
+/* -ENOENT no tenant, -EEXIST this CA is already trusted by the tenant, -EINVAL bad record. */
+int store_device_ca_add(struct store *s, const struct store_device_ca *ca);
+int store_device_ca_remove(struct store *s, const char *tenant,
+	const uint8_t fp[static STORE_HASH_LEN]);
+/* @tenant NULL = every tenant's CAs (in tenant order). */
+int store_device_ca_list(struct store *s, const char *tenant, struct store_device_ca **ret,
+	size_t *ret_n);
+
+/* ---- revoked certificate serials per tenant ------------------------------------------------ */
+
+struct store_x509_revoked {
+	char tenant[STORE_NAME_MAX];
+	uint8_t serial[STORE_SERIAL_MAX];
+	uint8_t serial_len;
+	char label[STORE_LABEL_MAX];
+	int64_t created;
+};
+
+/* -ENOENT no tenant, -EEXIST already revoked. */
+int store_x509_revoke(struct store *s, const struct store_x509_revoked *rv);
+int store_x509_unrevoke(struct store *s, const char *tenant, const uint8_t *serial,
+	size_t serial_len);
+int store_x509_revoked_list(struct store *s, const char *tenant,
+	struct store_x509_revoked **ret, size_t *ret_n);
+/* 1 if @serial is revoked in @tenant, 0 if not. */
+int store_x509_is_revoked(struct store *s, const char *tenant, const uint8_t *serial,
+	size_t serial_len);
 
 /* ---- factory registrations (EK allowlist per tenant) -------------------------------------- */
 
@@ -209,10 +255,18 @@ struct store_device {
 
 struct store_enroll_req {
 	char tenant[STORE_NAME_MAX];
+	/* TPM: SHA-256 of the EK; X.509: the certificate's identity hash (x509_peer_identity) */
 	uint8_t ek_hash[STORE_HASH_LEN];
 	uint8_t wg_pubkey[STORE_KEY_LEN];
 	uint8_t kind; /* enum store_attest_kind */
-	/* Authorisation: a token (consumes one use), else a registration of ek_hash. */
+	/*
+	 * X.509: the certificate (verified by the caller against the tenant's device CAs) is
+	 * the authorisation; its serial is checked against the tenant's revoked serials and the
+	 * tenant's require_tpm policy in the same transaction. Token/registration are not used.
+	 */
+	uint8_t serial[STORE_SERIAL_MAX];
+	uint8_t serial_len;
+	/* TPM authorisation: a token (consumes one use), else a registration of ek_hash. */
 	bool has_token;
 	uint8_t token_hash[STORE_HASH_LEN];
 	/* The attestation session to consume (must match tenant, EK and key); optional. */
@@ -234,6 +288,8 @@ enum store_enroll_result {
  * else a registration (-EACCES)), then the device: new (lowest free address, -ENOSPC when
  * the prefix is full), or the EK's existing device (keeps its address; new key = rotation).
  * -EEXIST if the key belongs to another device or the EK to a device of another tenant.
+ * X.509 (kind STORE_ATTEST_X509): -EPROTONOSUPPORT if the tenant requires a TPM,
+ * -EKEYREVOKED if the serial is revoked in the tenant; no token or registration.
  * On success *ret_dev is the device as committed and the return value a
  * enum store_enroll_result. On any error nothing is written.
  */

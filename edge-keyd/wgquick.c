@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: MIT
+/*
+ * TPM custody under wg-quick and systemd-networkd (docs/edge-keyd.md "wg-quick"):
+ *
+ *   edge-keyd [-c CONF] wg-quick   print a wg-quick file for the enrolled device whose
+ *                                  PostUp runs `edge-keyd [-c CONF] setkey %i`
+ *   edge-keyd [-c CONF] setkey IF  unseal the WireGuard key from the TPM and give it to
+ *                                  interface IF (kernel or wireguard-go): the key goes from
+ *                                  the TPM to the interface in memory, never to a file
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <net/if.h>
+
+#include "common/key.h"
+#include "common/log.h"
+#include "common/wg.h"
+#include "edge-keyd/edge-keyd.h"
+
+/*
+ * tss2 logs ESYS's session keys at debug and the decrypted Unseal response -- the WireGuard
+ * key itself -- at trace (tss2-esys 3.2: "IESYS AES output"). setkey runs from wg-quick's
+ * PostUp, whose stderr lands in the journal, so before tss2 first reads TSS2_LOG every
+ * level above info is capped at info ("esys+trace,tcti+none" -> "esys+info,tcti+none").
+ * What cannot be parsed becomes "all+warning".
+ */
+static void
+tss2_log_cap(void)
+{
+	static const char *const safe[] = { "none", "error", "warning", "info" };
+	const char *v = getenv("TSS2_LOG"), *tok, *end, *plus;
+	char buf[256];
+	size_t n = 0, len, mlen, llen;
+	bool ok;
+
+	if (v == NULL)
+		return;
+	for (tok = v; *tok != '\0'; tok = *end ? end + 1 : end) {
+		end = strchr(tok, ',');
+		if (end == NULL)
+			end = tok + strlen(tok);
+		len = (size_t)(end - tok);
+		plus = memchr(tok, '+', len);
+		if (plus == NULL)
+			goto fallback;
+		mlen = (size_t)(plus - tok) + 1;
+		ok = false;
+		for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+			if (strlen(safe[i]) == len - mlen &&
+			    strncasecmp(plus + 1, safe[i], len - mlen) == 0)
+				ok = true;
+		llen = ok ? len - mlen : strlen("info");
+		if (n + (n ? 1 : 0) + mlen + llen + 1 > sizeof(buf))
+			goto fallback;
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%.*s%.*s", n ? "," : "",
+			(int)mlen, tok, (int)llen, ok ? plus + 1 : "info");
+	}
+	if (n > 0 && setenv("TSS2_LOG", buf, 1) == 0)
+		return;
+fallback:
+	(void)setenv("TSS2_LOG", "all+warning", 1);
+}
+
+int
+ekd_setkey(const struct ekd_conf *conf, const char *ifname)
+{
+	uint8_t key[WG_KEY_LEN];
+	struct wg_ctl *ctl = NULL;
+	struct wg_device *dev = NULL;
+	int r;
+
+	if (ifname == NULL || ifname[0] == '\0' || strnlen(ifname, IFNAMSIZ) == IFNAMSIZ) {
+		log_warnx("setkey: bad interface name");
+		return -EINVAL;
+	}
+	tss2_log_cap();
+	r = wg_ctl_new(&ctl);
+	if (r < 0)
+		goto out;
+	if (conf->uapi_dir != NULL && (r = wg_ctl_set_uapi_dir(ctl, conf->uapi_dir)) < 0)
+		goto out;
+	/* wg(8)'s rule: a UAPI socket means wireguard-go, else the kernel */
+	r = wg_device_new(&dev, ifname);
+	if (r < 0)
+		goto out;
+	r = ekd_unseal(conf, key);
+	if (r < 0) {
+		log_warnx("setkey: cannot unseal the WireGuard key: %s", strerror(-r));
+		goto out;
+	}
+	dev->flags = WG_DEVICE_F_HAS_PRIVATE_KEY;
+	memcpy(dev->private_key, key, WG_KEY_LEN);
+	explicit_bzero(key, sizeof(key));
+	r = wg_set_device(ctl, dev);
+	if (r < 0)
+		log_warnx("setkey: cannot set the key of '%s': %s %s", ifname, strerror(-r),
+			wg_ctl_last_error(ctl));
+out:
+	explicit_bzero(key, sizeof(key));
+	wg_device_free(dev); /* wipes its copy of the key */
+	wg_ctl_free(ctl);
+	return r;
+}
+
+int
+ekd_wgquick(const struct ekd_conf *conf, const char *conf_path, FILE *out)
+{
+	struct ekd_enrollment e;
+	char errbuf[256], addr[64], ip[64], pub[WG_KEY_B64_LEN], *abs = NULL;
+	int r;
+
+	/*
+	 * wg-quick runs PostUp from wherever it was started (wg-quick@: from /), cuts the line
+	 * at '#' and hands it to bash: the path must be absolute and need no quoting.
+	 */
+	if (conf_path != NULL) {
+		abs = realpath(conf_path, NULL);
+		if (abs == NULL) {
+			r = -errno;
+			log_warnx("wg-quick: '%s': %s", conf_path, strerror(-r));
+			goto out;
+		}
+		if (abs[strspn(abs, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			"0123456789/._+,:@=-")] != '\0') {
+			log_warnx("wg-quick: the configuration path '%s' cannot go into a PostUp "
+				"line: use only letters, digits and / . _ + , : @ = -", abs);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	r = ekd_enrollment_load(conf->state_dir, &e, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		log_warnx("wg-quick: %s", r == -ENOENT ? "not enrolled (edge-keyd enroll)" :
+			errbuf);
+		goto out;
+	}
+	ekd_allowedip_format(&e.address, addr, sizeof(addr));
+	fprintf(out, "# edge-keyd wg-quick: device %s of tenant '%s'\n", e.device_id, e.tenant);
+	fprintf(out, "[Interface]\n");
+	fprintf(out, "# PrivateKey: sealed in the TPM; PostUp unseals it into the interface\n");
+	fprintf(out, "Address = %s", addr);
+	if (e.has_address6) {
+		ekd_allowedip_format(&e.address6, ip, sizeof(ip));
+		fprintf(out, ", %s", ip);
+	}
+	fprintf(out, "\nPostUp = edge-keyd%s%s setkey %%i\n", abs ? " -c " : "", abs ? abs : "");
+	key_to_base64(pub, e.server_public_key);
+	fprintf(out, "\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = ", pub, e.endpoint);
+	for (size_t i = 0; i < e.n_allowed_ips; i++) {
+		ekd_allowedip_format(&e.allowed_ips[i], ip, sizeof(ip));
+		fprintf(out, "%s%s", i ? ", " : "", ip);
+	}
+	fprintf(out, "\n");
+	if (e.keepalive)
+		fprintf(out, "PersistentKeepalive = %u\n", e.keepalive);
+	r = fflush(out) == 0 ? 0 : -EIO;
+out:
+	free(abs);
+	return r;
+}
