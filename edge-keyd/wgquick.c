@@ -21,50 +21,6 @@
 #include "common/wg.h"
 #include "edge-keyd/edge-keyd.h"
 
-/*
- * tss2 logs ESYS's session keys at debug and the decrypted Unseal response -- the WireGuard
- * key itself -- at trace (tss2-esys 3.2: "IESYS AES output"). setkey runs from wg-quick's
- * PostUp, whose stderr lands in the journal, so before tss2 first reads TSS2_LOG every
- * level above info is capped at info ("esys+trace,tcti+none" -> "esys+info,tcti+none").
- * What cannot be parsed becomes "all+warning".
- */
-static void
-tss2_log_cap(void)
-{
-	static const char *const safe[] = { "none", "error", "warning", "info" };
-	const char *v = getenv("TSS2_LOG"), *tok, *end, *plus;
-	char buf[256];
-	size_t n = 0, len, mlen, llen;
-	bool ok;
-
-	if (v == NULL)
-		return;
-	for (tok = v; *tok != '\0'; tok = *end ? end + 1 : end) {
-		end = strchr(tok, ',');
-		if (end == NULL)
-			end = tok + strlen(tok);
-		len = (size_t)(end - tok);
-		plus = memchr(tok, '+', len);
-		if (plus == NULL)
-			goto fallback;
-		mlen = (size_t)(plus - tok) + 1;
-		ok = false;
-		for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
-			if (strlen(safe[i]) == len - mlen &&
-			    strncasecmp(plus + 1, safe[i], len - mlen) == 0)
-				ok = true;
-		llen = ok ? len - mlen : strlen("info");
-		if (n + (n ? 1 : 0) + mlen + llen + 1 > sizeof(buf))
-			goto fallback;
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%.*s%.*s", n ? "," : "",
-			(int)mlen, tok, (int)llen, ok ? plus + 1 : "info");
-	}
-	if (n > 0 && setenv("TSS2_LOG", buf, 1) == 0)
-		return;
-fallback:
-	(void)setenv("TSS2_LOG", "all+warning", 1);
-}
-
 int
 ekd_setkey(const struct ekd_conf *conf, const char *ifname)
 {
@@ -77,7 +33,6 @@ ekd_setkey(const struct ekd_conf *conf, const char *ifname)
 		log_warnx("setkey: bad interface name");
 		return -EINVAL;
 	}
-	tss2_log_cap();
 	r = wg_ctl_new(&ctl);
 	if (r < 0)
 		goto out;

@@ -191,24 +191,17 @@ registered_tenant(struct http_request *req, struct enrolld *e, const uint8_t ek_
 	if (r < 0)
 		return api_store_error(req, r, "tenants");
 	for (size_t i = 0; i < n_ts; i++) {
-		struct store_registration *regs = NULL;
-		size_t n_regs = 0;
-
 		if (want != NULL && strcmp(ts[i].name, want) != 0)
 			continue;
-		/* TODO(store): a point lookup (tenant, EK) would avoid reading the whole list. */
-		r = store_registration_list(e->store, ts[i].name, &regs, &n_regs);
+		r = store_registration_get(e->store, ts[i].name, ek_id, NULL);
+		if (r == -ENOENT)
+			continue;
 		if (r < 0) {
 			free(ts);
 			return api_store_error(req, r, "registrations");
 		}
-		for (size_t k = 0; k < n_regs; k++)
-			if (memcmp(regs[k].ek_hash, ek_id, 32) == 0) {
-				if (found++ == 0)
-					snprintf(ret, STORE_NAME_MAX, "%s", ts[i].name);
-				break;
-			}
-		free(regs);
+		if (found++ == 0)
+			snprintf(ret, STORE_NAME_MAX, "%s", ts[i].name);
 	}
 	free(ts);
 	if (found == 0)

@@ -1365,6 +1365,28 @@ store_registration_remove(struct store *s, const char *tenant,
 }
 
 int
+store_registration_get(struct store *s, const char *tenant,
+	const uint8_t ek_hash[static STORE_HASH_LEN], struct store_registration *ret)
+{
+	struct store_registration reg;
+	struct key key;
+	MDB_txn *txn;
+	int r;
+
+	if (!tenant_name_ok(tenant))
+		return -ENOENT;
+	r = rtxn_begin(s, &txn);
+	if (r < 0)
+		return r;
+	key_tenant_hash(&key, tenant, ek_hash);
+	r = t_get(s, txn, DB_REGISTRATIONS, &key, &reg, sizeof(reg));
+	rtxn_end(s, txn);
+	if (r == 0 && ret != NULL)
+		*ret = reg;
+	return r;
+}
+
+int
 store_registration_list(struct store *s, const char *tenant, struct store_registration **ret,
 	size_t *ret_n)
 {

@@ -166,6 +166,9 @@ struct store_registration {
 int store_registration_add(struct store *s, const struct store_registration *r);
 int store_registration_remove(struct store *s, const char *tenant,
 	const uint8_t ek_hash[static STORE_HASH_LEN]);
+/* One registration by (tenant, EK hash): 0, or -ENOENT. @ret may be NULL. */
+int store_registration_get(struct store *s, const char *tenant,
+	const uint8_t ek_hash[static STORE_HASH_LEN], struct store_registration *ret);
 int store_registration_list(struct store *s, const char *tenant,
 	struct store_registration **ret, size_t *ret_n);
 

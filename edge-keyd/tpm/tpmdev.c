@@ -87,6 +87,50 @@ tpmdev_last_error(const struct tpmdev *dev)
 	return dev != NULL ? dev->err : "";
 }
 
+/*
+ * tss2 logs ESYS's session keys at debug and the decrypted Unseal response -- the WireGuard
+ * key itself -- at trace (tss2-esys 3.2: "IESYS AES output"). Every command of edge-keyd
+ * unseals or seals through here and its stderr lands in the journal, so before tss2 first
+ * reads TSS2_LOG (in Esys_Initialize) every level above info is capped at info ("esys+trace,tcti+none" -> "esys+info,tcti+none").
+ * What cannot be parsed becomes "all+warning".
+ */
+static void
+tpmdev_tss2_log_cap(void)
+{
+	static const char *const safe[] = { "none", "error", "warning", "info" };
+	const char *v = getenv("TSS2_LOG"), *tok, *end, *plus;
+	char buf[256];
+	size_t n = 0, len, mlen, llen;
+	bool ok;
+
+	if (v == NULL)
+		return;
+	for (tok = v; *tok != '\0'; tok = *end ? end + 1 : end) {
+		end = strchr(tok, ',');
+		if (end == NULL)
+			end = tok + strlen(tok);
+		len = (size_t)(end - tok);
+		plus = memchr(tok, '+', len);
+		if (plus == NULL)
+			goto fallback;
+		mlen = (size_t)(plus - tok) + 1;
+		ok = false;
+		for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+			if (strlen(safe[i]) == len - mlen &&
+			    strncasecmp(plus + 1, safe[i], len - mlen) == 0)
+				ok = true;
+		llen = ok ? len - mlen : strlen("info");
+		if (n + (n ? 1 : 0) + mlen + llen + 1 > sizeof(buf))
+			goto fallback;
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%.*s%.*s", n ? "," : "",
+			(int)mlen, tok, (int)llen, ok ? plus + 1 : "info");
+	}
+	if (n > 0 && setenv("TSS2_LOG", buf, 1) == 0)
+		return;
+fallback:
+	(void)setenv("TSS2_LOG", "all+warning", 1);
+}
+
 int
 tpmdev_open(struct tpmdev **ret_dev, const char *tcti)
 {
@@ -94,6 +138,7 @@ tpmdev_open(struct tpmdev **ret_dev, const char *tcti)
 	TSS2_RC rc;
 	int ret;
 
+	tpmdev_tss2_log_cap();
 	dev = calloc(1, sizeof(*dev));
 	if (dev == NULL)
 		return -ENOMEM;

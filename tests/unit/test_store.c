@@ -293,6 +293,18 @@ test_registrations(void **state)
 	assert_int_equal(n, 2);
 	assert_string_equal(list[0].tenant, "a");
 	free(list);
+	/* point lookups: (a, 2) yes, (b, 2) and (a, 3) no */
+	{
+		struct store_registration got;
+
+		fill(ek, 0xe0, 2);
+		assert_int_equal(store_registration_get(f->s, "a", ek, &got), 0);
+		assert_memory_equal(got.ek_hash, ek, sizeof(ek));
+		assert_int_equal(store_registration_get(f->s, "b", ek, NULL), -ENOENT);
+		fill(ek, 0xe0, 3);
+		assert_int_equal(store_registration_get(f->s, "a", ek, NULL), -ENOENT);
+		assert_int_equal(store_registration_get(f->s, "nope", ek, NULL), -ENOENT);
+	}
 
 	/* Registered in b only: cannot enroll into a. */
 	assert_int_equal(enroll_reg(f->s, "a", 3, 3, &d), -EACCES);
