@@ -96,11 +96,16 @@ struct wg_device {
 	struct wg_peer *peers;
 	size_t n_peers;
 	size_t cap_peers;
+	bool locked; /* private: the struct (with private_key) is in locked memory */
 };
 
 /* ---- data model (common/wg_model.c) ---- */
 
-/* A new empty device named @ifname. Free with wg_device_free(). */
+/*
+ * A new empty device named @ifname. Free with wg_device_free(). The struct, which holds
+ * the private key, is in locked memory (common/secmem.h) when RLIMIT_MEMLOCK allows,
+ * ordinary memory otherwise; it is wiped on free either way.
+ */
 int wg_device_new(struct wg_device **ret_dev, const char *ifname);
 /* Wipes every key the device and its peers hold, then frees. NULL is a no-op. */
 void wg_device_free(struct wg_device *dev);

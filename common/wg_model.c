@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/secmem.h"
 #include "common/wg.h"
 
 int
@@ -16,9 +17,15 @@ wg_device_new(struct wg_device **ret_dev, const char *ifname)
 		return -EINVAL;
 	if (strnlen(ifname, IFNAMSIZ) == IFNAMSIZ)
 		return -ENAMETOOLONG;
-	dev = calloc(1, sizeof(*dev));
-	if (dev == NULL)
-		return -ENOMEM;
+	/* secmem's pages come zeroed (anonymous mmap) */
+	dev = secmem_alloc(sizeof(*dev));
+	if (dev != NULL) {
+		dev->locked = true;
+	} else {
+		dev = calloc(1, sizeof(*dev));
+		if (dev == NULL)
+			return -ENOMEM;
+	}
 	strcpy(dev->name, ifname);
 	*ret_dev = dev;
 	return 0;
@@ -36,6 +43,10 @@ wg_device_free(struct wg_device *dev)
 	if (dev->peers != NULL)
 		explicit_bzero(dev->peers, dev->cap_peers * sizeof(*dev->peers));
 	free(dev->peers);
+	if (dev->locked) {
+		secmem_free(dev, sizeof(*dev)); /* wipes */
+		return;
+	}
 	explicit_bzero(dev, sizeof(*dev));
 	free(dev);
 }
