@@ -410,6 +410,21 @@ rtxn_end(struct store *s, MDB_txn *txn)
 	pthread_rwlock_unlock(&s->map_lock);
 }
 
+/* One record by key in its own read transaction; @v is written only on success. */
+static int
+r_get(struct store *s, int db, const struct key *k, void *v, size_t vlen)
+{
+	MDB_txn *txn;
+	int r;
+
+	r = rtxn_begin(s, &txn);
+	if (r < 0)
+		return r;
+	r = t_get(s, txn, db, k, v, vlen);
+	rtxn_end(s, txn);
+	return r;
+}
+
 /* ---- the writer ---------------------------------------------------------------------------- */
 
 static int
@@ -1370,20 +1385,11 @@ store_registration_get(struct store *s, const char *tenant,
 {
 	struct store_registration reg;
 	struct key key;
-	MDB_txn *txn;
-	int r;
 
 	if (!tenant_name_ok(tenant))
 		return -ENOENT;
-	r = rtxn_begin(s, &txn);
-	if (r < 0)
-		return r;
 	key_tenant_hash(&key, tenant, ek_hash);
-	r = t_get(s, txn, DB_REGISTRATIONS, &key, &reg, sizeof(reg));
-	rtxn_end(s, txn);
-	if (r == 0 && ret != NULL)
-		*ret = reg;
-	return r;
+	return r_get(s, DB_REGISTRATIONS, &key, ret != NULL ? ret : &reg, sizeof(reg));
 }
 
 int
@@ -1454,20 +1460,10 @@ int
 store_token_get(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
 	struct store_token *ret)
 {
-	struct store_token t;
 	struct key key;
-	MDB_txn *txn;
-	int r;
 
-	r = rtxn_begin(s, &txn);
-	if (r < 0)
-		return r;
 	key_bytes(&key, hash, STORE_HASH_LEN);
-	r = t_get(s, txn, DB_TOKENS, &key, &t, sizeof(t));
-	rtxn_end(s, txn);
-	if (r == 0)
-		*ret = t;
-	return r;
+	return r_get(s, DB_TOKENS, &key, ret, sizeof(*ret));
 }
 
 static int
@@ -1595,15 +1591,10 @@ store_session_get(struct store *s, const uint8_t id[static STORE_SESSION_ID_LEN]
 {
 	struct store_session sess;
 	struct key key;
-	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
-	if (r < 0)
-		return r;
 	key_bytes(&key, id, STORE_SESSION_ID_LEN);
-	r = t_get(s, txn, DB_SESSIONS, &key, &sess, sizeof(sess));
-	rtxn_end(s, txn);
+	r = r_get(s, DB_SESSIONS, &key, &sess, sizeof(sess));
 	if (r < 0)
 		return r;
 	if (sess.used)
@@ -2319,15 +2310,10 @@ store_ek_revoked(struct store *s, const uint8_t ek_hash[static STORE_HASH_LEN])
 {
 	struct revocation rev;
 	struct key key;
-	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
-	if (r < 0)
-		return r;
 	key_bytes(&key, ek_hash, STORE_HASH_LEN);
-	r = t_get(s, txn, DB_REVOCATIONS, &key, &rev, sizeof(rev));
-	rtxn_end(s, txn);
+	r = r_get(s, DB_REVOCATIONS, &key, &rev, sizeof(rev));
 	if (r == -ENOENT)
 		return 0;
 	return r < 0 ? r : 1;
