@@ -309,3 +309,16 @@ api_enroll_result_name(int result)
 		return "unknown";
 	}
 }
+
+int
+api_path_tenant(struct http_request *req, struct enrolld *e, struct store_tenant *ret)
+{
+	const char *name = http_request_param(req, 0);
+	int r;
+
+	r = api_check_tenant(req, name);
+	if (r < 0)
+		return r;
+	r = store_tenant_get(e->store, name, ret);
+	return r < 0 ? api_store_error(req, r, "tenant") : 0;
+}

@@ -195,22 +195,6 @@ api_tenant_list(struct http_request *req, json_t **ret_body, void *ctx)
 	return *ret_body ? 200 : -ENOMEM;
 }
 
-/* The tenant named by path parameter 0, scoped to the caller. */
-static int
-path_tenant(struct http_request *req, struct enrolld *e, struct store_tenant *ret)
-{
-	const char *name = http_request_param(req, 0);
-	int r;
-
-	r = api_check_tenant(req, name);
-	if (r < 0)
-		return r;
-	r = store_tenant_get(e->store, name, ret);
-	if (r < 0)
-		return api_store_error(req, r, "tenant");
-	return 0;
-}
-
 int
 api_tenant_get(struct http_request *req, json_t **ret_body, void *ctx)
 {
@@ -218,7 +202,7 @@ api_tenant_get(struct http_request *req, json_t **ret_body, void *ctx)
 	struct store_tenant t;
 	int r;
 
-	r = path_tenant(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	*ret_body = api_tenant_json(e, &t);
@@ -286,7 +270,7 @@ api_registration_add(struct http_request *req, json_t **ret_body, void *ctx)
 	json_t *body = NULL;
 	int r;
 
-	r = path_tenant(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = http_request_json(req, &body);
@@ -355,7 +339,7 @@ api_registration_list(struct http_request *req, json_t **ret_body, void *ctx)
 	json_t *arr;
 	int r;
 
-	r = path_tenant(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = store_registration_list(e->store, t.name, &regs, &n);
@@ -377,7 +361,7 @@ api_registration_remove(struct http_request *req, json_t **ret_body, void *ctx)
 	struct store_tenant t;
 	int r;
 
-	r = path_tenant(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	if (api_unhex(http_request_param(req, 1), ek, sizeof(ek)) < 0)
@@ -422,7 +406,7 @@ api_token_create(struct http_request *req, json_t **ret_body, void *ctx)
 	json_t *body = NULL, *out;
 	int r;
 
-	r = path_tenant(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = http_request_json(req, &body);
@@ -493,7 +477,7 @@ api_token_list(struct http_request *req, json_t **ret_body, void *ctx)
 	json_t *arr;
 	int r;
 
-	r = path_tenant(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = store_token_list(e->store, t.name, &toks, &n);
@@ -516,7 +500,7 @@ api_token_revoke(struct http_request *req, json_t **ret_body, void *ctx)
 	struct store_tenant t;
 	int r;
 
-	r = path_tenant(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	if (api_unhex(http_request_param(req, 1), hash, sizeof(hash)) < 0)

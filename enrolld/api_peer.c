@@ -501,19 +501,6 @@ ca_json(const struct store_device_ca *ca)
 		ca->subject, "label", ca->label, "created", (json_int_t)ca->created);
 }
 
-static int
-tenant_param(struct http_request *req, struct enrolld *e, struct store_tenant *ret)
-{
-	const char *name = http_request_param(req, 0);
-	int r;
-
-	r = api_check_tenant(req, name);
-	if (r < 0)
-		return r;
-	r = store_tenant_get(e->store, name, ret);
-	return r < 0 ? api_store_error(req, r, "tenant") : 0;
-}
-
 int
 api_device_ca_add(struct http_request *req, json_t **ret_body, void *ctx)
 {
@@ -526,7 +513,7 @@ api_device_ca_add(struct http_request *req, json_t **ret_body, void *ctx)
 	json_t *body = NULL;
 	int r;
 
-	r = tenant_param(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = http_request_json(req, &body);
@@ -593,7 +580,7 @@ api_device_ca_list(struct http_request *req, json_t **ret_body, void *ctx)
 	size_t n = 0;
 	int r;
 
-	r = tenant_param(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = store_device_ca_list(e->store, t.name, &cas, &n);
@@ -615,7 +602,7 @@ api_device_ca_remove(struct http_request *req, json_t **ret_body, void *ctx)
 	uint8_t fp[STORE_HASH_LEN];
 	int r;
 
-	r = tenant_param(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	if (api_unhex(http_request_param(req, 1), fp, sizeof(fp)) < 0)
@@ -654,7 +641,7 @@ api_serial_revoke(struct http_request *req, json_t **ret_body, void *ctx)
 	json_t *body = NULL;
 	int r;
 
-	r = tenant_param(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = http_request_json(req, &body);
@@ -709,7 +696,7 @@ api_serial_list(struct http_request *req, json_t **ret_body, void *ctx)
 	size_t n = 0;
 	int r;
 
-	r = tenant_param(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = store_x509_revoked_list(e->store, t.name, &rv, &n);
@@ -732,7 +719,7 @@ api_serial_unrevoke(struct http_request *req, json_t **ret_body, void *ctx)
 	size_t len;
 	int r;
 
-	r = tenant_param(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	if (x509_serial_parse(http_request_param(req, 1), serial, &len) < 0)
@@ -756,7 +743,7 @@ api_tenant_policy(struct http_request *req, json_t **ret_body, void *ctx)
 	json_t *body = NULL, *v;
 	int r;
 
-	r = tenant_param(req, e, &t);
+	r = api_path_tenant(req, e, &t);
 	if (r < 0)
 		return r;
 	r = http_request_json(req, &body);

@@ -338,6 +338,11 @@ int api_events(struct http_request *req, char **ret_text, const char **ret_conte
 int api_check_tenant(struct http_request *req, const char *tenant);
 /* A store error as an API error: sets the code and message, returns @err. */
 int api_store_error(struct http_request *req, int err, const char *what);
+/*
+ * The tenant named by path parameter 0, if the caller's token may see it; an HTTP error
+ * (403 scope, 404 unknown) otherwise.
+ */
+int api_path_tenant(struct http_request *req, struct enrolld *e, struct store_tenant *ret);
 /* STORE_ENROLL_* as a metric label and log word: new, rotated, same, renewed. */
 const char *api_enroll_result_name(int result);
 void api_hex(const uint8_t *p, size_t n, char *out);
