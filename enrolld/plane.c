@@ -626,30 +626,10 @@ apply_locked(struct plane *p, const struct store_tenant *t, const struct wg_devi
 	return r;
 }
 
-int
-plane_peer_add(struct plane *p, const struct store_tenant *t, const struct store_device *d)
-{
-	struct wg_device *dev = NULL;
-	struct wg_peer *peer;
-	int r;
-
-	r = wg_device_new(&dev, t->ifname);
-	if (r < 0)
-		return r;
-	r = wg_device_add_peer(dev, &peer);
-	if (r == 0)
-		r = peer_fill(peer, t, d);
-	if (r == 0) {
-		pthread_mutex_lock(&p->lock);
-		r = apply_locked(p, t, dev);
-		pthread_mutex_unlock(&p->lock);
-	}
-	wg_device_free(dev);
-	return r;
-}
-
-int
-plane_peer_rotate(struct plane *p, const struct store_tenant *t, const uint8_t old_pub[32],
+/* One change to @t's interface: remove the peer @remove_pub (may be NULL), then add or
+ * update @d's peer (may be NULL), in one wg_set_device. */
+static int
+peers_change(struct plane *p, const struct store_tenant *t, const uint8_t *remove_pub,
 	const struct store_device *d)
 {
 	struct wg_device *dev = NULL;
@@ -659,43 +639,46 @@ plane_peer_rotate(struct plane *p, const struct store_tenant *t, const uint8_t o
 	r = wg_device_new(&dev, t->ifname);
 	if (r < 0)
 		return r;
-	r = wg_device_add_peer(dev, &peer);
-	if (r == 0) {
-		memcpy(peer->public_key, old_pub, WG_KEY_LEN);
-		peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
+	if (remove_pub != NULL) {
 		r = wg_device_add_peer(dev, &peer);
+		if (r < 0)
+			goto out;
+		memcpy(peer->public_key, remove_pub, WG_KEY_LEN);
+		peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
 	}
-	if (r == 0)
+	if (d != NULL) {
+		r = wg_device_add_peer(dev, &peer);
+		if (r < 0)
+			goto out;
 		r = peer_fill(peer, t, d);
-	if (r == 0) {
-		pthread_mutex_lock(&p->lock);
-		r = apply_locked(p, t, dev);
-		pthread_mutex_unlock(&p->lock);
+		if (r < 0)
+			goto out;
 	}
+	pthread_mutex_lock(&p->lock);
+	r = apply_locked(p, t, dev);
+	pthread_mutex_unlock(&p->lock);
+out:
 	wg_device_free(dev);
 	return r;
 }
 
 int
+plane_peer_add(struct plane *p, const struct store_tenant *t, const struct store_device *d)
+{
+	return peers_change(p, t, NULL, d);
+}
+
+int
+plane_peer_rotate(struct plane *p, const struct store_tenant *t, const uint8_t old_pub[32],
+	const struct store_device *d)
+{
+	return peers_change(p, t, old_pub, d);
+}
+
+int
 plane_peer_remove(struct plane *p, const struct store_tenant *t, const uint8_t pub[32])
 {
-	struct wg_device *dev = NULL;
-	struct wg_peer *peer;
-	int r;
-
-	r = wg_device_new(&dev, t->ifname);
-	if (r < 0)
-		return r;
-	r = wg_device_add_peer(dev, &peer);
-	if (r == 0) {
-		memcpy(peer->public_key, pub, WG_KEY_LEN);
-		peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
-		pthread_mutex_lock(&p->lock);
-		r = apply_locked(p, t, dev);
-		pthread_mutex_unlock(&p->lock);
-	}
-	wg_device_free(dev);
-	return r;
+	return peers_change(p, t, pub, NULL);
 }
 
 int
