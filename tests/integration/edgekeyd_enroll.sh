@@ -31,6 +31,8 @@ done
 [ -c /dev/net/tun ] || { echo "skip: no /dev/net/tun"; exit 77; }
 export TSS2_LOG=all+none
 . swtpm-fixtures/lib.sh
+. tests/integration/cpgw_lib.sh
+CG_FAIL=fail
 
 S=$$
 NSC=ek-cp-$S NSG=ek-gw-$S
@@ -41,29 +43,8 @@ CP_IP=192.0.2.1 GW_IP=192.0.2.2
 BASE=$((37000 + (S % 400) * 5))
 TPM_PORT=$BASE API_PORT=$((BASE + 2)) WG_PORT=$((BASE + 3))
 T=$(mktemp -d /tmp/edgekeyd_enroll.XXXXXX)
-SOCKDIR=/var/run/wireguard
 PIDS=()
 EKD_PID=
-
-# SIGTERM, then SIGKILL if it is still there after 5 s (a daemon stuck in a call).
-stop_pid() {
-	local p=$1 st
-	kill "$p" 2>/dev/null || return 0
-	# a dead child not reaped yet still answers kill -0: look at its state instead
-	for _ in $(seq 50); do
-		st=$(ps -o stat= -p "$p" 2>/dev/null)
-		[ -n "$st" ] && [[ $st != Z* ]] || break
-		sleep 0.1
-	done
-	kill -9 "$p" 2>/dev/null
-	wait "$p" 2>/dev/null
-}
-
-# The wireguard-go serving a UAPI socket in a netns (started by one of our daemons), if any.
-sock_pid() { # NETNS SOCKET
-	ip netns exec "$1" ss -H -xlp 2>/dev/null | grep -F " $2 " |
-		sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1
-}
 
 cleanup() {
 	local p s
@@ -87,69 +68,15 @@ fail() {
 	exit 1
 }
 step() { echo "== $*"; }
-inc() { ip netns exec "$NSC" "$@"; }
-ing() { ip netns exec "$NSG" "$@"; }
-# wait_for SECONDS command...: poll every 0.2 s
-wait_for() {
-	local n=$(($1 * 5))
-	shift
-	for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
-	return 1
-}
 
 step "namespaces $NSC (control plane) and $NSG (gateway), veth $VC/$VG"
-ip netns add "$NSC" || fail "netns add"
-ip netns add "$NSG" || fail "netns add"
-ip link add "$VC" netns "$NSC" type veth peer name "$VG" netns "$NSG" || fail "veth"
-inc ip addr add "$CP_IP/24" dev "$VC"
-ing ip addr add "$GW_IP/24" dev "$VG"
-for ns in "$NSC" "$NSG"; do ip -n "$ns" link set lo up; done
-inc ip link set "$VC" up
-ing ip link set "$VG" up
+cg_topology_up
 
 step "control plane: TLS certificate, tokens, enrolld"
-mkdir -p "$T/cp" "$T/gw"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj "/CN=edgekeyd test CA" -keyout "$T/cp/ca.key" -out "$T/cp/ca.pem" 2>/dev/null ||
-	fail "CA"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$CP_IP" \
-	-keyout "$T/cp/tls.key" -out "$T/cp/tls.csr" 2>/dev/null || fail "CSR"
-printf 'subjectAltName=IP:%s\n' "$CP_IP" >"$T/cp/ext"
-openssl x509 -req -in "$T/cp/tls.csr" -CA "$T/cp/ca.pem" -CAkey "$T/cp/ca.key" \
-	-CAcreateserial -days 2 -extfile "$T/cp/ext" -out "$T/cp/tls.pem" 2>/dev/null ||
-	fail "server certificate"
-chmod 600 "$T/cp/tls.key"
-(umask 077
-	echo "admin-$(openssl rand -hex 16)" >"$T/cp/admin.token"
-	echo "prov-$(openssl rand -hex 16)" >"$T/cp/prov.token"
-	cp "$T/cp/prov.token" "$T/gw/prov.token")
-ADMIN=$(cat "$T/cp/admin.token")
-EK_TRUST=$(swtpm_fixture_trust) || fail "fixture CA"
-cat >"$T/cp/enrolld.conf" <<EOF
-[server]
-listen = $CP_IP
-port = $API_PORT
-tls_cert = $T/cp/tls.pem
-tls_key = $T/cp/tls.key
-[state]
-db_path = $T/cp/db
-[auth]
-admin_token_file = $T/cp/admin.token
-provisioning_token_file = $T/cp/prov.token
-[attestation]
-ek_ca_dir = $EK_TRUST
-[wireguard]
-backend = userspace
-nftables = no
-vrf = no
-reconcile_interval = 2
-[health]
-interval = 1
-EOF
-# not through inc(): $! must be enrolld itself (ip netns exec execs it)
-ip netns exec "$NSC" "$ENROLLD" -d -c "$T/cp/enrolld.conf" >"$T/enrolld.log" 2>&1 &
-PIDS+=($!)
-U=https://$CP_IP:$API_PORT
+mkdir -p "$T/gw"
+cg_cp_credentials "edgekeyd test CA"
+cp "$T/cp/prov.token" "$T/gw/prov.token"
+cg_cp_start
 api() { # METHOD PATH [BODY]: prints the body, status in $T/status
 	local m=$1 p=$2
 	shift 2
@@ -158,8 +85,6 @@ api() { # METHOD PATH [BODY]: prints the body, status in $T/status
 		"$U$p" >"$T/status"
 	cat "$T/body"
 }
-wait_for 10 inc curl -sf --cacert "$T/cp/ca.pem" "$U/healthz" -o /dev/null ||
-	fail "enrolld does not answer on $U"
 api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"10.77.0.0/24\",\"interface\":\"$WGC\",
 	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
 [ "$(cat "$T/status")" = 201 ] || [ "$(cat "$T/status")" = 200 ] ||

@@ -1,0 +1,102 @@
+# One control plane and one gateway in two network namespaces joined by a veth pair, with
+# enrolld over HTTPS (its own test CA) and the userspace backend: the setup shared by
+# edgekeyd_enroll.sh and wgquick_tpm.sh. Sourced, not run (tests/run.sh skips *_lib.sh).
+#
+# The caller sets NSC NSG (netns), VC VG (veth ends), CP_IP GW_IP, API_PORT, T (temp dir),
+# ENROLLD, PIDS (array), and CG_FAIL: the name of its fatal-error function.
+
+SOCKDIR=/var/run/wireguard
+
+# SIGTERM, then SIGKILL if it is still there after 5 s (a daemon stuck in a call).
+stop_pid() {
+	local p=$1 st
+	kill "$p" 2>/dev/null || return 0
+	# a dead child not reaped yet still answers kill -0: look at its state instead
+	for _ in $(seq 50); do
+		st=$(ps -o stat= -p "$p" 2>/dev/null)
+		[ -n "$st" ] && [[ $st != Z* ]] || break
+		sleep 0.1
+	done
+	kill -9 "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+}
+
+# The wireguard-go serving a UAPI socket in a netns (started by the test's daemons), if any.
+sock_pid() { # NETNS SOCKET
+	ip netns exec "$1" ss -H -xlp 2>/dev/null | grep -F " $2 " |
+		sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1
+}
+
+inc() { ip netns exec "$NSC" "$@"; }
+ing() { ip netns exec "$NSG" "$@"; }
+wait_for() { # SECONDS command...: poll every 0.2 s
+	local n=$(($1 * 5))
+	shift
+	for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
+	return 1
+}
+
+# The two namespaces and the veth between them.
+cg_topology_up() {
+	ip netns add "$NSC" && ip netns add "$NSG" || "$CG_FAIL" "netns add"
+	ip link add "$VC" netns "$NSC" type veth peer name "$VG" netns "$NSG" || "$CG_FAIL" "veth"
+	inc ip addr add "$CP_IP/24" dev "$VC"
+	ing ip addr add "$GW_IP/24" dev "$VG"
+	for ns in "$NSC" "$NSG"; do ip -n "$ns" link set lo up; done
+	inc ip link set "$VC" up
+	ing ip link set "$VG" up
+}
+
+# The control plane's CA ($T/cp/ca.pem, what the gateway pins), its server certificate for
+# CP_IP, an admin and a provisioning token ($T/cp/*.token); ADMIN is set.
+cg_cp_credentials() { # CA_NAME
+	mkdir -p "$T/cp"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=$1" -keyout "$T/cp/ca.key" -out "$T/cp/ca.pem" 2>/dev/null ||
+		"$CG_FAIL" "CA"
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$CP_IP" \
+		-keyout "$T/cp/tls.key" -out "$T/cp/tls.csr" 2>/dev/null || "$CG_FAIL" "CSR"
+	printf 'subjectAltName=IP:%s\n' "$CP_IP" >"$T/cp/ext"
+	openssl x509 -req -in "$T/cp/tls.csr" -CA "$T/cp/ca.pem" -CAkey "$T/cp/ca.key" \
+		-CAcreateserial -days 2 -extfile "$T/cp/ext" -out "$T/cp/tls.pem" 2>/dev/null ||
+		"$CG_FAIL" "server certificate"
+	chmod 600 "$T/cp/tls.key"
+	(umask 077
+		echo "admin-$(openssl rand -hex 16)" >"$T/cp/admin.token"
+		echo "prov-$(openssl rand -hex 16)" >"$T/cp/prov.token")
+	ADMIN=$(cat "$T/cp/admin.token")
+}
+
+# enrolld in NSC (HTTPS on CP_IP:API_PORT, userspace WireGuard, EK CA = the swtpm
+# fixtures'), its PID appended to PIDS; U is its URL. Returns once /healthz answers.
+cg_cp_start() {
+	local ek_trust
+	ek_trust=$(swtpm_fixture_trust) || "$CG_FAIL" "fixture CA"
+	cat >"$T/cp/enrolld.conf" <<CONF
+[server]
+listen = $CP_IP
+port = $API_PORT
+tls_cert = $T/cp/tls.pem
+tls_key = $T/cp/tls.key
+[state]
+db_path = $T/cp/db
+[auth]
+admin_token_file = $T/cp/admin.token
+provisioning_token_file = $T/cp/prov.token
+[attestation]
+ek_ca_dir = $ek_trust
+[wireguard]
+backend = userspace
+nftables = no
+vrf = no
+reconcile_interval = 2
+[health]
+interval = 1
+CONF
+	# not through inc(): $! must be enrolld itself (ip netns exec execs it)
+	ip netns exec "$NSC" "$ENROLLD" -d -c "$T/cp/enrolld.conf" >"$T/enrolld.log" 2>&1 &
+	PIDS+=($!)
+	U=https://$CP_IP:$API_PORT
+	wait_for 10 inc curl -sf --cacert "$T/cp/ca.pem" "$U/healthz" -o /dev/null ||
+		"$CG_FAIL" "enrolld does not answer on $U"
+}
