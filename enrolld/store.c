@@ -1497,7 +1497,11 @@ store_session_wipe(struct store_session *sess)
 	explicit_bzero(sess, sizeof(*sess));
 }
 
-/* Delete expired or used sessions; returns how many. */
+/*
+ * Delete sessions past their expiry, used or not; returns how many. A used session is kept
+ * until then, so that a replay within the session's lifetime is answered 410 session_used,
+ * the same every time, and only a session gone for good answers 404 unknown_session.
+ */
 static int
 purge_sessions(struct wtx *w)
 {
@@ -1516,7 +1520,7 @@ purge_sessions(struct wtx *w)
 		if (v.mv_size != sizeof(sess))
 			continue;
 		memcpy(&sess, v.mv_data, sizeof(sess));
-		keep = sess.expires > w->now && !sess.used;
+		keep = sess.expires > w->now;
 		store_session_wipe(&sess);
 		if (keep)
 			continue;

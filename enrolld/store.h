@@ -226,7 +226,7 @@ int store_session_get(struct store *s, const uint8_t id[static STORE_SESSION_ID_
 /* Mark a session used (e.g. after a failed attestation) and wipe its stored secret. */
 int store_session_use(struct store *s, const uint8_t id[static STORE_SESSION_ID_LEN]);
 void store_session_wipe(struct store_session *sess);
-/* Delete sessions expired before @now, or used. Returns how many. */
+/* Delete sessions past their expiry (used ones are kept until then). Returns how many. */
 int store_session_purge(struct store *s);
 
 /* ---- devices and enrollment ----------------------------------------------------------------- */

@@ -156,9 +156,16 @@ check "a wrong credential secret: 403 secret_mismatch" \
 OUT=$(ed_enroll d5 --token "$TOK_G")
 check "PCRs off the tenant's policy: 403 pcr_policy_mismatch" \
 	[ "$(jq -r '"\(.http_status) \(.response.error.code)"' <<<"$OUT")" = "403 pcr_policy_mismatch" ]
-OUT=$(ed_enroll d5 --token "$TOK_B" --twice)
+OUT=$(ed_enroll d5 --token "$TOK_B" --twice --session-out "$T/d5.session")
 check "a replayed completion: 410 session_used" \
 	[ "$(jq -r '"\(.http_status) \(.response.error.code)"' <<<"$OUT")" = "410 session_used" ]
+# A later challenge purges expired sessions; a used one that has not expired stays, so the
+# replay keeps its answer (it used to turn into 404 unknown_session here).
+ed_enroll d4 --token "$TOK_B" --bad-secret >/dev/null # (a second secret_mismatch)
+check "the same replay after another challenge: still 410 session_used" bash -c \
+	"[ \"\$(ip netns exec $NS curl -s -H 'Content-Type: application/json' --data-binary \
+	'{\"session\":\"'\$(cat $T/d5.session)'\",\"secret\":\"AA==\",\"quote\":\"AA==\",\"signature\":\"AA==\",\"pcrs\":\"AA==\"}' \
+	$U/v1/enroll/complete | jq -r .error.code)\" = session_used ]"
 api GET "/v1/devices?tenant=beta" "$ADMIN" >/dev/null
 check "... after the first completion enrolled d5 in beta (PCR policy met), IPv4 and IPv6" \
 	[ "$(body '[.devices[] | .address, .address6] | join(",")')" = "10.92.0.2/32,fd00:92::2/128" ]
@@ -168,7 +175,7 @@ check "beta's interface has both control-plane addresses and d5's peer both /32 
 D5=$(body '.devices[0].device_id')
 check "metrics count failures by reason and enrollments by result" bash -c \
 	"ip netns exec $NS curl -s $U/metrics > $T/metrics &&
-	 grep -q 'enrolld_attestation_failures_total{reason=\"secret_mismatch\"} 1' $T/metrics &&
+	 grep -q 'enrolld_attestation_failures_total{reason=\"secret_mismatch\"} 2' $T/metrics &&
 	 grep -q 'enrolld_attestation_failures_total{reason=\"pcr_policy_mismatch\"} 1' $T/metrics &&
 	 grep -q 'enrolld_enrollments_total{result=\"new\"} 4' $T/metrics"
 

@@ -19,6 +19,8 @@
  *     --wg-private FILE         use this WireGuard key (base64) instead of the sealed one
  *                               (the quote binds whichever key is sent)
  *     --bad-secret              send a wrong credential secret (attestation must fail)
+ *     --session-out FILE        write the session id (hex) to FILE once the challenge
+ *                               answered (to replay it later)
  *     --twice                   send the same completion again after it succeeded; the
  *                               second answer is printed (expected 410 session_used)
  *   enroll_dev ek --tcti TCTI [--ek TYPE] [--issue-ek-cert CADIR]
@@ -53,6 +55,7 @@ struct opts {
 	const char *url, *tcti, *state, *ca_dir, *token, *tenant, *wg_private;
 	enum tpm2_ek_type ek_type;
 	bool bad_secret, twice;
+	const char *session_out;
 };
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -356,6 +359,12 @@ cmd_enroll(const struct opts *o)
 	spec = json_string_value(json_object_get(resp, "pcr_selection"));
 	if (session == NULL || spec == NULL)
 		die("challenge answer without session or pcr_selection");
+	if (o->session_out != NULL) {
+		FILE *f = fopen(o->session_out, "w");
+
+		if (f == NULL || fprintf(f, "%s\n", session) < 0 || fclose(f) != 0)
+			die("cannot write '%s'", o->session_out);
+	}
 	blob = b64_member(resp, "credential_blob", &blob_len);
 	seed = b64_member(resp, "encrypted_seed", &seed_len);
 	nonce = b64_member(resp, "nonce", &nonce_len);
@@ -479,6 +488,7 @@ main(int argc, char **argv)
 		{ "wg-private", required_argument, NULL, 'w' },
 		{ "bad-secret", no_argument, NULL, 'B' },
 		{ "twice", no_argument, NULL, '2' },
+		{ "session-out", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .ek_type = TPM2_EK_ECC_P256 };
@@ -526,6 +536,9 @@ main(int argc, char **argv)
 			break;
 		case '2':
 			o.twice = true;
+			break;
+		case 'S':
+			o.session_out = optarg;
 			break;
 		default:
 			die("bad option");

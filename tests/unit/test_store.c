@@ -458,11 +458,16 @@ test_sessions(void **state)
 	assert_int_equal(store_session_use(f->s, id2), 0);
 	assert_int_equal(store_session_use(f->s, id2), -EALREADY);
 	/*
-	 * Creating that session already purged the used and the expired one; an explicit purge
-	 * removes the last (used) one.
+	 * Creating that session already purged the expired ones (used or not); a used one that
+	 * has not expired stays, so that a replay keeps getting the same answer, until its
+	 * expiry.
 	 */
+	assert_int_equal(store_session_purge(f->s), 0);
+	assert_int_equal(store_session_get(f->s, id2, &got), -EALREADY);
+	fake_now += 60;
 	assert_int_equal(store_session_purge(f->s), 1);
 	assert_int_equal(store_session_purge(f->s), 0);
+	assert_int_equal(store_session_get(f->s, id2, &got), -ENOENT);
 	assert_int_equal(store_session_get(f->s, id, &got), -ENOENT);
 	assert_int_equal(store_session_use(f->s, id), -ENOENT);
 }
