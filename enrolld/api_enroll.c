@@ -277,6 +277,7 @@ api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx)
 	uint8_t wg_pub[WG_KEY_LEN], ek_id[32], sid[STORE_SESSION_ID_LEN];
 	char tenant[STORE_NAME_MAX] = "", sid_hex[2 * STORE_SESSION_ID_LEN + 1], sel[96];
 	struct attest_challenge *c = NULL;
+	struct attest_key *ek = NULL, *ak = NULL;
 	struct store_session sess = { 0 };
 	struct store_device dev;
 	struct store_tenant t;
@@ -310,18 +311,19 @@ api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx)
 		goto out;
 	}
 
-	/* 1. the TPM: EK certificate, EK public area, AK */
-	r = attest_verify_ek(e->trust, ek_cert, ek_cert_len, ek_pub, ek_pub_len, now, ek_id,
-		&reason);
+	/* 1. the TPM: EK certificate, EK public area, AK (each key converted once, here) */
+	r = attest_ek_verify(e->trust, ek_cert, ek_cert_len, ek_pub, ek_pub_len, now, &ek, &reason);
+	if (r == 0 && attest_key_id(ek, ek_id) < 0) {
+		r = -EIO;
+		reason = ATTEST_ERR_INTERNAL;
+	}
+	if (r == 0)
+		r = attest_ak_new(ak_pub, ak_pub_len, &ak, &reason);
 	if (r < 0) {
 		r = reject(req, r, reason);
 		goto out;
 	}
-	r = attest_check_ak(ak_pub, ak_pub_len, &ak_name, &reason);
-	if (r < 0) {
-		r = reject(req, r, reason);
-		goto out;
-	}
+	ak_name = *attest_key_name(ak);
 
 	/* 2. the authorisation, which decides the tenant */
 	if (token != NULL) {
@@ -388,8 +390,8 @@ api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx)
 	}
 
 	/* 3. the challenge: MakeCredential for a fresh secret, and a nonce */
-	r = attest_challenge_new(ek_pub, ek_pub_len, ak_pub, ak_pub_len, wg_pub, now,
-		(unsigned int)e->conf.session_ttl, &c, &reason);
+	r = attest_challenge_new_keys(ek, ak, wg_pub, now, (unsigned int)e->conf.session_ttl, &c,
+		&reason);
 	if (r < 0) {
 		r = reject(req, r, reason);
 		goto out;
@@ -435,6 +437,8 @@ api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx)
 	r = 200;
 out:
 	attest_challenge_free(c);
+	attest_key_free(ak);
+	attest_key_free(ek);
 	store_session_wipe(&sess);
 	free(ek_cert);
 	free(ek_pub);

@@ -151,6 +151,28 @@ int attest_verify_ek(const struct attest_trust *trust, const uint8_t *ek_cert, s
 int attest_check_ak(const uint8_t *ak_public, size_t ak_public_len, TPM2B_NAME *ret_name,
 		    enum attest_reason *reason);
 
+/*
+ * The same checks, keeping the result: a checked TPM public key (EK or AK) with its name
+ * and its OpenSSL key, converted once. An enrollment converts each key once and hands
+ * the result along (docs/attestation.md, "Key checks"): attest_ek_verify() then
+ * attest_ak_new() then attest_challenge_new_keys(), whose session keeps its own reference
+ * to the AK's key for attest_complete(). Free with attest_key_free() (NULL is a no-op).
+ */
+struct attest_key;
+
+/* attest_verify_ek(), returning the verified EK instead of only its id. */
+int attest_ek_verify(const struct attest_trust *trust, const uint8_t *ek_cert, size_t ek_cert_len,
+		     const uint8_t *ek_public, size_t ek_public_len, time_t now,
+		     struct attest_key **ret_ek, enum attest_reason *reason);
+/* attest_check_ak(), returning the checked AK. */
+int attest_ak_new(const uint8_t *ak_public, size_t ak_public_len, struct attest_key **ret_ak,
+		  enum attest_reason *reason);
+void attest_key_free(struct attest_key *k);
+/* The key's TPM name (nameAlg || H(TPMT_PUBLIC)); owned by @k. */
+const TPM2B_NAME *attest_key_name(const struct attest_key *k);
+/* SHA-256 of the raw public key (RSA modulus, or ECC x || y padded): the EK id. */
+int attest_key_id(const struct attest_key *k, uint8_t ret_id[32]);
+
 /* ---- challenge / complete ------------------------------------------------------------------- */
 
 /*
@@ -171,6 +193,15 @@ int attest_challenge_new(const uint8_t *ek_public, size_t ek_public_len,
 			 const uint8_t wg_pub[static ATTEST_WG_KEY_LEN], time_t now,
 			 unsigned ttl, struct attest_challenge **ret_challenge,
 			 enum attest_reason *reason);
+/*
+ * attest_challenge_new() for keys already checked and converted: @ek from
+ * attest_ek_verify(), @ak from attest_ak_new(). Neither is taken; the session keeps a
+ * reference to the AK's OpenSSL key.
+ */
+int attest_challenge_new_keys(const struct attest_key *ek, const struct attest_key *ak,
+			      const uint8_t wg_pub[static ATTEST_WG_KEY_LEN], time_t now,
+			      unsigned ttl, struct attest_challenge **ret_challenge,
+			      enum attest_reason *reason);
 void attest_challenge_free(struct attest_challenge *c);
 
 /*

@@ -18,6 +18,7 @@ struct attest_challenge {
 	uint8_t nonce[ATTEST_NONCE_LEN];
 	uint8_t wg_pub[ATTEST_WG_KEY_LEN];
 	TPMT_PUBLIC ak;
+	EVP_PKEY *ak_pkey;	/* the AK converted once, at the challenge; a reference */
 	uint8_t blob[sizeof(TPM2B_ID_OBJECT)];
 	size_t blob_len;
 	uint8_t seed[sizeof(TPM2B_ENCRYPTED_SECRET)];
@@ -32,39 +33,38 @@ attest_challenge_free(struct attest_challenge *c)
 {
 	if (c == NULL)
 		return;
+	EVP_PKEY_free(c->ak_pkey);
 	OPENSSL_cleanse(c, sizeof(*c));
 	free(c);
 }
 
 int
-attest_challenge_new(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *ak_public,
-		     size_t ak_public_len, const uint8_t wg_pub[static ATTEST_WG_KEY_LEN],
-		     time_t now, unsigned ttl, struct attest_challenge **ret_challenge,
-		     enum attest_reason *reason)
+attest_challenge_new_keys(const struct attest_key *ek, const struct attest_key *ak,
+			  const uint8_t wg_pub[static ATTEST_WG_KEY_LEN], time_t now, unsigned ttl,
+			  struct attest_challenge **ret_challenge, enum attest_reason *reason)
 {
 	struct attest_challenge *c = NULL;
 	TPM2B_ID_OBJECT blob;
 	TPM2B_ENCRYPTED_SECRET enc;
-	TPMT_PUBLIC ek;
-	TPM2B_NAME name;
 	int ret;
 
-	ret = attest_ek_public_parse(ek_public, ek_public_len, &ek, reason);
-	if (ret < 0)
-		return ret;
+	*reason = ATTEST_OK;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return attest_reject(reason, ATTEST_ERR_INTERNAL);
-	ret = attest_ak_public_parse(ak_public, ak_public_len, &c->ak, reason);
-	if (ret < 0)
+	if (EVP_PKEY_up_ref(ak->pkey) != 1) {
+		ret = attest_reject(reason, ATTEST_ERR_INTERNAL);
 		goto out;
-	if (tpm2_name_from_public(&c->ak, &name) < 0 ||
-	    RAND_priv_bytes(c->secret, sizeof(c->secret)) != 1 ||
+	}
+	c->ak_pkey = ak->pkey;
+	c->ak = ak->pub;
+	if (RAND_priv_bytes(c->secret, sizeof(c->secret)) != 1 ||
 	    RAND_bytes(c->nonce, sizeof(c->nonce)) != 1) {
 		ret = attest_reject(reason, ATTEST_ERR_INTERNAL);
 		goto out;
 	}
-	ret = attest_make_credential(&ek, &name, c->secret, sizeof(c->secret), NULL, &blob, &enc);
+	ret = attest_make_credential_pkey(&ek->pub, ek->pkey, &ak->name, c->secret,
+					  sizeof(c->secret), NULL, &blob, &enc);
 	if (ret < 0) {
 		log_debug("attest: make credential: %d", ret);
 		ret = attest_reject(reason, ATTEST_ERR_INTERNAL);
@@ -80,10 +80,29 @@ attest_challenge_new(const uint8_t *ek_public, size_t ek_public_len, const uint8
 	c->expires = now + (time_t)ttl;
 	*ret_challenge = c;
 	c = NULL;
-	*reason = ATTEST_OK;
 	ret = 0;
 out:
 	attest_challenge_free(c);
+	return ret;
+}
+
+int
+attest_challenge_new(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *ak_public,
+		     size_t ak_public_len, const uint8_t wg_pub[static ATTEST_WG_KEY_LEN],
+		     time_t now, unsigned ttl, struct attest_challenge **ret_challenge,
+		     enum attest_reason *reason)
+{
+	struct attest_key *ek = NULL, *ak = NULL;
+	int ret;
+
+	ret = attest_ek_key_new(ek_public, ek_public_len, &ek, reason);
+	if (ret < 0)
+		return ret;
+	ret = attest_ak_new(ak_public, ak_public_len, &ak, reason);
+	if (ret == 0)
+		ret = attest_challenge_new_keys(ek, ak, wg_pub, now, ttl, ret_challenge, reason);
+	attest_key_free(ak);
+	attest_key_free(ek);
 	return ret;
 }
 
@@ -147,8 +166,8 @@ attest_complete(struct attest_challenge *c, const struct attest_response *resp,
 	/* the secret has done its job; do not keep it around */
 	OPENSSL_cleanse(c->secret, sizeof(c->secret));
 
-	ret = attest_quote_parse_verify(&c->ak, resp->quote, resp->quote_len, resp->signature,
-					resp->signature_len, &a, &h, reason);
+	ret = attest_quote_parse_verify_pkey(&c->ak, c->ak_pkey, resp->quote, resp->quote_len,
+					     resp->signature, resp->signature_len, &a, &h, reason);
 	if (ret < 0)
 		return ret;
 	/*

@@ -174,13 +174,29 @@ attest_make_credential(const TPMT_PUBLIC *ek, const TPM2B_NAME *ak_name, const u
 		       size_t secret_len, const uint8_t *seed_override, TPM2B_ID_OBJECT *ret_blob,
 		       TPM2B_ENCRYPTED_SECRET *ret_seed)
 {
+	EVP_PKEY *pk = NULL;
+	int ret;
+
+	ret = attest_pkey_from_public(ek, &pk);
+	if (ret < 0)
+		return ret;
+	ret = attest_make_credential_pkey(ek, pk, ak_name, secret, secret_len, seed_override,
+					  ret_blob, ret_seed);
+	EVP_PKEY_free(pk);
+	return ret;
+}
+
+int
+attest_make_credential_pkey(const TPMT_PUBLIC *ek, EVP_PKEY *pk, const TPM2B_NAME *ak_name,
+			    const uint8_t *secret, size_t secret_len, const uint8_t *seed_override,
+			    TPM2B_ID_OBJECT *ret_blob, TPM2B_ENCRYPTED_SECRET *ret_seed)
+{
 	const TPMT_SYM_DEF_OBJECT *sym;
 	size_t hlen = tpm2_hash_size(ek->nameAlg), plain_len;
 	uint8_t seed[TPM2_MAX_DIGEST_LEN], sym_key[32], hmac_key[TPM2_MAX_DIGEST_LEN];
 	uint8_t plain[2 + TPM2_MAX_DIGEST_LEN];
 	TPM2B_ID_OBJECT blob = { 0 };
 	TPM2B_ENCRYPTED_SECRET enc = { 0 };
-	EVP_PKEY *pk = NULL;
 	uint8_t *hmac_out, *enc_identity;
 	int ret;
 
@@ -191,9 +207,6 @@ attest_make_credential(const TPMT_PUBLIC *ek, const TPM2B_NAME *ak_name, const u
 	if (sym->algorithm != TPM2_ALG_AES || sym->mode.aes != TPM2_ALG_CFB ||
 	    sym->keyBits.aes / 8 > sizeof(sym_key))
 		return -EINVAL;
-	ret = attest_pkey_from_public(ek, &pk);
-	if (ret < 0)
-		return ret;
 
 	if (ek->type == TPM2_ALG_RSA)
 		ret = seed_rsa(ek, pk, seed_override, seed, hlen, &enc);
@@ -239,7 +252,6 @@ out:
 	OPENSSL_cleanse(hmac_key, sizeof(hmac_key));
 	OPENSSL_cleanse(plain, sizeof(plain));
 	OPENSSL_cleanse(&blob, sizeof(blob));
-	EVP_PKEY_free(pk);
 	ERR_clear_error();
 	return ret;
 }

@@ -305,35 +305,16 @@ out:
 	return 0;
 }
 
-/* SHA-256 over the raw public key: modulus, or x || y padded to the curve size. */
-static int
-ek_id(const TPMT_PUBLIC *ek, uint8_t out[32])
-{
-	uint8_t xy[2 * 66] = { 0 };
-	size_t clen;
-
-	if (ek->type == TPM2_ALG_RSA)
-		return tpm2_hash(TPM2_ALG_SHA256, ek->unique.rsa.buffer, ek->unique.rsa.size, out);
-	if (attest_curve_name(ek->parameters.eccDetail.curveID, &clen) == NULL ||
-	    ek->unique.ecc.x.size > clen || ek->unique.ecc.y.size > clen)
-		return -EINVAL;
-	memcpy(xy + clen - ek->unique.ecc.x.size, ek->unique.ecc.x.buffer, ek->unique.ecc.x.size);
-	memcpy(xy + 2 * clen - ek->unique.ecc.y.size, ek->unique.ecc.y.buffer,
-	       ek->unique.ecc.y.size);
-	return tpm2_hash(TPM2_ALG_SHA256, xy, 2 * clen, out);
-}
-
 int
-attest_verify_ek(const struct attest_trust *trust, const uint8_t *ek_cert, size_t ek_cert_len,
-		 const uint8_t *ek_public, size_t ek_public_len, time_t now, uint8_t ret_ek_id[32],
-		 enum attest_reason *reason)
+attest_ek_verify(const struct attest_trust *trust, const uint8_t *ek_cert, size_t ek_cert_len,
+		 const uint8_t *ek_public, size_t ek_public_len, time_t now,
+		 struct attest_key **ret_ek, enum attest_reason *reason)
 {
+	struct attest_key *ek = NULL;
 	const uint8_t *der, *p;
 	size_t der_len;
-	TPMT_PUBLIC ek;
 	X509 *cert = NULL;
 	uint32_t ku;
-	uint8_t id[32];
 	int ret;
 
 	*reason = ATTEST_OK;
@@ -348,7 +329,8 @@ attest_verify_ek(const struct attest_trust *trust, const uint8_t *ek_cert, size_
 	ret = verify_chain(trust, cert, now, reason);
 	if (ret < 0)
 		goto out;
-	ret = attest_ek_public_parse(ek_public, ek_public_len, &ek, reason);
+	/* the one conversion of the EK for this enrollment: MakeCredential reuses it */
+	ret = attest_ek_key_new(ek_public, ek_public_len, &ek, reason);
 	if (ret < 0)
 		goto out;
 	/*
@@ -362,19 +344,40 @@ attest_verify_ek(const struct attest_trust *trust, const uint8_t *ek_cert, size_
 		ret = attest_reject(reason, ATTEST_EK_CERT_KEY_USAGE);
 		goto out;
 	}
-	ret = ek_matches_cert(&ek, X509_get0_pubkey(cert), reason);
+	ret = ek_matches_cert(&ek->pub, X509_get0_pubkey(cert), reason);
 	if (ret < 0)
 		goto out;
+	*ret_ek = ek;
+	ek = NULL;
+	ret = 0;
+out:
+	attest_key_free(ek);
+	X509_free(cert);
+	ERR_clear_error();
+	return ret;
+}
+
+int
+attest_verify_ek(const struct attest_trust *trust, const uint8_t *ek_cert, size_t ek_cert_len,
+		 const uint8_t *ek_public, size_t ek_public_len, time_t now, uint8_t ret_ek_id[32],
+		 enum attest_reason *reason)
+{
+	struct attest_key *ek = NULL;
+	uint8_t id[32];
+	int ret;
+
+	ret = attest_ek_verify(trust, ek_cert, ek_cert_len, ek_public, ek_public_len, now, &ek,
+			       reason);
+	if (ret < 0)
+		return ret;
 	if (ret_ek_id != NULL) {
-		if (ek_id(&ek, id) < 0) {
+		if (attest_key_id(ek, id) < 0) {
 			ret = attest_reject(reason, ATTEST_ERR_INTERNAL);
 			goto out;
 		}
 		memcpy(ret_ek_id, id, sizeof(id));
 	}
-	ret = 0;
 out:
-	X509_free(cert);
-	ERR_clear_error();
+	attest_key_free(ek);
 	return ret;
 }

@@ -61,7 +61,7 @@ sig_scheme_ok(const TPMT_PUBLIC *ak, const TPMT_SIGNATURE *sig, TPMI_ALG_HASH *r
 
 /* 1 valid, 0 invalid, < 0 error */
 static int
-sig_verify(const TPMT_PUBLIC *ak, const TPMT_SIGNATURE *sig, const uint8_t *msg, size_t len,
+sig_verify(EVP_PKEY *pk, const TPMT_SIGNATURE *sig, const uint8_t *msg, size_t len,
 	   TPMI_ALG_HASH h)
 {
 	const EVP_MD *md = md_of(h);
@@ -69,7 +69,6 @@ sig_verify(const TPMT_PUBLIC *ak, const TPMT_SIGNATURE *sig, const uint8_t *msg,
 	unsigned char *der = NULL;
 	const unsigned char *s;
 	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pk = NULL;
 	ECDSA_SIG *es = NULL;
 	BIGNUM *r = NULL, *sv = NULL;
 	size_t slen;
@@ -78,8 +77,6 @@ sig_verify(const TPMT_PUBLIC *ak, const TPMT_SIGNATURE *sig, const uint8_t *msg,
 	dlen = tpm2_hash(h, msg, len, digest);
 	if (dlen < 0)
 		return dlen;
-	if (attest_pkey_from_public(ak, &pk) < 0)
-		goto out;
 	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
 	if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 ||
 	    EVP_PKEY_CTX_set_signature_md(ctx, md) != 1)
@@ -119,7 +116,6 @@ out:
 	BN_free(r);
 	BN_free(sv);
 	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pk);
 	ERR_clear_error();
 	return ret;
 }
@@ -128,6 +124,24 @@ int
 attest_quote_parse_verify(const TPMT_PUBLIC *ak, const uint8_t *quote, size_t quote_len,
 			  const uint8_t *sig, size_t sig_len, TPMS_ATTEST *ret_attest,
 			  TPMI_ALG_HASH *ret_sig_hash, enum attest_reason *reason)
+{
+	EVP_PKEY *pk = NULL;
+	int r;
+
+	*reason = ATTEST_OK;
+	if (attest_pkey_from_public(ak, &pk) < 0)
+		return attest_reject(reason, ATTEST_ERR_INTERNAL);
+	r = attest_quote_parse_verify_pkey(ak, pk, quote, quote_len, sig, sig_len, ret_attest,
+					   ret_sig_hash, reason);
+	EVP_PKEY_free(pk);
+	return r;
+}
+
+int
+attest_quote_parse_verify_pkey(const TPMT_PUBLIC *ak, EVP_PKEY *ak_pkey, const uint8_t *quote,
+			       size_t quote_len, const uint8_t *sig, size_t sig_len,
+			       TPMS_ATTEST *ret_attest, TPMI_ALG_HASH *ret_sig_hash,
+			       enum attest_reason *reason)
 {
 	TPM2B_ATTEST q;
 	TPMS_ATTEST a;
@@ -148,7 +162,7 @@ attest_quote_parse_verify(const TPMT_PUBLIC *ak, const uint8_t *quote, size_t qu
 		return attest_reject(reason, ATTEST_QUOTE_TYPE);
 	if (sig_scheme_ok(ak, &s, &h) < 0)
 		return attest_reject(reason, ATTEST_SIGNATURE_SCHEME);
-	r = sig_verify(ak, &s, q.attestationData, q.size, h);
+	r = sig_verify(ak_pkey, &s, q.attestationData, q.size, h);
 	if (r < 0)
 		return attest_reject(reason, ATTEST_ERR_INTERNAL);
 	if (r == 0)

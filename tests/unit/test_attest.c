@@ -379,6 +379,101 @@ test_ek_public(void **state)
 	assert_int_equal(why, ATTEST_EK_PUBLIC_UNSUPPORTED);
 }
 
+/*
+ * The structural key checks kept when EVP_PKEY_public_check went (docs/attestation.md,
+ * "Key checks"): each case below converts without them (OpenSSL's import takes it).
+ */
+static void
+test_key_structure(void **state)
+{
+	TPM2B_PUBLIC ek, ak;
+	TPMT_PUBLIC p;
+	EVP_PKEY *k = NULL;
+	uint8_t buf[1024];
+	size_t n;
+	enum attest_reason why;
+
+	assert_int_equal(tpm2_unmarshal_tpm2b_public(ek_rsa_pub, sizeof(ek_rsa_pub), &ek), 0);
+	assert_int_equal(tpm2_unmarshal_tpm2b_public(akq_pub, sizeof(akq_pub), &ak), 0);
+	assert_int_equal(attest_pkey_from_public(&ek.publicArea, &k), 0);
+	EVP_PKEY_free(k);
+	k = NULL;
+
+	/* RSA: an even modulus */
+	p = ek.publicArea;
+	p.unique.rsa.buffer[p.unique.rsa.size - 1] &= 0xfe;
+	assert_int_equal(attest_pkey_from_public(&p, &k), -EBADMSG);
+	/* ... the same through the EK parser: ek_public_malformed */
+	ek.publicArea = p;
+	assert_int_equal(tpm2_marshal_tpm2b_public(&ek, buf, sizeof(buf), &n), 0);
+	assert_int_equal(attest_ek_public_parse(buf, n, &p, &why), -EACCES);
+	assert_int_equal(why, ATTEST_EK_PUBLIC_MALFORMED);
+	assert_int_equal(tpm2_unmarshal_tpm2b_public(ek_rsa_pub, sizeof(ek_rsa_pub), &ek), 0);
+	/* exponent 1 (every signature would verify) and an even exponent */
+	p = ek.publicArea;
+	p.parameters.rsaDetail.exponent = 1;
+	assert_int_equal(attest_pkey_from_public(&p, &k), -EBADMSG);
+	p.parameters.rsaDetail.exponent = 65536;
+	assert_int_equal(attest_pkey_from_public(&p, &k), -EBADMSG);
+	p.parameters.rsaDetail.exponent = 3;
+	assert_int_equal(attest_pkey_from_public(&p, &k), 0);
+	EVP_PKEY_free(k);
+	k = NULL;
+	/* wrong size: 256 bytes but the top byte zero (2040 bits), or keyBits 3072 */
+	p = ek.publicArea;
+	p.unique.rsa.buffer[0] = 0;
+	assert_int_equal(attest_pkey_from_public(&p, &k), -EBADMSG);
+	p = ek.publicArea;
+	p.parameters.rsaDetail.keyBits = 3072;
+	assert_int_equal(attest_pkey_from_public(&p, &k), -EBADMSG);
+	p.parameters.rsaDetail.keyBits = 0;
+	assert_int_equal(attest_pkey_from_public(&p, &k), -EBADMSG);
+
+	/* ECC: a point off the curve, a coordinate longer than the curve */
+	p = ak.publicArea;
+	p.unique.ecc.y.buffer[31] ^= 1;
+	assert_int_equal(attest_pkey_from_public(&p, &k), -EBADMSG);
+	p = ak.publicArea;
+	p.unique.ecc.x.size = 33;
+	assert_int_equal(attest_pkey_from_public(&p, &k), -EBADMSG);
+	assert_null(k);
+}
+
+/* Keys converted once: the same name, id and checks as the byte-taking functions. */
+static void
+test_keys_once(void **state)
+{
+	struct attest_key *ek = NULL, *ak = NULL;
+	struct attest_challenge *c = NULL;
+	struct attest_response r = { 0 };
+	uint8_t wg[32] = { 1 }, secret[32] = { 0 }, id[32], want[32];
+	TPM2B_NAME name;
+	TPM2B_PUBLIC pub;
+	enum attest_reason why;
+
+	assert_int_equal(attest_ak_new(akq_pub, sizeof(akq_pub), &ak, &why), 0);
+	assert_int_equal(attest_check_ak(akq_pub, sizeof(akq_pub), &name, &why), 0);
+	assert_int_equal(attest_key_name(ak)->size, name.size);
+	assert_memory_equal(attest_key_name(ak)->name, name.name, name.size);
+	assert_int_equal(attest_ek_key_new(ek_rsa_pub, sizeof(ek_rsa_pub), &ek, &why), 0);
+	assert_int_equal(attest_key_id(ek, id), 0);
+	assert_int_equal(tpm2_unmarshal_tpm2b_public(ek_rsa_pub, sizeof(ek_rsa_pub), &pub), 0);
+	assert_int_equal(tpm2_hash(TPM2_ALG_SHA256, pub.publicArea.unique.rsa.buffer,
+				   pub.publicArea.unique.rsa.size, want), 32);
+	assert_memory_equal(id, want, 32);
+
+	assert_int_equal(attest_challenge_new_keys(ek, ak, wg, 1000, 30, &c, &why), 0);
+	/* the session holds its own reference to the AK's key */
+	attest_key_free(ak);
+	attest_key_free(ek);
+	r.secret = secret;
+	r.secret_len = sizeof(secret);
+	assert_int_equal(attest_complete(c, &r, NULL, 1001, &why), -EACCES);
+	assert_int_equal(why, ATTEST_SECRET_MISMATCH);
+	attest_challenge_free(c);
+	attest_key_free(NULL);
+}
+
 /* Sessions: one use, expiry, secret comparison, without a TPM (the secret is never known
  * to the test, so only the failure paths can be driven here). */
 static void
@@ -431,6 +526,8 @@ main(void)
 		cmocka_unit_test(test_ak_attributes),
 		cmocka_unit_test(test_ek_public),
 		cmocka_unit_test(test_session_rules),
+		cmocka_unit_test(test_key_structure),
+		cmocka_unit_test(test_keys_once),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
