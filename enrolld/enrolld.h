@@ -183,6 +183,13 @@ void metrics_count_enrollment(const char *result);
 void metrics_count_attest_failure(const char *reason);
 /* devices of @tenant in @state ("up", "down", "never", "revoked"): a gauge set per tick */
 void metrics_set_devices(const char *tenant, const char *state, uint64_t n);
+/*
+ * Per tenant: the longest time in seconds a device has been down now (0 if none is), the
+ * devices' IPv4 address pool (usable addresses less the control plane's) and how many of
+ * them are held (active and revoked devices).
+ */
+void metrics_set_tenant(const char *tenant, uint64_t down_longest, uint64_t pool_size,
+	uint64_t pool_used);
 /* Prometheus text exposition of everything recorded; caller frees. */
 char *metrics_render(void);
 
@@ -215,13 +222,17 @@ int plane_tenant_key(struct plane *p, const struct store_tenant *t, uint8_t ret_
  */
 int plane_tenant_up(struct plane *p, const struct store_tenant *t);
 bool plane_tenant_is_up(struct plane *p, const char *tenant);
-/* Add (or update) @d's peer on its tenant's interface: AllowedIPs = its /32 (and /128). */
-int plane_peer_add(struct plane *p, const struct store_tenant *t, const struct store_device *d);
-/* Remove the peer with public key @pub from @t's interface (absent is success). */
-int plane_peer_remove(struct plane *p, const struct store_tenant *t, const uint8_t pub[32]);
-/* Swap @old_pub for @d's key (rotation), one change of the interface. */
-int plane_peer_rotate(struct plane *p, const struct store_tenant *t, const uint8_t old_pub[32],
-	const struct store_device *d);
+/*
+ * Make @t's interface agree with the store about device @id and @keys (the keys the
+ * caller's committed change replaced and set: old and new key, or the revoked key), in one
+ * change: each of these keys and the device's current key is set with its device's
+ * addresses if it is an active device's current key in @t, removed otherwise. Reads the
+ * store after taking the interface lock, so concurrent callers may run in any order:
+ * once all have returned the interface holds exactly the store's keys for them. Call it
+ * after the store change is committed, before answering. Absent keys are not an error.
+ */
+int plane_device_sync(struct plane *p, struct store *s, const struct store_tenant *t,
+	uint64_t id, const uint8_t *const keys[], size_t n_keys);
 /*
  * Make every tenant's interface exist and hold exactly the active devices of the store.
  * Returns the number of peers added plus removed, or a negative errno.

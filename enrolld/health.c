@@ -137,8 +137,8 @@ tick_tenant(struct health *h, struct tick *tk, const struct store_tenant *t)
 	const struct wg_peer **peers = NULL;
 	struct wg_device *dump = NULL;
 	size_t n_devs = 0, n_revoked = 0;
-	uint64_t count[3] = { 0 };
-	int64_t window;
+	uint64_t count[3] = { 0 }, first, last, pool = 0;
+	int64_t window, down_longest = 0;
 	int r;
 
 	window = 3 * (int64_t)(t->keepalive ? t->keepalive : h->default_keepalive);
@@ -226,6 +226,8 @@ tick_tenant(struct health *h, struct tick *tk, const struct store_tenant *t)
 				state_name(persisted));
 		}
 		count[e.hp.state == STORE_HEALTH_UP ? 0 : e.hp.state == STORE_HEALTH_DOWN ? 1 : 2]++;
+		if (e.hp.state == STORE_HEALTH_DOWN && tk->now - e.hp.since > down_longest)
+			down_longest = tk->now - e.hp.since;
 		r = push_entry(&tk->next, &tk->n_next, &tk->cap_next, &e);
 		if (r < 0)
 			goto out;
@@ -234,6 +236,10 @@ tick_tenant(struct health *h, struct tick *tk, const struct store_tenant *t)
 	metrics_set_devices(t->name, "down", count[1]);
 	metrics_set_devices(t->name, "never", count[2]);
 	metrics_set_devices(t->name, "revoked", n_revoked);
+	/* The IPv4 pool: usable offsets less the control plane's own; revoked devices keep theirs. */
+	if (addr_usable_range(&t->prefix4, &first, &last) == 0)
+		pool = last - first;
+	metrics_set_tenant(t->name, (uint64_t)down_longest, pool, n_devs + n_revoked);
 	r = 0;
 out:
 	free(peers);

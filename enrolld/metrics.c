@@ -42,6 +42,10 @@ static struct labelled attest_failures[MAX_LABELLED];
 static size_t n_attest_failures;
 static struct labelled devices[MAX_LABELLED];
 static size_t n_devices;
+/* per tenant: v = longest current down time; pool size and use in their own tables */
+static struct labelled down_longest[MAX_LABELLED], pool_size[MAX_LABELLED],
+	pool_used[MAX_LABELLED];
+static size_t n_down_longest, n_pool_size, n_pool_used;
 
 /* The series (@a, @b) of @arr, created if needed; NULL when the table is full. */
 static struct labelled *
@@ -94,6 +98,25 @@ metrics_set_devices(const char *tenant, const char *state, uint64_t n)
 	pthread_mutex_unlock(&metrics_lock);
 }
 
+static void
+labelled_set(struct labelled *arr, size_t *n, const char *a, uint64_t v)
+{
+	struct labelled *l = labelled_find(arr, n, a, "");
+
+	if (l != NULL)
+		l->v = v;
+}
+
+void
+metrics_set_tenant(const char *tenant, uint64_t down, uint64_t size, uint64_t used)
+{
+	pthread_mutex_lock(&metrics_lock);
+	labelled_set(down_longest, &n_down_longest, tenant, down);
+	labelled_set(pool_size, &n_pool_size, tenant, size);
+	labelled_set(pool_used, &n_pool_used, tenant, used);
+	pthread_mutex_unlock(&metrics_lock);
+}
+
 void
 metrics_observe_request(const char *route, unsigned int status, double seconds)
 {
@@ -119,6 +142,16 @@ metrics_observe_request(const char *route, unsigned int status, double seconds)
 		s->sum += seconds;
 	}
 	pthread_mutex_unlock(&metrics_lock);
+}
+
+static void
+render_tenant_gauge(FILE *f, const char *name, const char *help, const struct labelled *arr,
+	size_t n)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s{tenant=\"%s\"} %llu\n", name, arr[i].a,
+			(unsigned long long)arr[i].v);
 }
 
 char *
@@ -171,6 +204,14 @@ metrics_render(void)
 	for (size_t i = 0; i < n_devices; i++)
 		fprintf(f, "enrolld_devices{tenant=\"%s\",state=\"%s\"} %llu\n", devices[i].a,
 			devices[i].b, (unsigned long long)devices[i].v);
+	render_tenant_gauge(f, "enrolld_devices_down_longest_seconds",
+		"The longest a device of the tenant has now been down (0: none is down).",
+		down_longest, n_down_longest);
+	render_tenant_gauge(f, "enrolld_address_pool_size",
+		"IPv4 addresses of the tenant's prefix that devices can get.", pool_size,
+		n_pool_size);
+	render_tenant_gauge(f, "enrolld_address_pool_used",
+		"Of those, held by a device (active or revoked).", pool_used, n_pool_used);
 	pthread_mutex_unlock(&metrics_lock);
 	if (fclose(f) != 0) {
 		free(buf);

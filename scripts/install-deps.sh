@@ -13,6 +13,8 @@ PKGS=(
 	# tests and demo: TPM simulator, WireGuard, namespaces, firewall
 	swtpm swtpm-tools tpm2-tools wireguard-tools wireguard-go nftables
 	iproute2 iputils-ping curl jq openssl procps psmisc xxd
+	# man pages (scdoc) and the alert rules' checker (promtool, in Debian's prometheus)
+	scdoc prometheus
 	# kernel test of the generic-netlink backend
 	linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
 )

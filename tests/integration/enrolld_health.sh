@@ -93,11 +93,26 @@ check "not reported down before a keepalive could have been missed" \
 	bash -c "[ '$took' != timeout ] && [ '$took' -ge $(( (KA - 1) * 1000 )) ]"
 check "metrics count it down" bash -c \
 	"ip netns exec $NS curl -s $U/metrics | grep -q 'enrolld_devices{tenant=\"site\",state=\"down\"} 1'"
+sleep 2
+ip netns exec "$NS" curl -s "$U/metrics" >"$T/metrics.down"
+check "metrics: the longest-down gauge counts the seconds since it went down" bash -c \
+	"awk '/^enrolld_devices_down_longest_seconds\\{tenant=\"site\"\\}/ { exit !(\$2 >= 1 && \$2 <= 30) }
+	     END { if (NR == 0) exit 1 }' $T/metrics.down &&
+	 grep -q '^enrolld_devices_down_longest_seconds{tenant=\"site\"} [0-9]' $T/metrics.down"
+check "metrics: the /28's pool is 13 addresses (14 usable less the control plane's), 1 held" bash -c \
+	"grep -qx 'enrolld_address_pool_size{tenant=\"site\"} 13' $T/metrics.down &&
+	 grep -qx 'enrolld_address_pool_used{tenant=\"site\"} 1' $T/metrics.down"
+if command -v promtool >/dev/null; then
+	check "promtool accepts the whole /metrics page" bash -c "promtool check metrics <$T/metrics.down"
+fi
 
 echo "== link back"
 ip -n "$NSD" link set "$VD" up
 took=$(wait_state up $((3 * KA + 5)))
 check "up again after the link returns (${took} ms)" [ "$took" != timeout ]
+sleep $((TICK + 1))
+check "metrics: nobody down, the longest-down gauge is back to 0" bash -c \
+	"ip netns exec $NS curl -s $U/metrics | grep -qx 'enrolld_devices_down_longest_seconds{tenant=\"site\"} 0'"
 
 sleep 1
 grep "^data: " "$T/events" | cut -c7- | jq -r "select(.device_id == \"$ID\") | .type" | tr '\n' ' ' >"$T/seq"
