@@ -4,6 +4,7 @@
 #   make check      unit tests, fuzz smoke runs, integration tests, kernel test
 #   make fuzz       build the libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make man        the man pages (scdoc), also part of make
 #   make SANITIZE=1 ASan + UBSan build (in build/san)
 #   make V=1        show the commands
 #
@@ -17,6 +18,7 @@ BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
 DATADIR ?= $(PREFIX)/share/edgeward
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 PKG_CONFIG ?= pkg-config
 CC ?= cc
@@ -86,8 +88,19 @@ DAEMONS := $(if $(wildcard enrolld/main.c),$(B)/enrolld) $(if $(wildcard edge-ke
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-.PHONY: all check unit fuzz fuzz-check integration kernel-test bench install clean deps
-all: $(LIBS_ALL) $(DAEMONS) $(PROG_BINS) $(BENCH_BINS) $(UNIT_BINS)
+# Man pages: docs/man/<name>.<section>.scd, built with scdoc into build/man/<name>.<section>.
+MAN_SRCS := $(sort $(wildcard docs/man/*.scd))
+MAN_PAGES := $(patsubst docs/man/%.scd,build/man/%,$(MAN_SRCS))
+
+.PHONY: all check unit fuzz fuzz-check integration kernel-test bench install clean deps man
+all: $(LIBS_ALL) $(DAEMONS) $(PROG_BINS) $(BENCH_BINS) $(UNIT_BINS) $(MAN_PAGES)
+
+man: $(MAN_PAGES)
+
+build/man/%: docs/man/%.scd
+	$(call msg,SCDOC,$<)
+	@mkdir -p $(@D)
+	$(Q)scdoc <$< >$@
 
 $(B)/obj/%.o: %.c
 	$(call msg,CC,$<)
@@ -184,6 +197,9 @@ install: all
 	install -m 0644 etc/*.conf.example edge-keyd/wan-firewall.nft $(DESTDIR)$(DATADIR)
 	$(if $(wildcard scripts/factory-x509.sh),install -m 0755 scripts/factory-x509.sh $(DESTDIR)$(DATADIR))
 	$(if $(wildcard etc/*.service),install -m 0644 $(wildcard etc/*.service) $(DESTDIR)$(UNITDIR))
+	install -m 0644 etc/prometheus/enrolld-alerts.yml docs/grafana/enrolld-dashboard.json $(DESTDIR)$(DATADIR)
+	$(Q)for p in $(MAN_PAGES); do s=$${p##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && \
+		install -m 0644 $$p $(DESTDIR)$(MANDIR)/man$$s/ || exit 1; done
 
 clean:
 	rm -rf build
