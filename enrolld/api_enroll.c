@@ -491,7 +491,8 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 	uint8_t *secret = NULL, *quote = NULL, *sig = NULL, *pcrs = NULL;
 	size_t secret_len, quote_len, sig_len, pcrs_len;
 	const char *sid_hex;
-	uint8_t sid[STORE_SESSION_ID_LEN], server_pub[WG_KEY_LEN], old_pub[WG_KEY_LEN];
+	uint8_t sid[STORE_SESSION_ID_LEN], server_pub[WG_KEY_LEN];
+	const uint8_t *keys[2];
 	char id[24], a4[ADDR_STR_LEN + 4], p4[ADDR_STR_LEN], pub_b64[WG_KEY_B64_LEN];
 	struct attest_challenge *c = NULL;
 	struct store_session sess = { 0 };
@@ -501,7 +502,7 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 	struct attest_response resp = { 0 };
 	struct store_tenant t;
 	enum attest_reason reason;
-	bool had_device, has_policy;
+	bool has_policy;
 	char *wgq = NULL;
 	json_t *body = NULL, *out = NULL, *allowed;
 	int r, result;
@@ -578,7 +579,6 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 	}
 
 	/* Attested. Now the durable part, then the interface. */
-	had_device = store_device_by_ek(e->store, sess.ek_hash, &before) == 0;
 	snprintf(er.tenant, sizeof(er.tenant), "%s", sess.tenant);
 	memcpy(er.ek_hash, sess.ek_hash, sizeof(er.ek_hash));
 	memcpy(er.wg_pubkey, sess.wg_pubkey, sizeof(er.wg_pubkey));
@@ -587,18 +587,16 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 	memcpy(er.token_hash, sess.token_hash, sizeof(er.token_hash));
 	er.has_session = true;
 	memcpy(er.session_id, sid, sizeof(sid));
-	result = store_enroll(e->store, &er, &dev);
+	result = store_enroll_prev(e->store, &er, &dev, &before);
 	if (result < 0) {
 		(void)store_session_use(e->store, sid);
 		r = enroll_error(req, result);
 		goto out;
 	}
-	if (result == STORE_ENROLL_ROTATED && had_device) {
-		memcpy(old_pub, before.wg_pubkey, WG_KEY_LEN);
-		r = plane_peer_rotate(e->plane, &t, old_pub, &dev);
-	} else {
-		r = plane_peer_add(e->plane, &t, &dev);
-	}
+	/* The key this commit replaced, not one read before it: see plane_device_sync(). */
+	keys[0] = dev.wg_pubkey;
+	keys[1] = before.wg_pubkey;
+	r = plane_device_sync(e->plane, e->store, &t, dev.id, keys, before.id != 0 ? 2 : 1);
 	if (r == 0)
 		r = plane_tenant_key(e->plane, &t, server_pub);
 	if (r < 0) {

@@ -655,6 +655,7 @@ api_device_revoke(struct http_request *req, json_t **ret_body, void *ctx)
 	struct enrolld *e = ctx;
 	struct store_device d;
 	struct store_tenant t;
+	const uint8_t *keys[1];
 	int r;
 
 	r = path_device(req, e, &d);
@@ -668,8 +669,13 @@ api_device_revoke(struct http_request *req, json_t **ret_body, void *ctx)
 		return http_error(req, -EALREADY, "already_revoked", "this device is already revoked");
 	if (r < 0)
 		return api_store_error(req, r, "device");
-	/* Durable first; then the peer goes, before we answer. */
-	r = plane_peer_remove(e->plane, &t, d.wg_pubkey);
+	/*
+	 * Durable first; then the peer goes, before we answer. d is the device as the revocation
+	 * committed it, so its key is the last one it had: a rotation racing us cannot leave a
+	 * newer one on the interface (plane_device_sync() reads the store under its lock).
+	 */
+	keys[0] = d.wg_pubkey;
+	r = plane_device_sync(e->plane, e->store, &t, d.id, keys, 1);
 	if (r < 0)
 		return http_error(req, -EAGAIN, "wireguard_unavailable",
 			"the device is revoked in the store but its peer could not be removed yet; "

@@ -374,8 +374,8 @@ api_peer_enroll(struct http_request *req, json_t **ret_body, void *ctx)
 	struct store_tenant t;
 	uint8_t serial[X509_SERIAL_MAX];
 	size_t serial_len;
+	const uint8_t *keys[2];
 	const char *pub_b64;
-	bool had_device;
 	json_t *body = NULL;
 	int r, result;
 
@@ -406,16 +406,15 @@ api_peer_enroll(struct http_request *req, json_t **ret_body, void *ctx)
 	memcpy(er.serial, serial, serial_len);
 	er.serial_len = (uint8_t)serial_len;
 
-	had_device = store_device_by_ek(e->store, er.ek_hash, &before) == 0;
-	result = store_enroll(e->store, &er, &dev);
+	result = store_enroll_prev(e->store, &er, &dev, &before);
 	if (result < 0) {
 		r = peer_store_error(req, result);
 		goto out;
 	}
-	if (result == STORE_ENROLL_ROTATED && had_device)
-		r = plane_peer_rotate(e->plane, &t, before.wg_pubkey, &dev);
-	else
-		r = plane_peer_add(e->plane, &t, &dev);
+	/* The key this commit replaced, not one read before it: see plane_device_sync(). */
+	keys[0] = dev.wg_pubkey;
+	keys[1] = before.wg_pubkey;
+	r = plane_device_sync(e->plane, e->store, &t, dev.id, keys, before.id != 0 ? 2 : 1);
 	if (r < 0) {
 		metrics_count_enrollment("interface_error");
 		r = http_error(req, -EAGAIN, "wireguard_unavailable",

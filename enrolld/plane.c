@@ -11,10 +11,12 @@
  *              its UAPI socket; rtnetlink still does addresses, routes and up. An instance
  *              already serving the interface (left by a crashed enrolld) is adopted.
  *
- * One mutex serialises every change of an interface. That is also what makes
- * reconciliation safe against concurrent enrollments: the store is always written first,
- * and reconciliation reads the store only after taking the lock, so a peer change it did
- * not see is one waiting for the lock, and it runs afterwards.
+ * One mutex serialises every change of an interface, and every change decides from the
+ * store read after taking it, never from what a request saw before: the store is always
+ * written first, so a change the read did not see is one whose own call is still waiting
+ * for the lock and runs afterwards. That is what keeps concurrent enrollments, rotations
+ * and revocations of one device from leaving its old keys on the interface or its current
+ * key off it (plane_device_sync() has the argument), and reconciliation from undoing them.
  *
  * Private keys: <key_dir>/<tenant>.key (base64, mode 0600, written atomically), read
  * when an interface is set up and wiped from memory right after.
@@ -626,59 +628,82 @@ apply_locked(struct plane *p, const struct store_tenant *t, const struct wg_devi
 	return r;
 }
 
-/* One change to @t's interface: remove the peer @remove_pub (may be NULL), then add or
- * update @d's peer (may be NULL), in one wg_set_device. */
+/*
+ * One key's entry in @dev, a change to @t's interface, decided by the store as it is now:
+ * the key of an active device of @t is set with that device's addresses, any other key
+ * (replaced, revoked, deleted, another tenant's) is removed. A key already in @dev is
+ * skipped.
+ */
 static int
-peers_change(struct plane *p, const struct store_tenant *t, const uint8_t *remove_pub,
-	const struct store_device *d)
+sync_key(struct store *s, const struct store_tenant *t, struct wg_device *dev,
+	const uint8_t key[static WG_KEY_LEN])
+{
+	struct store_device d;
+	struct wg_peer *peer;
+	int r;
+
+	for (size_t i = 0; i < dev->n_peers; i++)
+		if (memcmp(dev->peers[i].public_key, key, WG_KEY_LEN) == 0)
+			return 0;
+	r = store_device_by_pubkey(s, key, &d);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == 0 && (d.state != STORE_DEVICE_ACTIVE || strcmp(d.tenant, t->name) != 0 ||
+			      memcmp(d.wg_pubkey, key, WG_KEY_LEN) != 0))
+		r = -ENOENT;
+	if (wg_device_add_peer(dev, &peer) < 0)
+		return -ENOMEM;
+	if (r == 0)
+		return peer_fill(peer, t, &d);
+	memcpy(peer->public_key, key, WG_KEY_LEN);
+	peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
+	return 0;
+}
+
+/*
+ * Why the interface equals the store once every request has answered, whatever order the
+ * requests' store commits and their calls here run in. Every store change of a device's
+ * key or state (enrollment, rotation, revocation) is committed before its request calls
+ * plane_device_sync() with the keys that change set and replaced (the replaced key as the
+ * commit saw it: store_enroll_prev(), store_device_revoke()). Here, each key's fate is read
+ * from the store after taking the lock, and written before releasing it. So, for any key K:
+ *  - K is only ever added by a call that read K as an active device's current key while
+ *    holding the lock.
+ *  - Say the last commit that made K stop being current is C. C's request knows K and calls
+ *    here after C: it reads K not current and removes it. Any call that added K read it
+ *    before C, under the lock, so it finished before C's call took the lock; and no call
+ *    after C's can add K (K is never current after C). So a stale K is gone.
+ *  - Say K is current at the end, made current by commit C. C's request knows K (its new
+ *    key) and adds it after C. A call removes K only if it read K not current, which after
+ *    C is impossible; one that read before C finished before C's call took the lock.
+ * Adding the device's current key as well costs one read and repairs an interface that lost
+ * it (a restarted wireguard-go) without waiting for reconciliation.
+ */
+int
+plane_device_sync(struct plane *p, struct store *s, const struct store_tenant *t,
+	uint64_t id, const uint8_t *const keys[], size_t n_keys)
 {
 	struct wg_device *dev = NULL;
-	struct wg_peer *peer;
+	struct store_device d;
 	int r;
 
 	r = wg_device_new(&dev, t->ifname);
 	if (r < 0)
 		return r;
-	if (remove_pub != NULL) {
-		r = wg_device_add_peer(dev, &peer);
-		if (r < 0)
-			goto out;
-		memcpy(peer->public_key, remove_pub, WG_KEY_LEN);
-		peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
-	}
-	if (d != NULL) {
-		r = wg_device_add_peer(dev, &peer);
-		if (r < 0)
-			goto out;
-		r = peer_fill(peer, t, d);
-		if (r < 0)
-			goto out;
-	}
 	pthread_mutex_lock(&p->lock);
-	r = apply_locked(p, t, dev);
+	/* The store after the lock: see above and the comment at the top of this file. */
+	r = store_device_get(s, id, &d);
+	if (r == 0)
+		r = sync_key(s, t, dev, d.wg_pubkey);
+	else if (r == -ENOENT)
+		r = 0;
+	for (size_t i = 0; r == 0 && i < n_keys; i++)
+		r = sync_key(s, t, dev, keys[i]);
+	if (r == 0)
+		r = apply_locked(p, t, dev);
 	pthread_mutex_unlock(&p->lock);
-out:
 	wg_device_free(dev);
 	return r;
-}
-
-int
-plane_peer_add(struct plane *p, const struct store_tenant *t, const struct store_device *d)
-{
-	return peers_change(p, t, NULL, d);
-}
-
-int
-plane_peer_rotate(struct plane *p, const struct store_tenant *t, const uint8_t old_pub[32],
-	const struct store_device *d)
-{
-	return peers_change(p, t, old_pub, d);
-}
-
-int
-plane_peer_remove(struct plane *p, const struct store_tenant *t, const uint8_t pub[32])
-{
-	return peers_change(p, t, pub, NULL);
 }
 
 int

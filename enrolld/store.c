@@ -1780,6 +1780,7 @@ free_address(struct wtx *w, const struct store_tenant *t, int family, const uint
 struct enroll_op {
 	const struct store_enroll_req *req;
 	struct store_device dev;
+	struct store_device prev; /* the EK's device before this enrollment; id 0 = none */
 	int result;
 };
 
@@ -1850,6 +1851,7 @@ enroll_existing(struct wtx *w, struct enroll_op *e, uint64_t id)
 	r = get_device(w->s, w->txn, id, d);
 	if (r < 0)
 		return r;
+	e->prev = *d;
 	if (strncmp(d->tenant, req->tenant, STORE_NAME_MAX) != 0) {
 		snprintf(errmsg, sizeof(errmsg), "EK enrolled in tenant '%s'", d->tenant);
 		return -EEXIST;
@@ -1954,6 +1956,7 @@ apply_enroll(struct wtx *w, void *arg)
 	uint64_t id;
 	int r;
 
+	memset(&e->prev, 0, sizeof(e->prev));
 	r = get_tenant(w->s, w->txn, req->tenant, &t);
 	if (r < 0)
 		return r;
@@ -2008,6 +2011,13 @@ apply_enroll(struct wtx *w, void *arg)
 int
 store_enroll(struct store *s, const struct store_enroll_req *req, struct store_device *ret_dev)
 {
+	return store_enroll_prev(s, req, ret_dev, NULL);
+}
+
+int
+store_enroll_prev(struct store *s, const struct store_enroll_req *req,
+	struct store_device *ret_dev, struct store_device *ret_prev)
+{
 	struct enroll_op e = { .req = req };
 	int r;
 
@@ -2023,6 +2033,8 @@ store_enroll(struct store *s, const struct store_enroll_req *req, struct store_d
 		return r;
 	if (ret_dev != NULL)
 		*ret_dev = e.dev;
+	if (ret_prev != NULL)
+		*ret_prev = e.prev;
 	return e.result;
 }
 

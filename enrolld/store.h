@@ -298,6 +298,14 @@ enum store_enroll_result {
  */
 int store_enroll(struct store *s, const struct store_enroll_req *req,
 	struct store_device *ret_dev);
+/*
+ * The same, and in *ret_prev the EK's device as it was just before, read in the same
+ * transaction (id 0: this enrollment created the device). Its key is the one the enrollment
+ * replaced: a read before the call cannot tell that when enrollments of one EK run
+ * concurrently.
+ */
+int store_enroll_prev(struct store *s, const struct store_enroll_req *req,
+	struct store_device *ret_dev, struct store_device *ret_prev);
 
 int store_device_get(struct store *s, uint64_t id, struct store_device *ret);
 int store_device_by_pubkey(struct store *s, const uint8_t key[static STORE_KEY_LEN],
