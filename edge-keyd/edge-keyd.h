@@ -8,7 +8,7 @@
  *   conf.c       the INI configuration ([device], [server], [wireguard])
  *   state.c      the enrollment record (state_dir/enrollment.json): parse, validate, write
  *   enroll.c     provisioning, pre-registration and the two-round attested enrollment
- *                (device TPM through edge-keyd/tpm/tpmdev.h, HTTP through client.h)
+ *                (device TPM through edge-keyd/tpm/tpmdev.h, HTTP through common/client.h)
  *   tunnel.c     the WireGuard interface: create, configure, check, heal, remove
  *   status.c     `edge-keyd status`: the tunnel and the enrollment, never a key
  *   main.c       the command line, the daemon loop, signals

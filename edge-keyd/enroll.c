@@ -29,7 +29,7 @@
 #include "common/secmem.h"
 #include "common/tpm2.h"
 #include "common/tpm2_templates.h"
-#include "edge-keyd/client.h"
+#include "common/client.h"
 #include "edge-keyd/edge-keyd.h"
 #include "edge-keyd/tpm/tpmdev.h"
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * enrolld's HTTP layer (enrolld/http.c) and the gateway's client (edge-keyd/client.c),
+ * enrolld's HTTP layer (enrolld/http.c) and the control-plane client (common/client.c),
  * against each other on loopback: routing with path parameters, roles, JSON bodies and
  * errors, the body limit, and the client's refusals.
  */
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "edge-keyd/client.h"
+#include "common/client.h"
 #include "enrolld/enrolld.h"
 
 static int

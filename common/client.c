@@ -7,7 +7,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
-#include "edge-keyd/client.h"
+#include "common/client.h"
 
 #define CLIENT_MAX_RESPONSE (1 << 20)
 
@@ -15,6 +15,9 @@ struct response {
 	char *buf;
 	size_t len;
 	bool too_large;
+	CURL *curl;
+	const struct client_opts *opts;
+	int sink_err; /* what opts->on_data returned when it stopped the transfer */
 };
 
 static size_t
@@ -22,8 +25,16 @@ on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct response *r = userdata;
 	size_t n = size * nmemb;
+	long status = 0;
 	char *nb;
 
+	if (r->opts->on_data != NULL) {
+		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+		if (status >= 200 && status < 300) {
+			r->sink_err = r->opts->on_data(ptr, n, r->opts->arg);
+			return r->sink_err < 0 ? 0 : n;
+		}
+	}
 	if (r->len + n > CLIENT_MAX_RESPONSE) {
 		r->too_large = true;
 		return 0; /* aborts the transfer */
@@ -67,14 +78,16 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 {
 	char curl_err[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
-	struct response resp = { 0 };
-	char *payload = NULL, *auth = NULL;
+	struct response resp = { .opts = opts };
+	char *payload = NULL, *auth = NULL, *accept = NULL;
 	long status = 0;
 	CURL *curl;
 	CURLcode c;
 	int r;
 
 	errbuf[0] = '\0';
+	*ret_status = 0;
+	*ret_json = NULL;
 	if (strncmp(url, "https://", 8) != 0 && !(opts->allow_http && strncmp(url, "http://", 7) == 0)) {
 		snprintf(errbuf, errlen, "'%s': only https:// URLs are allowed", url);
 		return -EPERM;
@@ -82,9 +95,14 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 	curl = curl_easy_init();
 	if (curl == NULL)
 		return -ENOMEM;
+	resp.curl = curl;
 
 	r = -ENOMEM;
-	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (asprintf(&accept, "Accept: %s", opts->accept ? opts->accept : "application/json") < 0) {
+		accept = NULL;
+		goto out;
+	}
+	hdrs = curl_slist_append(hdrs, accept);
 	if (hdrs == NULL)
 		goto out;
 	if (body != NULL) {
@@ -116,7 +134,13 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT, opts->timeout_sec > 0 ? opts->timeout_sec : 30L);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT,
+		opts->timeout_sec > 0 ? opts->timeout_sec : opts->timeout_sec < 0 ? 0L : 30L);
+	if (opts->idle_sec > 0) {
+		/* less than a byte a second for idle_sec seconds: the peer is gone (or idle) */
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, opts->idle_sec);
+	}
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
@@ -134,6 +158,12 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 
 	c = curl_easy_perform(curl);
 	if (c != CURLE_OK) {
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, ret_status);
+		if (resp.sink_err < 0) {
+			r = resp.sink_err;
+			snprintf(errbuf, errlen, "%s: stopped by the reader", url);
+			goto out;
+		}
 		r = resp.too_large ? -EMSGSIZE : curl_to_errno(c);
 		snprintf(errbuf, errlen, "%s: %s", url,
 			resp.too_large ? "response too large" :
@@ -157,6 +187,7 @@ out:
 	if (resp.buf != NULL)
 		OPENSSL_cleanse(resp.buf, resp.len);
 	free(resp.buf);
+	free(accept);
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(curl);
 	return r;

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COMMON_CLIENT_H
+#define COMMON_CLIENT_H
+
+/*
+ * Outbound HTTPS requests to the control plane with JSON bodies (libcurl), shared by
+ * edge-keyd (the gateway) and enrollctl (the operator). The control plane's CA can be
+ * pinned: with @ca_file only certificates chaining to it are accepted, never the system
+ * store. Plain http:// is refused unless allow_http is set (tests and loopback only).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct client_opts {
+	const char *ca_file; /* PEM bundle pinned for https://, or NULL: the system store */
+	bool allow_http;
+	long timeout_sec; /* whole request; 0: 30 s; negative: no limit (streams) */
+	long idle_sec; /* give up when nothing arrived for this long; 0: never */
+	const char *bearer; /* Authorization: Bearer, or NULL */
+	const char *accept; /* Accept: header; NULL: application/json */
+	/*
+	 * Streams: when set, each piece of a 2xx answer's body goes to @on_data as it arrives
+	 * (nothing is buffered, *ret_json stays NULL); a negative return stops the transfer
+	 * and is what client_request() returns. Answers other than 2xx are buffered and
+	 * parsed as usual (they carry the server's error).
+	 */
+	int (*on_data)(const char *buf, size_t len, void *arg);
+	void *arg;
+};
+
+/*
+ * Send @method to @url with @body (NULL: none; else JSON, with Content-Type:
+ * application/json). On any HTTP answer returns 0 with the status in *ret_status and the
+ * parsed JSON in *ret_json (NULL if the answer was not JSON; the caller frees it).
+ * Returns a negative errno if no complete answer was had (-ECONNREFUSED, -ETIMEDOUT also
+ * for idle_sec, -EHOSTUNREACH, -EPERM for a refused plain http URL, -EBADMSG for a TLS
+ * verification failure, -EMSGSIZE for an answer over 1 MiB, -EIO otherwise), with
+ * libcurl's explanation in @errbuf; *ret_status is then the status seen (0 if none).
+ */
+int client_request(const struct client_opts *opts, const char *method, const char *url,
+	json_t *body, long *ret_status, json_t **ret_json, char *errbuf, size_t errlen);
+
+#endif
