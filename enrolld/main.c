@@ -12,9 +12,11 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/secmem.h"
 #include "enrolld/attest/attest.h"
 #include "enrolld/enrolld.h"
@@ -226,6 +229,9 @@ authenticate(void *ctx, const char *token, unsigned int *ret_role, char *ret_ten
 	return r;
 }
 
+/* Set once every tenant interface matched the store: readiness (sd_notify) waits for it. */
+static atomic_bool reconciled;
+
 /* Reconciliation at a fixed interval, until told to stop. */
 static void *
 reconciler_main(void *arg)
@@ -247,6 +253,8 @@ reconciler_main(void *arg)
 		r = plane_reconcile(e->plane, e->store);
 		if (r < 0)
 			log_debug("reconcile: %s", strerror(-r));
+		else
+			atomic_store(&reconciled, true);
 		/* Sessions past their expiry are of no use to anyone. */
 		(void)store_session_purge(e->store);
 		pthread_mutex_lock(&e->stop_lock);
@@ -315,6 +323,24 @@ do_backup(struct enrolld *e, const char *dir)
 	return 0;
 }
 
+/*
+ * Every connection is a descriptor: make room for max_connections and the rest (LMDB,
+ * wireguard-go sockets, logs) up to the hard limit.
+ */
+static void
+raise_nofile(rlim_t want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+		log_warnx("open files limited to %llu, below server.max_connections + 256 = %llu; "
+			  "raise LimitNOFILE",
+			(unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
 static void
 request_stop(struct enrolld *e)
 {
@@ -368,6 +394,8 @@ start_services(struct enrolld *e)
 	if (r < 0)
 		log_warnx("initial reconciliation incomplete (%s); retrying every %lds",
 			strerror(-r), e->conf.reconcile_interval);
+	else
+		atomic_store(&reconciled, true);
 	r = health_new(&e->health, e->store, e->plane, (unsigned int)e->conf.health_interval,
 		(unsigned int)e->conf.default_keepalive);
 	if (r < 0)
@@ -422,6 +450,9 @@ main(int argc, char *argv[])
 	char *trust_pem = NULL;
 	int foreground = 0, check = 0, verbose = 0, ch, sig, r;
 	pthread_condattr_t ca;
+	struct timespec tick = { .tv_sec = 1 };
+	uint64_t wd_usec = 0;
+	bool ready = false;
 	char err[512];
 	sigset_t set;
 
@@ -529,8 +560,13 @@ main(int argc, char *argv[])
 		fatalx("cannot read the device CAs from the store");
 	hc.tls_trust_pem = trust_pem;
 	hc.max_body = (size_t)e.conf.max_body;
+	hc.threads = (unsigned int)e.conf.threads;
 	hc.max_connections = (unsigned int)e.conf.max_connections;
+	hc.max_connections_per_ip = (unsigned int)e.conf.max_connections_per_ip;
+	hc.header_timeout = (unsigned int)e.conf.header_timeout;
 	hc.conn_timeout = (unsigned int)e.conf.conn_timeout;
+	hc.stream_wait = api_events_wait;
+	raise_nofile((rlim_t)e.conf.max_connections + 256);
 	hc.routes = api_routes;
 	hc.n_routes = api_n_routes;
 	hc.ctx = &e;
@@ -548,17 +584,40 @@ main(int argc, char *argv[])
 		log_info("listening on %s port %u (%s)", e.conf.listen, http_server_port(e.http),
 			e.tls_cert_pem ? "https" : "http");
 
+	/*
+	 * systemd (Type=notify): READY=1 once the listener is up and every tenant interface
+	 * was reconciled; the watchdog is pinged from this loop, so a stuck main thread is
+	 * restarted. Without systemd these are no-ops.
+	 */
+	r = sdnotify_watchdog_usec(&wd_usec);
+	if (r < 0)
+		log_warnx("WATCHDOG_USEC is malformed, ignoring");
+	if (r > 0 && wd_usec / 4 < 1000000)
+		tick.tv_sec = 0, tick.tv_nsec = (long)(wd_usec / 4 * 1000);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		if (!ready && atomic_load(&reconciled)) {
+			r = sdnotify("READY=1\nSTATUS=serving; tenant interfaces reconciled");
+			if (r < 0)
+				log_warnx("sd_notify READY=1: %s", strerror(-r));
+			ready = true;
+		}
+		if (wd_usec != 0)
+			(void)sdnotify("WATCHDOG=1");
+		sig = sigtimedwait(&set, NULL, &tick);
+		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
+			(void)sdnotify("RELOADING=1");
 			if (load_tokens(&e) == 0)
 				log_info("SIGHUP: tokens reloaded");
 			else
 				log_warnx("SIGHUP: reload failed, keeping the previous tokens");
+			if (ready)
+				(void)sdnotify("READY=1");
 			continue;
 		}
 		log_info("signal %d: shutting down", sig);
+		(void)sdnotify("STOPPING=1");
 		break;
 	}
 	stop_services(&e);
