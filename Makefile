@@ -153,6 +153,13 @@ $(B)/tests/bench/%: $(B)/obj/tests/bench/%.o $(LIBS_ALL)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS)
 
+# enroll_bench links the software TPM device (tests/bench/softdev/, not a program itself).
+$(B)/tests/bench/enroll_bench: $(B)/obj/tests/bench/enroll_bench.o \
+		$(B)/obj/tests/bench/softdev/softdev.o $(LIBS_ALL)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS_ALL) $(PKG_LIBS) -lpthread
+
 # Fuzz targets: every library source compiled again with clang and the fuzzer's
 # instrumentation, into build/fuzz (independent of SANITIZE).
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \

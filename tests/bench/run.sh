@@ -10,8 +10,14 @@
 # 100,000 both tools are refused, and the run says so. For each N in $NULL_SIZES
 # (default "100000") the two clients are then timed against wg_bench's null daemon (-F).
 # ROUNDS (default 3) repeats set and get. Results: docs/benchmarks.md.
+# BENCHES (default "enroll wg") picks the benchmarks; enroll is tests/bench/enroll_run.sh.
 set -u
 B=${B:-build}
+BENCHES=${BENCHES:-"enroll wg"}
+if [[ " $BENCHES " == *" enroll "* ]]; then
+	B=$B "$(dirname "$0")/enroll_run.sh" || exit 1
+fi
+[[ " $BENCHES " == *" wg "* ]] || exit 0
 SIZES=${SIZES:-"10000 65536 100000"}
 NULL_SIZES=${NULL_SIZES:-"100000"}
 ROUNDS=${ROUNDS:-3}

@@ -1,0 +1,115 @@
+#!/bin/bash
+# enroll-bench (not a test; `make bench`, or BENCHES=enroll tests/bench/run.sh): complete
+# attested enrollments by software TPM devices (tests/bench/softdev) against enrolld in a
+# private network namespace (userspace WireGuard backend with wireguard-go, durable LMDB
+# commits, a PCR policy), over plain HTTP and over HTTPS with a new TLS connection per
+# enrollment. For each transport, each enrolld binary of $ENROLLDS, each EK type of $EKS
+# and each concurrency of $CONCS: N new devices enroll; build/tests/bench/enroll_bench
+# prints enrollments/s, latency and enrolld's CPU (utime + stime) per enrollment. A fresh
+# enrolld (new state) per transport and binary. Then the crypto ceiling: the same
+# server-side cryptography alone, in-process, one core.
+#
+#   ENROLLDS="new:build/enrolld old:/tmp/old/build/enrolld"  compare binaries (LABEL:PATH),
+#                                                            interleaved point by point
+#   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https")
+set -u
+B=${B:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH=$B/tests/bench/enroll_bench
+EKS=${EKS:-"rsa2048 p256"}
+CONCS=${CONCS:-"1 8 64"}
+N=${N:-300}
+MODES=${MODES:-"http https"}
+ENROLLDS=${ENROLLDS:-new:$B/enrolld}
+[ -x "$BENCH" ] || { echo "$BENCH not built (make)"; exit 1; }
+. "$ROOT/tests/integration/enrolld_lib.sh"
+ed_init bench
+
+# the manufacturer: a test CA only this run trusts
+mkdir -p "$T/trust"
+"$BENCH" ca "$T/trust/ca.pem" "$T/ca.key" || exit 1
+TRUST=$T/trust
+CAARG=$T/trust/ca.pem,$T/ca.key
+POLICY=$("$BENCH" pcr-policy 0 7)
+# TLS for enrolld: a self-signed certificate for 127.0.0.1
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+	-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+	-keyout "$T/tls.key" -out "$T/tls.pem" 2>/dev/null || exit 1
+chmod 600 "$T/tls.key"
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%d GB", $2 / 1048576 }' /proc/meminfo)," \
+	"$(lscpu | sed -n 's/^Model name: *//p' | head -n1), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "enroll-bench: N=$N per point, EKs: $EKS, concurrency: $CONCS, modes: $MODES"
+
+# start binary $1 in mode $2 with a fresh state; sets TOKEN and U
+start() {
+	ENROLLD=$1
+	rm -rf "$T/db"
+	PORT=$((PORT + 1))
+	if [ "$2" = https ]; then
+		ed_conf
+		sed -i "/^\[server\]/a tls_cert = $T/tls.pem\ntls_key = $T/tls.key" "$T/e.conf"
+		U=https://127.0.0.1:$PORT
+		TLS=(--tls-ca "$T/tls.pem")
+	else
+		ed_conf
+		U=http://127.0.0.1:$PORT
+		TLS=()
+	fi
+	ed_start
+	local ifn
+	ifn=$(ed_ifname $((PORT % 1000)))
+	api() { # as the lib's, with our TLS CA
+		ip netns exec "$NS" curl -s --cacert "$T/tls.pem" -o "$T/body" -w '%{http_code}' \
+			-X "$1" -H "Authorization: Bearer $3" -H 'Content-Type: application/json' \
+			--data-binary "$4" "$U$2"
+	}
+	[ "$(api POST /v1/tenants "$ADMIN" "{\"name\":\"bench\",\"prefix\":\"10.200.0.0/16\",\
+\"interface\":\"$ifn\",\"listen_port\":$((PORT + 100)),\"endpoint\":\"192.0.2.1:51820\",\
+\"pcr_policy\":$POLICY}")" = 201 ] || { echo "tenant: $(cat "$T/body")"; exit 1; }
+	[ "$(api POST /v1/tenants/bench/tokens "$ADMIN" '{"uses":1000000}')" = 201 ] ||
+		{ echo "token: $(cat "$T/body")"; exit 1; }
+	TOKEN=$(jq -r .token "$T/body")
+}
+
+PORT=35100
+rc=0
+for mode in $MODES; do
+	echo
+	echo "== $mode$([ "$mode" = https ] && echo ", a new TLS connection per enrollment")"
+	# one enrolld per binary, all running, so the points can interleave
+	declare -A PIDS=() URLS=() TOKENS=()
+	for lb in $ENROLLDS; do
+		bin=${lb%%:*}
+		start "${lb#*:}" "$mode"
+		PIDS[$bin]=$ED_PID
+		URLS[$bin]=$U
+		TOKENS[$bin]=$TOKEN
+		ED_BG_PIDS+=("$ED_PID")
+		ED_PID=
+	done
+	for ek in $EKS; do
+		for c in $CONCS; do
+			for lb in $ENROLLDS; do
+				bin=${lb%%:*}
+				ip netns exec "$NS" "$BENCH" run --url "${URLS[$bin]}" --ca "$CAARG" \
+					--token "${TOKENS[$bin]}" "${TLS[@]}" --ek "$ek" -c "$c" -n "$N" \
+					--pid "${PIDS[$bin]}" --label "$bin" ||
+					rc=1
+			done
+		done
+	done
+	for lb in $ENROLLDS; do
+		bin=${lb%%:*}
+		kill "${PIDS[$bin]}"
+		wait "${PIDS[$bin]}" 2>/dev/null
+	done
+	ED_BG_PIDS=()
+done
+
+echo
+echo "== crypto ceiling: enrolld's per-enrollment cryptography alone (attest library, one core)"
+for ek in $EKS; do
+	"$BENCH" ceiling --ca "$CAARG" --trust "$TRUST" --ek "$ek" -n "$N" || rc=1
+done
+exit $rc
