@@ -522,18 +522,22 @@ api_token_revoke(struct http_request *req, json_t **ret_body, void *ctx)
 
 /* ---- devices ------------------------------------------------------------------------------- */
 
+/*
+ * A number in canonical decimal only: digits, no sign, no space, no leading zero ("0"
+ * itself aside), within 64 bits. One id has one spelling: /v1/devices/01 is not device 1.
+ */
 static int
 parse_u64(const char *s, uint64_t *ret)
 {
-	char *end;
-	unsigned long long v;
+	uint64_t v = 0;
 
-	if (s == NULL || *s < '0' || *s > '9' || strlen(s) > 20)
+	if (s == NULL || *s == '\0' || (s[0] == '0' && s[1] != '\0'))
 		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0')
-		return -EINVAL;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
 	*ret = v;
 	return 0;
 }
@@ -715,6 +719,7 @@ struct event_stream {
 	char tenant[STORE_NAME_MAX]; /* "" = all */
 	uint64_t after;
 	int keepalive_ms;
+	struct timespec last_sent; /* CLOCK_MONOTONIC */
 	char *pending; /* formatted but not yet sent */
 	size_t pending_len, pending_off;
 };
@@ -728,6 +733,15 @@ stopping(struct enrolld *e)
 	s = e->stopping;
 	pthread_mutex_unlock(&e->stop_lock);
 	return s;
+}
+
+static int64_t
+ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
 /* Format the events after es->after into es->pending; returns how many bytes. */
@@ -772,20 +786,27 @@ fill_events(struct event_stream *es)
 	return (int)len;
 }
 
+/*
+ * Never blocks (it runs on one of the HTTP pool threads): with nothing to send it answers
+ * HTTP_STREAM_WAIT and the server parks the connection until api_events_wait() reports a
+ * new event or its next tick (every half second: keepalives, shutdown).
+ */
 static ssize_t
 events_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
+	static const char ka[] = ": keepalive\n\n";
 	struct event_stream *es = cls;
-	int waited = 0, r;
+	size_t n;
+	int r;
 
 	for (;;) {
 		if (es->pending_off < es->pending_len) {
-			size_t n = es->pending_len - es->pending_off;
-
+			n = es->pending_len - es->pending_off;
 			if (n > max)
 				n = max;
 			memcpy(buf, es->pending + es->pending_off, n);
 			es->pending_off += n;
+			clock_gettime(CLOCK_MONOTONIC, &es->last_sent);
 			return (ssize_t)n;
 		}
 		if (stopping(es->e))
@@ -793,19 +814,29 @@ events_read(void *cls, uint64_t pos, char *buf, size_t max)
 		r = fill_events(es);
 		if (r < 0)
 			return HTTP_STREAM_ERROR;
-		if (r > 0)
-			continue;
-		if (waited >= es->keepalive_ms) {
-			/* A comment: keeps proxies and the connection timeout from closing us. */
-			static const char ka[] = ": keepalive\n\n";
-
-			memcpy(buf, ka, sizeof(ka) - 1 < max ? sizeof(ka) - 1 : max);
-			return (ssize_t)(sizeof(ka) - 1 < max ? sizeof(ka) - 1 : max);
-		}
-		/* Short waits, so shutdown is noticed quickly. */
-		(void)store_events_wait(es->e->store, es->after, 500);
-		waited += 500;
+		if (r == 0)
+			break;
 	}
+	if (ms_since(&es->last_sent) >= es->keepalive_ms) {
+		/* A comment: keeps proxies and the connection timeout from closing us. */
+		n = sizeof(ka) - 1 < max ? sizeof(ka) - 1 : max;
+		memcpy(buf, ka, n);
+		clock_gettime(CLOCK_MONOTONIC, &es->last_sent);
+		return (ssize_t)n;
+	}
+	return HTTP_STREAM_WAIT;
+}
+
+int
+api_events_wait(void *ctx, uint64_t *cursor, int timeout_ms)
+{
+	struct enrolld *e = ctx;
+	int r;
+
+	r = store_events_wait(e->store, *cursor, timeout_ms);
+	/* Read after the wait: an event committed later makes the next wait return at once. */
+	(void)store_events_last(e->store, cursor);
+	return r;
 }
 
 static void
@@ -855,6 +886,7 @@ api_events(struct http_request *req, char **ret_text, const char **ret_ctype, vo
 			return api_store_error(req, r, "events");
 		}
 	}
+	clock_gettime(CLOCK_MONOTONIC, &es->last_sent);
 	es->keepalive_ms = (int)(e->conf.conn_timeout * 1000 / 3);
 	if (es->keepalive_ms > 10000)
 		es->keepalive_ms = 10000;

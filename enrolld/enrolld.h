@@ -35,6 +35,9 @@ struct enrolld_conf {
 	char *tls_key;
 	long max_body;        /* bytes */
 	long max_connections; /* concurrent connections */
+	long max_connections_per_ip; /* concurrent connections from one source address */
+	long threads;         /* HTTP event-loop threads */
+	long header_timeout;  /* seconds a client has to send its request headers */
 	long conn_timeout;    /* seconds of inactivity before a connection is closed */
 	/* [state] */
 	char *db_path;
@@ -79,12 +82,14 @@ typedef int (*http_text_handler)(struct http_request *req, char **ret_text,
 	const char **ret_content_type, void *ctx);
 
 /*
- * A streamed answer (server-sent events). read() is called from the connection's own
- * thread and may block; it fills at most @max bytes of @buf and returns how many, or
- * HTTP_STREAM_END to finish the response, HTTP_STREAM_ERROR to drop the connection. It
- * must not return 0 (libmicrohttpd would call it again at once). done() is called once,
- * when the connection ends, whatever happened.
+ * A streamed answer (server-sent events). read() runs on one of the server's pool threads
+ * and must not block: it fills at most @max bytes of @buf and returns how many, or
+ * HTTP_STREAM_WAIT when it has nothing to send now (the connection is suspended and read()
+ * called again after the server's stream_wait hook returns, at the latest half a second
+ * later), HTTP_STREAM_END to finish the response, HTTP_STREAM_ERROR to drop the
+ * connection. done() is called once, when the connection ends, whatever happened.
  */
+#define HTTP_STREAM_WAIT 0
 #define HTTP_STREAM_END (-1)
 #define HTTP_STREAM_ERROR (-2)
 struct http_stream {
@@ -126,14 +131,23 @@ struct http_config {
 	 */
 	const char *tls_trust_pem;
 	size_t max_body;
-	unsigned int max_connections;
-	unsigned int conn_timeout;
+	unsigned int threads;                /* libmicrohttpd's epoll thread pool */
+	unsigned int max_connections;        /* in all */
+	unsigned int max_connections_per_ip; /* from one source address (TCP); 0 = no limit */
+	unsigned int header_timeout; /* s from accept (or the previous answer) to full headers */
+	unsigned int conn_timeout;   /* s of inactivity once the headers are in */
 	const struct http_route *routes;
 	size_t n_routes;
 	void *ctx;
 	/* Resolve a bearer token to a role (HTTP_AUTH_*) and, for tenant tokens, the tenant. */
 	int (*authenticate)(void *ctx, const char *token, unsigned int *ret_role,
 		char *ret_tenant, size_t tenant_len);
+	/*
+	 * Optional: block until something a parked stream waits for may have happened, or
+	 * @timeout_ms passed. *cursor is the hook's own state (0 at first). Without it parked
+	 * streams are resumed every half second only.
+	 */
+	int (*stream_wait)(void *ctx, uint64_t *cursor, int timeout_ms);
 };
 
 int http_server_start(struct http_server **ret, const struct http_config *cfg);
@@ -343,6 +357,8 @@ int api_device_revoke(struct http_request *req, json_t **ret_body, void *ctx);
 int api_device_reinstate(struct http_request *req, json_t **ret_body, void *ctx);
 int api_events(struct http_request *req, char **ret_text, const char **ret_content_type,
 	void *ctx);
+/* http_config.stream_wait for the event streams: returns when an event is committed. */
+int api_events_wait(void *ctx, uint64_t *cursor, int timeout_ms);
 
 /* api.c helpers */
 /* The tenant a request may act on: 0, or -EPERM (tenant token naming another tenant). */

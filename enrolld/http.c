@@ -4,10 +4,19 @@
  * socket), body accumulation with a hard size limit, bearer-token authentication,
  * routing, JSON responses and the one errno -> HTTP status table of the API.
  *
- * Handlers never see a request that is too large, unauthenticated or not allowed for
- * their role: those are answered here, before anything can change.
+ * Handlers never see a request that is too large, unauthenticated, not allowed for their
+ * role, whose URL decodes to bytes no path or query may hold, or whose body is not JSON:
+ * those are answered here, before anything can change.
+ *
+ * Connections are served event-driven: libmicrohttpd's epoll loop in a small pool of
+ * threads (server.threads), so idle or slow connections cost a socket and a little memory,
+ * not a thread. Limits: connections per source address, connections in all, a deadline for
+ * the request headers (enforced by the housekeeping thread below, since libmicrohttpd
+ * itself only has an idle timeout). Streams (SSE) never block a pool thread: a stream with
+ * nothing to send is suspended and resumed by the housekeeping thread.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -32,6 +41,11 @@
 #define HTTP_TENANT_LEN 64
 
 #define HTTP_RETIRED_MAX 16
+/* How often parked streams are resumed (keepalives, shutdown) and header deadlines checked. */
+#define HTTP_TICK_MS 500
+
+struct stream_ctx;
+struct http_conn;
 
 struct http_server {
 	pthread_mutex_t lock; /* mhd, retired, trust (http_server_set_trust) */
@@ -43,21 +57,56 @@ struct http_server {
 	int listen_fd;
 	char *unix_path;
 	uint16_t port;
+
+	/*
+	 * The housekeeping thread. park_lock guards parked and stopping; it is taken before
+	 * libmicrohttpd's own locks (MHD_suspend/resume_connection), never inside them.
+	 * conn_lock guards the connections whose headers are due; nothing else is taken
+	 * under it.
+	 */
+	pthread_t keeper;
+	bool keeper_started;
+	pthread_mutex_t park_lock;
+	pthread_cond_t park_cond;
+	struct stream_ctx *parked; /* suspended streams, resumed at the next tick */
+	bool stopping;
+	uint64_t wait_cursor; /* cfg.stream_wait's own state */
+	pthread_mutex_t conn_lock;
+	struct http_conn *due; /* connections still owing their request headers */
+};
+
+/*
+ * Per TCP connection (libmicrohttpd's socket context): the deadline for the request
+ * headers. On the server's `due` list from accept (or the end of the previous request on a
+ * kept-alive connection) until the headers are in.
+ */
+struct http_conn {
+	struct http_conn *prev, *next;
+	struct http_server *srv;
+	int fd;
+	bool listed;
+	struct timespec deadline;
 };
 
 struct http_request {
 	struct http_server *srv;
 	struct MHD_Connection *conn;
+	struct http_conn *hc;
+	bool admitted; /* the headers were seen (first access-handler call) */
 	const char *method;
 	char *path;
 	char *body;
 	size_t body_len;
+	size_t received; /* body bytes, kept or not */
 	bool too_large;
+	bool bad_uri; /* percent-decoding yields bytes no path or query may hold */
 	const struct http_route *route;
 	char *params[HTTP_MAX_PARAMS];
 	unsigned int n_params;
 	unsigned int role;
 	char tenant[HTTP_TENANT_LEN];
+	/* the verdict of admit() when the request is refused (its body is then discarded) */
+	unsigned int refused;
 	/* the error a handler recorded */
 	char err_code[48];
 	char err_msg[256];
@@ -101,6 +150,8 @@ http_status_of(int err)
 		return MHD_HTTP_METHOD_NOT_ALLOWED;
 	case -EAGAIN:
 		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	case -EMEDIUMTYPE:
+		return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
 	default:
 		return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
@@ -187,12 +238,109 @@ http_request_client_cert(struct http_request *req, struct x509_peer **ret)
 	return x509_peer_new(ret, ders, lens, n);
 }
 
+/* ---- what a request carries ---- */
+
+/*
+ * Whether the raw request target @uri (before libmicrohttpd decodes it) decodes to bytes a
+ * path segment or a query argument may hold: every '%' starts a %HH escape; nothing, raw
+ * or decoded, is a control byte (NUL included: libmicrohttpd's strings end there, so
+ * /v1/devices/1%00x would be routed as /v1/devices/1) or DEL; and in the path no escape
+ * decodes to '/' (it would move segment boundaries: /v1/tenants/a%2Fb is not a tenant).
+ */
+static bool
+uri_acceptable(const char *uri)
+{
+	bool query = false;
+
+	if (uri == NULL)
+		return false;
+	for (const char *p = uri; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '?')
+			query = true;
+		if (c == '%') {
+			char hex[3] = { p[1], 0, 0 };
+
+			/* isxdigit(p[1]) first: p[2] may be past the end otherwise */
+			if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
+				return false;
+			hex[1] = p[2];
+			c = (unsigned char)strtoul(hex, NULL, 16);
+			p += 2;
+			if (c == '/' && !query)
+				return false;
+		}
+		if (c < 0x20 || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/* "application/json" in any case, optionally with parameters ("; charset=utf-8"). */
+static bool
+media_type_is_json(const char *ct)
+{
+	static const char json[] = "application/json";
+
+	ct += strspn(ct, " \t");
+	if (strncasecmp(ct, json, sizeof(json) - 1) != 0)
+		return false;
+	ct += sizeof(json) - 1;
+	ct += strspn(ct, " \t");
+	return *ct == '\0' || *ct == ';';
+}
+
+static enum MHD_Result
+count_content_type(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	unsigned int *n = cls;
+
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_TYPE) == 0)
+		(*n)++;
+	return MHD_YES;
+}
+
+/* How many Content-Type headers came along (two are as bad as a wrong one). */
+static unsigned int
+content_types(const struct http_request *req)
+{
+	unsigned int n = 0;
+
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_content_type, &n);
+	return n;
+}
+
+/* Exactly one Content-Type, and it is JSON. */
+static bool
+request_is_json(const struct http_request *req)
+{
+	const char *ct = http_request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+
+	return ct != NULL && content_types(req) == 1 && media_type_is_json(ct);
+}
+
+/* Whether the headers announce a body (a length above zero, or chunks). */
+static bool
+request_has_body(const struct http_request *req)
+{
+	const char *cl = http_request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	if (http_request_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL)
+		return true;
+	return cl != NULL && cl[strspn(cl, "0")] != '\0';
+}
+
 int
 http_request_json(struct http_request *req, json_t **ret_body)
 {
 	json_error_t jerr;
 	json_t *j;
 
+	/* Also without a body: an endpoint that takes JSON is only ever sent JSON. */
+	if (!request_is_json(req))
+		return http_error(req, -EMEDIUMTYPE, "unsupported_media_type",
+			"the body must be sent as Content-Type: application/json");
 	if (req->body == NULL || req->body_len == 0)
 		return http_error(req, -EBADMSG, "invalid_body", "a JSON object body is required");
 	j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
@@ -310,20 +458,58 @@ http_request_set_stream(struct http_request *req, const struct http_stream *st)
 
 struct stream_ctx {
 	struct http_stream st;
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	struct stream_ctx *next_parked;
 };
 
+/*
+ * libmicrohttpd's content reader. When the stream has nothing to send, the connection is
+ * suspended (the pool thread goes on with other connections; returning 0 without
+ * suspending would have libmicrohttpd call again at once, a busy loop) and parked; the
+ * housekeeping thread resumes it at its next tick or as soon as cfg.stream_wait says
+ * something happened. MHD_suspend_connection() may only be called from here or the
+ * access handler; MHD_resume_connection() from any thread.
+ */
 static ssize_t
 stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct stream_ctx *sc = cls;
+	struct http_server *srv = sc->srv;
 	ssize_t n;
 
 	n = sc->st.read(sc->st.cls, pos, buf, max);
 	if (n == HTTP_STREAM_END)
 		return MHD_CONTENT_READER_END_OF_STREAM;
-	if (n < 0 || n == 0)
+	if (n < 0)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
-	return n;
+	if (n > 0)
+		return n;
+	pthread_mutex_lock(&srv->park_lock);
+	if (srv->stopping) {
+		/* Nothing would resume it: MHD_stop_daemon() must find no suspended connection. */
+		pthread_mutex_unlock(&srv->park_lock);
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	sc->next_parked = srv->parked;
+	srv->parked = sc;
+	MHD_suspend_connection(sc->conn);
+	pthread_cond_signal(&srv->park_cond);
+	pthread_mutex_unlock(&srv->park_lock);
+	return 0;
+}
+
+/* Resume every parked stream; the caller holds park_lock. */
+static void
+unpark_all(struct http_server *srv)
+{
+	struct stream_ctx *sc;
+
+	while ((sc = srv->parked) != NULL) {
+		srv->parked = sc->next_parked;
+		sc->next_parked = NULL;
+		MHD_resume_connection(sc->conn);
+	}
 }
 
 static void
@@ -331,6 +517,7 @@ stream_free(void *cls)
 {
 	struct stream_ctx *sc = cls;
 
+	/* Never parked here: a suspended connection is not closed until it is resumed. */
 	if (sc->st.done != NULL)
 		sc->st.done(sc->st.cls);
 	free(sc);
@@ -341,7 +528,7 @@ stream_free(void *cls)
  * MHD_NO is returned (the connection is dropped).
  */
 static enum MHD_Result
-send_stream(struct MHD_Connection *conn, const struct http_stream *st)
+send_stream(struct http_server *srv, struct MHD_Connection *conn, const struct http_stream *st)
 {
 	struct MHD_Response *resp;
 	struct stream_ctx *sc;
@@ -354,6 +541,8 @@ send_stream(struct MHD_Connection *conn, const struct http_stream *st)
 		return MHD_NO;
 	}
 	sc->st = *st;
+	sc->srv = srv;
+	sc->conn = conn;
 	/* Small blocks: an event goes out as soon as it is read, not when a buffer fills. */
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, stream_read, sc,
 		stream_free);
@@ -396,6 +585,156 @@ authenticate(struct http_request *req)
 	return 0;
 }
 
+/* ---- header deadlines ---- */
+
+static void
+timespec_add_ms(struct timespec *ts, long ms)
+{
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static bool
+timespec_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Put @hc on the due list with a deadline header_timeout from now. */
+static void
+conn_arm(struct http_conn *hc)
+{
+	struct http_server *srv = hc->srv;
+
+	pthread_mutex_lock(&srv->conn_lock);
+	clock_gettime(CLOCK_MONOTONIC, &hc->deadline);
+	timespec_add_ms(&hc->deadline, (long)srv->cfg.header_timeout * 1000);
+	if (!hc->listed) {
+		hc->prev = NULL;
+		hc->next = srv->due;
+		if (srv->due != NULL)
+			srv->due->prev = hc;
+		srv->due = hc;
+		hc->listed = true;
+	}
+	pthread_mutex_unlock(&srv->conn_lock);
+}
+
+/* Take @hc off the due list; the caller holds conn_lock. */
+static void
+conn_unlist(struct http_conn *hc)
+{
+	struct http_server *srv = hc->srv;
+
+	if (!hc->listed)
+		return;
+	if (hc->prev != NULL)
+		hc->prev->next = hc->next;
+	else
+		srv->due = hc->next;
+	if (hc->next != NULL)
+		hc->next->prev = hc->prev;
+	hc->prev = hc->next = NULL;
+	hc->listed = false;
+}
+
+static void
+conn_disarm(struct http_conn *hc)
+{
+	pthread_mutex_lock(&hc->srv->conn_lock);
+	conn_unlist(hc);
+	pthread_mutex_unlock(&hc->srv->conn_lock);
+}
+
+/*
+ * Shut down the connections whose request headers are overdue. shutdown(), not close():
+ * the descriptor stays libmicrohttpd's, which sees the end of the stream and closes the
+ * connection itself. It is still this connection's descriptor: libmicrohttpd tells us a
+ * connection closed (on_connection, which takes conn_lock) before it closes the socket.
+ */
+static void
+reap_overdue(struct http_server *srv)
+{
+	struct http_conn *hc, *next;
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&srv->conn_lock);
+	for (hc = srv->due; hc != NULL; hc = next) {
+		next = hc->next;
+		if (!timespec_before(&hc->deadline, &now))
+			continue;
+		(void)shutdown(hc->fd, SHUT_RDWR);
+		conn_unlist(hc);
+	}
+	pthread_mutex_unlock(&srv->conn_lock);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+	enum MHD_ConnectionNotificationCode toe)
+{
+	struct http_server *srv = cls;
+	const union MHD_ConnectionInfo *ci;
+	struct http_conn *hc = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (hc != NULL) {
+			conn_disarm(hc);
+			free(hc);
+			*socket_context = NULL;
+		}
+		return;
+	}
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	hc = calloc(1, sizeof(*hc));
+	if (hc == NULL || ci == NULL) {
+		/* no deadline then, only the idle timeout */
+		free(hc);
+		return;
+	}
+	hc->srv = srv;
+	hc->fd = ci->connect_fd;
+	*socket_context = hc;
+	conn_arm(hc);
+}
+
+/*
+ * The housekeeping thread: resumes parked streams (at every tick, so they can send
+ * keepalives and notice shutdown, and as soon as cfg.stream_wait reports news) and
+ * enforces the header deadline.
+ */
+static void *
+keeper_main(void *arg)
+{
+	struct http_server *srv = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&srv->park_lock);
+	while (!srv->stopping) {
+		if (srv->parked != NULL && srv->cfg.stream_wait != NULL) {
+			pthread_mutex_unlock(&srv->park_lock);
+			(void)srv->cfg.stream_wait(srv->cfg.ctx, &srv->wait_cursor, HTTP_TICK_MS);
+			pthread_mutex_lock(&srv->park_lock);
+		} else {
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			timespec_add_ms(&until, HTTP_TICK_MS);
+			(void)pthread_cond_timedwait(&srv->park_cond, &srv->park_lock, &until);
+		}
+		unpark_all(srv);
+		pthread_mutex_unlock(&srv->park_lock);
+		reap_overdue(srv);
+		pthread_mutex_lock(&srv->park_lock);
+	}
+	unpark_all(srv);
+	pthread_mutex_unlock(&srv->park_lock);
+	return NULL;
+}
+
 /* ---- the request state machine ---- */
 
 static double
@@ -407,51 +746,96 @@ elapsed(const struct timespec *since)
 	return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
 }
 
-static enum MHD_Result
-dispatch(struct http_request *req)
+/*
+ * Judge a request on its request line and headers, before its body is read: 0 to serve
+ * it, or the HTTP status of the refusal (recorded with http_error; the body is then
+ * read and dropped, so the client still gets the answer).
+ */
+static unsigned int
+admit(struct http_request *req)
 {
 	const struct http_config *cfg = &req->srv->cfg;
-	const struct http_route *route = NULL;
+	const char *m = req->method;
 	bool path_known = false;
-	json_t *body = NULL;
-	unsigned int status;
-	enum MHD_Result mr;
 	int r;
 
-	if (req->too_large) {
-		status = MHD_HTTP_CONTENT_TOO_LARGE;
-		mr = send_error(req->conn, status, "body_too_large",
-			"the request body exceeds the server's limit");
-		goto out;
+	if (req->bad_uri) {
+		http_error(req, -EINVAL, "invalid_path",
+			"the URL holds a malformed escape or one that decodes to a control "
+			"character, a NUL or (in the path) a '/'");
+		return MHD_HTTP_BAD_REQUEST;
 	}
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		if (!route_match(req, cfg->routes[i].pattern, req->path))
 			continue;
 		path_known = true;
-		if (strcmp(cfg->routes[i].method, req->method) == 0) {
-			route = &cfg->routes[i];
+		if (strcmp(cfg->routes[i].method, m) == 0) {
+			req->route = &cfg->routes[i];
 			break;
 		}
 	}
-	if (route == NULL) {
-		status = path_known ? MHD_HTTP_METHOD_NOT_ALLOWED : MHD_HTTP_NOT_FOUND;
-		mr = send_error(req->conn, status, path_known ? "method_not_allowed" : "not_found",
-			path_known ? "this method is not allowed on this path" : "no such endpoint");
-		goto out;
+	if (req->route == NULL) {
+		request_clear_params(req);
+		if (path_known) {
+			http_error(req, -EOPNOTSUPP, "method_not_allowed",
+				"this method is not allowed on this path");
+			return MHD_HTTP_METHOD_NOT_ALLOWED;
+		}
+		http_error(req, -ENOENT, "not_found", "no such endpoint");
+		return MHD_HTTP_NOT_FOUND;
 	}
-	req->route = route;
 
 	r = authenticate(req);
 	if (r < 0)
-		goto fail;
+		return http_status_of(r);
 	/* HTTP_AUTH_NONE routes are open to everyone, whatever token comes along. */
-	if (!(route->auth & HTTP_AUTH_NONE) && !(route->auth & req->role)) {
+	if (!(req->route->auth & HTTP_AUTH_NONE) && !(req->route->auth & req->role)) {
 		if (req->role == HTTP_AUTH_NONE)
 			r = http_error(req, -EACCES, "unauthorized", "a bearer token is required");
 		else
 			r = http_error(req, -EPERM, "forbidden",
 				"this token may not call this endpoint");
-		goto fail;
+		return http_status_of(r);
+	}
+
+	/*
+	 * The API speaks JSON only. A body must say so; a POST, PUT or PATCH that names a
+	 * type must name JSON (no body: revoke and reinstate are plain `curl -X POST`), and
+	 * an endpoint that takes a body insists in http_request_json(). A browser's form
+	 * or text/plain POST (no preflight) is refused here, before anything changes.
+	 */
+	if ((request_has_body(req) ||
+		    ((strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+			     strcmp(m, "PATCH") == 0) &&
+			    content_types(req) > 0)) &&
+	    !request_is_json(req)) {
+		http_error(req, -EMEDIUMTYPE, "unsupported_media_type",
+			"the body must be sent as Content-Type: application/json");
+		return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+	}
+	return 0;
+}
+
+static enum MHD_Result
+dispatch(struct http_request *req)
+{
+	const struct http_config *cfg = &req->srv->cfg;
+	const struct http_route *route = req->route;
+	json_t *body = NULL;
+	unsigned int status;
+	enum MHD_Result mr;
+	int r;
+
+	if (req->too_large && !req->bad_uri) {
+		status = MHD_HTTP_CONTENT_TOO_LARGE;
+		mr = send_error(req->conn, status, "body_too_large",
+			"the request body exceeds the server's limit");
+		goto out;
+	}
+	if (req->refused != 0) {
+		status = req->refused;
+		mr = send_error(req->conn, status, req->err_code, req->err_msg);
+		goto out;
 	}
 
 	if (route->text_handler != NULL) {
@@ -468,7 +852,7 @@ dispatch(struct http_request *req)
 				goto fail;
 			}
 			status = MHD_HTTP_OK;
-			mr = send_stream(req->conn, &req->stream);
+			mr = send_stream(req->srv, req->conn, &req->stream);
 			goto out;
 		}
 		if (r < 0)
@@ -500,6 +884,29 @@ out:
 	return mr;
 }
 
+/*
+ * libmicrohttpd's URI log callback: called once per request with the request target as
+ * the client sent it, before it is split and percent-decoded; what it returns becomes the
+ * request's context (*con_cls). The only place that sees the target undecoded.
+ */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct http_request *req;
+
+	req = calloc(1, sizeof(*req));
+	if (req == NULL)
+		return NULL;
+	req->srv = cls;
+	req->conn = conn;
+	req->bad_uri = !uri_acceptable(uri);
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	req->hc = ci != NULL ? ci->socket_context : NULL;
+	clock_gettime(CLOCK_MONOTONIC, &req->started);
+	return req;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 	const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -507,31 +914,34 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	struct http_server *srv = cls;
 	struct http_request *req = *con_cls;
 
-	if (req == NULL) {
-		req = calloc(1, sizeof(*req));
-		if (req == NULL)
-			return MHD_NO;
-		req->srv = srv;
-		req->conn = conn;
+	if (req == NULL)
+		return MHD_NO; /* on_uri found no memory */
+	if (!req->admitted) {
+		/* The headers are in: the header deadline is met, the idle timeout grows. */
+		req->admitted = true;
+		if (req->hc != NULL)
+			conn_disarm(req->hc);
+		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+			srv->cfg.conn_timeout);
 		req->method = method;
 		req->path = strdup(url);
-		clock_gettime(CLOCK_MONOTONIC, &req->started);
-		if (req->path == NULL) {
-			free(req);
+		if (req->path == NULL)
 			return MHD_NO;
-		}
-		*con_cls = req;
+		req->refused = admit(req);
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
-		/* Keep reading an oversized body (so the client gets our answer), store none. */
-		if (!req->too_large && req->body_len + *upload_data_size > srv->cfg.max_body) {
+		/* Keep reading an oversized or refused body (so the client gets our answer). */
+		req->received += *upload_data_size;
+		if (!req->too_large && req->received > srv->cfg.max_body) {
 			req->too_large = true;
+			if (req->body != NULL)
+				OPENSSL_cleanse(req->body, req->body_len);
 			free(req->body);
 			req->body = NULL;
 			req->body_len = 0;
 		}
-		if (!req->too_large) {
+		if (!req->too_large && req->refused == 0) {
 			char *nb = realloc(req->body, req->body_len + *upload_data_size + 1);
 
 			if (nb == NULL)
@@ -555,6 +965,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (req == NULL)
 		return;
+	/* A kept-alive connection owes the next request's headers within the deadline. */
+	if (req->hc != NULL && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		conn_arm(req->hc);
 	request_clear_params(req);
 	/* Bodies carry enrollment tokens and secrets from devices. */
 	if (req->body != NULL)
@@ -640,46 +1053,77 @@ listen_tcp(const char *addr, uint16_t port, uint16_t *ret_port)
  * asks every client for a certificate (GNUTLS_CERT_REQUEST, not REQUIRE: token and TPM
  * clients go on without one) and names the trusted CAs in its request; GnuTLS does not
  * verify the chain, the handler does (x509.c) against the CAs current at that moment.
+ *
+ * epoll in a pool of cfg.threads threads: a connection costs a socket and its memory pool,
+ * not a thread. A handler that blocks (a durable LMDB commit, a WireGuard change: a few
+ * milliseconds) holds up the other connections of its pool thread for that long. The
+ * connection timeout given here is the short one (header_timeout) that applies until the
+ * headers are in; on_request raises it to conn_timeout for the rest of the request.
  */
 static struct MHD_Daemon *
 start_mhd(struct http_server *srv, const char *trust)
 {
 	const struct http_config *cfg = &srv->cfg;
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-		MHD_USE_ERROR_LOG | MHD_USE_ITC;
+	unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+		MHD_ALLOW_SUSPEND_RESUME;
 	bool tls = cfg->tls_cert_pem != NULL;
 
 	if (tls)
 		flags |= MHD_USE_TLS;
 	if (!tls || trust == NULL || trust[0] == '\0')
 		trust = NULL;
-	/*
-	 * Thread per connection: handlers may block on a durable LMDB commit or a WireGuard
-	 * change; the connection limit bounds the threads.
-	 */
 	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 		MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
+		MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->header_timeout,
 		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cfg->tls_cert_pem,
 		MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key_pem,
 		trust ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, trust,
 		MHD_OPTION_END);
 }
 
+static void
+server_free(struct http_server *srv)
+{
+	if (srv->unix_path != NULL)
+		unlink(srv->unix_path);
+	free(srv->unix_path);
+	free(srv->trust_pem);
+	pthread_mutex_destroy(&srv->lock);
+	pthread_mutex_destroy(&srv->park_lock);
+	pthread_cond_destroy(&srv->park_cond);
+	pthread_mutex_destroy(&srv->conn_lock);
+	free(srv);
+}
+
 int
 http_server_start(struct http_server **ret, const struct http_config *cfg)
 {
 	struct http_server *srv;
+	pthread_condattr_t ca;
 	int r;
 
 	srv = calloc(1, sizeof(*srv));
 	if (srv == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&srv->lock, NULL);
+	pthread_mutex_init(&srv->park_lock, NULL);
+	pthread_mutex_init(&srv->conn_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv->park_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	srv->cfg = *cfg;
+	if (srv->cfg.threads == 0)
+		srv->cfg.threads = 1;
+	if (srv->cfg.header_timeout == 0)
+		srv->cfg.header_timeout = srv->cfg.conn_timeout;
 	srv->listen_fd = -1;
 	if (cfg->tls_trust_pem != NULL && cfg->tls_trust_pem[0] != '\0') {
 		srv->trust_pem = strdup(cfg->tls_trust_pem);
@@ -705,6 +1149,10 @@ http_server_start(struct http_server **ret, const struct http_config *cfg)
 		srv->listen_fd = -1;
 		goto err;
 	}
+	r = -pthread_create(&srv->keeper, NULL, keeper_main, srv);
+	if (r < 0)
+		goto err;
+	srv->keeper_started = true;
 	srv->mhd = start_mhd(srv, srv->trust_pem);
 	if (srv->mhd == NULL) {
 		r = -EIO;
@@ -713,14 +1161,16 @@ http_server_start(struct http_server **ret, const struct http_config *cfg)
 	*ret = srv;
 	return 0;
 err:
+	if (srv->keeper_started) {
+		pthread_mutex_lock(&srv->park_lock);
+		srv->stopping = true;
+		pthread_cond_signal(&srv->park_cond);
+		pthread_mutex_unlock(&srv->park_lock);
+		pthread_join(srv->keeper, NULL);
+	}
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
-	if (srv->unix_path != NULL)
-		unlink(srv->unix_path);
-	free(srv->unix_path);
-	free(srv->trust_pem);
-	pthread_mutex_destroy(&srv->lock);
-	free(srv);
+	server_free(srv);
 	return r;
 }
 
@@ -802,6 +1252,19 @@ http_server_stop(struct http_server *srv)
 {
 	if (srv == NULL)
 		return;
+	/*
+	 * Streams first: no stream parks any more, every parked one is resumed (and ends);
+	 * libmicrohttpd must not be stopped with a connection suspended.
+	 */
+	pthread_mutex_lock(&srv->park_lock);
+	srv->stopping = true;
+	unpark_all(srv);
+	pthread_cond_signal(&srv->park_cond);
+	pthread_mutex_unlock(&srv->park_lock);
+	if (srv->keeper_started)
+		pthread_join(srv->keeper, NULL);
+	srv->keeper_started = false;
+
 	pthread_mutex_lock(&srv->lock);
 	for (unsigned int i = 0; i < HTTP_RETIRED_MAX; i++)
 		if (srv->retired[i] != NULL)
@@ -812,12 +1275,7 @@ http_server_stop(struct http_server *srv)
 	else if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
 	pthread_mutex_unlock(&srv->lock);
-	if (srv->unix_path != NULL)
-		unlink(srv->unix_path);
-	free(srv->unix_path);
-	free(srv->trust_pem);
-	pthread_mutex_destroy(&srv->lock);
-	free(srv);
+	server_free(srv);
 }
 
 uint16_t
