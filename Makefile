@@ -160,6 +160,29 @@ $(B)/tests/bench/enroll_bench: $(B)/obj/tests/bench/enroll_bench.o \
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS_ALL) $(PKG_LIBS) -lpthread
 
+# enrollctl, the operator's CLI: enrollctl/main.c is the program, the rest its library
+# (its unit tests link that and libcommon only). Installed with its bash completion.
+ENROLLCTL_SRCS := $(filter-out enrollctl/main.c,$(sort $(wildcard enrollctl/*.c)))
+LIBENROLLCTL := $(B)/libenrollctl.a
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+all: $(B)/enrollctl
+$(LIBENROLLCTL): $(call obj,$(ENROLLCTL_SRCS))
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/enrollctl: $(B)/obj/enrollctl/main.o $(LIBENROLLCTL) $(LIBCOMMON)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBENROLLCTL) $(LIBCOMMON) $(PKG_LIBS)
+$(B)/tests/unit/test_enrollctl_%: $(B)/obj/tests/unit/test_enrollctl_%.o $(LIBENROLLCTL) $(LIBCOMMON)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBENROLLCTL) $(LIBCOMMON) $(PKG_LIBS) $(CMOCKA_LIBS)
+.PHONY: install-enrollctl
+install: install-enrollctl
+install-enrollctl: $(B)/enrollctl
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(COMPLETIONDIR)
+	install -m 0755 $(B)/enrollctl $(DESTDIR)$(BINDIR)
+	install -m 0644 enrollctl/enrollctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/enrollctl
+
 # Fuzz targets: every library source compiled again with clang and the fuzzer's
 # instrumentation, into build/fuzz (independent of SANITIZE).
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
