@@ -223,13 +223,15 @@ bench: all
 	$(Q)B=$(B) ./tests/bench/run.sh
 
 # Daemons in SBINDIR; example configs, the gateway's WAN ruleset and the factory X.509
-# tool in DATADIR (configs go to /etc by the operator, see docs/operations.md); units.
+# tool in DATADIR (configs go to /etc by the operator, see docs/operations.md); units, with
+# their ExecStart paths pointing at SBINDIR.
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(UNITDIR)
 	$(if $(DAEMONS),install -m 0755 $(DAEMONS) $(DESTDIR)$(SBINDIR))
 	install -m 0644 etc/*.conf.example edge-keyd/wan-firewall.nft $(DESTDIR)$(DATADIR)
 	$(if $(wildcard scripts/factory-x509.sh),install -m 0755 scripts/factory-x509.sh $(DESTDIR)$(DATADIR))
-	$(if $(wildcard etc/*.service),install -m 0644 $(wildcard etc/*.service) $(DESTDIR)$(UNITDIR))
+	$(Q)for u in $(wildcard etc/*.service); do sed 's|/usr/local/sbin/|$(SBINDIR)/|g' $$u \
+		>$(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; done
 	install -m 0644 etc/prometheus/enrolld-alerts.yml docs/grafana/enrolld-dashboard.json $(DESTDIR)$(DATADIR)
 	$(Q)for p in $(MAN_PAGES); do s=$${p##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && \
 		install -m 0644 $$p $(DESTDIR)$(MANDIR)/man$$s/ || exit 1; done
