@@ -40,22 +40,21 @@ static int
 devices_fetch(struct ctl *ctl, const struct ctl_args *a, json_t **ret)
 {
 	json_t *all = json_array(), *page = NULL, *next = NULL;
-	char q[1024], cursor[32] = "", n[32];
+	char q[1024], path[1100], cursor[32] = "", n[32];
 	long left = (a->given & CTL_O_LIMIT) ? a->limit : -1;
+	long per = (a->given & CTL_O_PAGE_SIZE) ? a->page_size : PAGE_MAX;
 	int r = -ENOMEM;
 
 	if (all == NULL)
 		return -ENOMEM;
 	for (;;) {
 		q[0] = '\0';
-		snprintf(n, sizeof(n), "%ld", left < 0 || left > PAGE_MAX ? PAGE_MAX : left);
+		snprintf(n, sizeof(n), "%ld", left < 0 || left > per ? per : left);
 		if ((a->tenant && (r = query_add(q, sizeof(q), "tenant", a->tenant)) < 0) ||
 		    (a->state && (r = query_add(q, sizeof(q), "state", a->state)) < 0) ||
 		    (cursor[0] && (r = query_add(q, sizeof(q), "cursor", cursor)) < 0) ||
 		    (r = query_add(q, sizeof(q), "limit", n)) < 0)
 			goto out;
-		char path[1100];
-
 		snprintf(path, sizeof(path), "/v1/devices%s", q);
 		r = ctl_call(ctl, "GET", path, NULL, &page);
 		if (r < 0)
@@ -318,9 +317,11 @@ events(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
 }
 
 const struct ctl_cmd ctl_device_cmds[] = {
-	{ "devices", "list", CTL_O_TENANT | CTL_O_STATE | CTL_O_LIMIT, 0, 0,
-		"list [--tenant T] [--state active|revoked|up|down|never] [--limit N]",
-		"the fleet table (every page, or the first N devices)", devices_list, NULL },
+	{ "devices", "list", CTL_O_TENANT | CTL_O_STATE | CTL_O_LIMIT | CTL_O_PAGE_SIZE, 0, 0,
+		"list [--tenant T] [--state active|revoked|up|down|never] [--limit N]\n"
+		"    [--page-size N]",
+		"the fleet table: every page (N devices a request, default 1000), or the first N",
+		devices_list, NULL },
 	{ "devices", "show", 0, 1, 1, "show ID", "one device", device_one, "" },
 	{ "devices", "revoke", 0, 1, 1, "revoke ID", "remove it from its tenant's interface now",
 		device_one, "/revoke" },

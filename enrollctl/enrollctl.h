@@ -60,6 +60,7 @@ enum ctl_opt {
 	CTL_O_ADDRESS6 = 1u << 17,
 	CTL_O_PCR = 1u << 18,
 	CTL_O_REQUIRE_TPM = 1u << 19,
+	CTL_O_PAGE_SIZE = 1u << 20,
 };
 
 #define CTL_MAX_PCRS 24
@@ -69,7 +70,7 @@ struct ctl_args {
 	const char *tenant, *state, *label, *ek_id, *ek_public_file;
 	const char *prefix, *prefix6, *interface, *endpoint, *address, *address6;
 	const char *require_tpm;
-	long limit, uses, expires_in, listen_port, keepalive;
+	long limit, page_size, uses, expires_in, listen_port, keepalive;
 	unsigned long long after;
 	const char *pcr[CTL_MAX_PCRS]; /* "INDEX=HEX" */
 	size_t n_pcr;

@@ -42,6 +42,7 @@ enum {
 	OPT_ADDRESS6,
 	OPT_PCR,
 	OPT_REQUIRE_TPM,
+	OPT_PAGE_SIZE,
 	OPT_END,
 };
 
@@ -72,6 +73,7 @@ static const struct option long_opts[] = {
 	{ "address6", required_argument, NULL, OPT_ADDRESS6 },
 	{ "pcr", required_argument, NULL, OPT_PCR },
 	{ "require-tpm", required_argument, NULL, OPT_REQUIRE_TPM },
+	{ "page-size", required_argument, NULL, OPT_PAGE_SIZE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -191,6 +193,7 @@ set_cmd_opt(struct ctl_args *a, int opt, const char *arg)
 		a->pcr[a->n_pcr++] = arg;
 		break;
 	case OPT_REQUIRE_TPM: a->require_tpm = arg; break;
+	case OPT_PAGE_SIZE: r = parse_long("page-size", arg, 1, 1000, &a->page_size); break;
 	}
 	return r;
 }
