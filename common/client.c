@@ -18,7 +18,31 @@ struct response {
 	CURL *curl;
 	const struct client_opts *opts;
 	int sink_err; /* what opts->on_data returned when it stopped the transfer */
+	curl_off_t last; /* when data last arrived, in µs since the transfer began */
+	bool idle; /* stopped by opts->idle_sec */
 };
+
+static curl_off_t
+elapsed_us(CURL *curl)
+{
+	curl_off_t t = 0;
+
+	curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME_T, &t);
+	return t;
+}
+
+/* libcurl calls this about once a second even when nothing arrives: the idle clock. */
+static int
+on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	curl_off_t ulnow)
+{
+	struct response *r = userdata;
+
+	if (elapsed_us(r->curl) - r->last < (curl_off_t)r->opts->idle_sec * 1000000)
+		return 0;
+	r->idle = true;
+	return 1; /* aborts the transfer */
+}
 
 static size_t
 on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -28,6 +52,7 @@ on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	long status = 0;
 	char *nb;
 
+	r->last = elapsed_us(r->curl);
 	if (r->opts->on_data != NULL) {
 		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
 		if (status >= 200 && status < 300) {
@@ -137,9 +162,9 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT,
 		opts->timeout_sec > 0 ? opts->timeout_sec : opts->timeout_sec < 0 ? 0L : 30L);
 	if (opts->idle_sec > 0) {
-		/* less than a byte a second for idle_sec seconds: the peer is gone (or idle) */
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, opts->idle_sec);
+		curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &resp);
+		curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
 	}
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -164,9 +189,10 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 			snprintf(errbuf, errlen, "%s: stopped by the reader", url);
 			goto out;
 		}
-		r = resp.too_large ? -EMSGSIZE : curl_to_errno(c);
+		r = resp.too_large ? -EMSGSIZE : resp.idle ? -ETIMEDOUT : curl_to_errno(c);
 		snprintf(errbuf, errlen, "%s: %s", url,
 			resp.too_large ? "response too large" :
+			resp.idle ? "nothing arrived for too long" :
 			curl_err[0] ? curl_err : curl_easy_strerror(c));
 		goto out;
 	}

@@ -134,7 +134,9 @@ table_print(const struct table *t, FILE *f)
 
 			if (fputs(cell, f) == EOF)
 				goto out;
-			if (c + 1 == t->ncols)
+			/* no padding after the last cell, nor before an empty last one */
+			if (c + 1 == t->ncols ||
+			    (c + 2 == t->ncols && t->cells[row * t->ncols + c + 1][0] == '\0'))
 				break;
 			/* pad to the column, then the two spaces between columns */
 			if (fprintf(f, "%*s", (int)(w[c] - text_width(cell) + 2), "") < 0)
