@@ -17,6 +17,8 @@ PKGS=(
 	scdoc prometheus
 	# kernel test of the generic-netlink backend
 	linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
+	# Debian packages (debian/, tests/integration/debian_packages.sh)
+	debhelper lintian fakeroot debootstrap
 )
 
 missing=()
