@@ -19,7 +19,7 @@ ctl_escape(const char *s, char *buf, size_t len)
 	for (; *s != '\0'; s++) {
 		unsigned char c = (unsigned char)*s;
 		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~';
+			     (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~';
 
 		if (o + (plain ? 1 : 3) >= len)
 			return -ENAMETOOLONG;
@@ -48,8 +48,7 @@ ctl_print_json(struct ctl *ctl, const json_t *j)
 
 /* The server said no: its code and message on stderr (and its JSON with --json). */
 static void
-print_refusal(struct ctl *ctl, const char *method, const char *path, long status,
-	const json_t *j)
+print_refusal(struct ctl *ctl, const char *method, const char *path, long status, const json_t *j)
 {
 	const json_t *err = json_object_get(j, "error");
 	const char *code = json_string_value(json_object_get(err, "code"));
@@ -81,7 +80,7 @@ ctl_call(struct ctl *ctl, const char *method, const char *path, json_t *body, js
 	r = client_request(&ctl->copts, method, url, body, &status, &j, err, sizeof(err));
 	/* a stream its reader ended, or (idle_is_end) that went quiet: its end */
 	if (r < 0 && ctl->copts.on_data != NULL && status >= 200 && status < 300 &&
-	    (r == -ECANCELED || (r == -ETIMEDOUT && ctl->idle_is_end)))
+		(r == -ECANCELED || (r == -ETIMEDOUT && ctl->idle_is_end)))
 		return 0;
 	if (r < 0) {
 		log_warnx("enrollctl: %s", err[0] ? err : strerror(-r));
@@ -180,7 +179,8 @@ cell(const json_t *obj, const char *key, enum ctl_fmt fmt, char *buf, size_t len
 			return;
 		}
 		t = (time_t)json_integer_value(v);
-		if (localtime_r(&t, &tm) != NULL && strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) > 0)
+		if (localtime_r(&t, &tm) != NULL &&
+			strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) > 0)
 			return;
 	}
 	if (json_is_boolean(v) && fmt == CTL_F_YESNO) {
@@ -227,7 +227,8 @@ ctl_print_list(struct ctl *ctl, const json_t *arr, const struct ctl_col *cols)
 	t = table_new(n, heads);
 	if (t == NULL)
 		return -ENOMEM;
-	json_array_foreach(arr, i, o) {
+	json_array_foreach(arr, i, o)
+	{
 		for (size_t c = 0; c < n; c++)
 			ctl_cell(o, cols[c].key, cols[c].fmt, bufs[c], sizeof(bufs[c]));
 		r = table_add(t, cells);
@@ -251,12 +252,14 @@ ctl_print_object(struct ctl *ctl, const json_t *obj)
 
 	if (t == NULL)
 		return -ENOMEM;
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		/* times readable, the rest as the API has it */
 		bool is_time = json_is_integer(v) &&
-			(strcmp(key, "created") == 0 || strcmp(key, "updated") == 0 ||
-			 strcmp(key, "since") == 0 || strcmp(key, "expires") == 0 ||
-			 strcmp(key, "revoked_at") == 0 || strcmp(key, "last_handshake") == 0);
+			       (strcmp(key, "created") == 0 || strcmp(key, "updated") == 0 ||
+				       strcmp(key, "since") == 0 || strcmp(key, "expires") == 0 ||
+				       strcmp(key, "revoked_at") == 0 ||
+				       strcmp(key, "last_handshake") == 0);
 
 		ctl_cell(obj, key, is_time ? CTL_F_TIME : CTL_F_STR, buf, sizeof(buf));
 		cells[0] = key;

@@ -26,7 +26,7 @@ query_add(char *q, size_t len, const char *name, const char *value)
 	if (r < 0)
 		return r;
 	if (snprintf(q + used, len - used, "%c%s=%s", used ? '&' : '?', name, esc) >=
-	    (int)(len - used))
+		(int)(len - used))
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -51,9 +51,9 @@ devices_fetch(struct ctl *ctl, const struct ctl_args *a, json_t **ret)
 		q[0] = '\0';
 		snprintf(n, sizeof(n), "%ld", left < 0 || left > per ? per : left);
 		if ((a->tenant && (r = query_add(q, sizeof(q), "tenant", a->tenant)) < 0) ||
-		    (a->state && (r = query_add(q, sizeof(q), "state", a->state)) < 0) ||
-		    (cursor[0] && (r = query_add(q, sizeof(q), "cursor", cursor)) < 0) ||
-		    (r = query_add(q, sizeof(q), "limit", n)) < 0)
+			(a->state && (r = query_add(q, sizeof(q), "state", a->state)) < 0) ||
+			(cursor[0] && (r = query_add(q, sizeof(q), "cursor", cursor)) < 0) ||
+			(r = query_add(q, sizeof(q), "limit", n)) < 0)
 			goto out;
 		snprintf(path, sizeof(path), "/v1/devices%s", q);
 		r = ctl_call(ctl, "GET", path, NULL, &page);
@@ -96,7 +96,8 @@ gateway_names(struct ctl *ctl, const json_t *devs)
 
 	if (names == NULL || seen == NULL)
 		goto out;
-	json_array_foreach(devs, i, d) {
+	json_array_foreach(devs, i, d)
+	{
 		const char *t = json_string_value(json_object_get(d, "tenant"));
 		char esc[256], path[512];
 
@@ -108,7 +109,8 @@ gateway_names(struct ctl *ctl, const json_t *devs)
 		snprintf(path, sizeof(path), "/v1/tenants/%s/registrations", esc);
 		if (ctl_call(ctl, "GET", path, NULL, &regs) < 0)
 			continue;
-		json_array_foreach(json_object_get(regs, "registrations"), k, reg) {
+		json_array_foreach(json_object_get(regs, "registrations"), k, reg)
+		{
 			const char *ek = json_string_value(json_object_get(reg, "ek_id"));
 			json_t *label = json_object_get(reg, "label");
 
@@ -126,14 +128,14 @@ static int
 devices_list(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
 {
 	static const struct ctl_col cols[] = {
-		{ "DEVICE", "device_id", CTL_F_STR },
-		{ "GATEWAY", "gateway", CTL_F_STR },
-		{ "TENANT", "tenant", CTL_F_STR },
-		{ "ADDRESS", "address", CTL_F_STR },
-		{ "STATE", "health", CTL_F_STR },
-		{ "LAST HANDSHAKE", "last_handshake", CTL_F_AGO },
-		{ "ATTESTATION", "attestation", CTL_F_STR },
-		{ NULL, NULL, 0 },
+		{"DEVICE", "device_id", CTL_F_STR},
+		{"GATEWAY", "gateway", CTL_F_STR},
+		{"TENANT", "tenant", CTL_F_STR},
+		{"ADDRESS", "address", CTL_F_STR},
+		{"STATE", "health", CTL_F_STR},
+		{"LAST HANDSHAKE", "last_handshake", CTL_F_AGO},
+		{"ATTESTATION", "attestation", CTL_F_STR},
+		{NULL, NULL, 0},
 	};
 	json_t *j = NULL, *names = NULL, *d, *devs;
 	size_t i;
@@ -148,8 +150,10 @@ devices_list(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cm
 	}
 	devs = json_object_get(j, "devices");
 	names = gateway_names(ctl, devs);
-	json_array_foreach(devs, i, d) {
-		json_t *g = json_object_get(names, json_string_value(json_object_get(d, "ek_id")) ?: "");
+	json_array_foreach(devs, i, d)
+	{
+		json_t *g = json_object_get(
+			names, json_string_value(json_object_get(d, "ek_id")) ?: "");
 
 		json_object_set(d, "gateway", g ? g : json_null());
 	}
@@ -283,7 +287,7 @@ sse_feed(const char *buf, size_t len, void *arg)
 static int
 events(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
 {
-	struct sse s = { .ctl = ctl, .follow = (a->given & CTL_O_FOLLOW) != 0 };
+	struct sse s = {.ctl = ctl, .follow = (a->given & CTL_O_FOLLOW) != 0};
 	struct client_opts saved = ctl->copts;
 	char q[512] = "", path[600], n[32];
 	json_t *j = NULL;
@@ -317,18 +321,18 @@ events(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
 }
 
 const struct ctl_cmd ctl_device_cmds[] = {
-	{ "devices", "list", CTL_O_TENANT | CTL_O_STATE | CTL_O_LIMIT | CTL_O_PAGE_SIZE, 0, 0,
+	{"devices", "list", CTL_O_TENANT | CTL_O_STATE | CTL_O_LIMIT | CTL_O_PAGE_SIZE, 0, 0,
 		"list [--tenant T] [--state active|revoked|up|down|never] [--limit N]\n"
 		"    [--page-size N]",
 		"the fleet table: every page (N devices a request, default 1000), or the first N",
-		devices_list, NULL },
-	{ "devices", "show", 0, 1, 1, "show ID", "one device", device_one, "" },
-	{ "devices", "revoke", 0, 1, 1, "revoke ID", "remove it from its tenant's interface now",
-		device_one, "/revoke" },
-	{ "devices", "reinstate", 0, 1, 1, "reinstate ID", "let a revoked device enroll again",
-		device_one, "/reinstate" },
-	{ "events", "", CTL_O_FOLLOW | CTL_O_AFTER | CTL_O_TENANT, 0, 0,
+		devices_list, NULL},
+	{"devices", "show", 0, 1, 1, "show ID", "one device", device_one, ""},
+	{"devices", "revoke", 0, 1, 1, "revoke ID", "remove it from its tenant's interface now",
+		device_one, "/revoke"},
+	{"devices", "reinstate", 0, 1, 1, "reinstate ID", "let a revoked device enroll again",
+		device_one, "/reinstate"},
+	{"events", "", CTL_O_FOLLOW | CTL_O_AFTER | CTL_O_TENANT, 0, 0,
 		"[--follow] [--after N] [--tenant T]",
-		"the event log (up, down, enrolled, revoked...); --follow: live", events, NULL },
-	{ NULL },
+		"the event log (up, down, enrolled, revoked...); --follow: live", events, NULL},
+	{0},
 };

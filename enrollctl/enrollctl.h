@@ -79,9 +79,9 @@ struct ctl_args {
 };
 
 struct ctl {
-	char url[CTL_URL_MAX]; /* base, without a trailing '/' */
+	char url[CTL_URL_MAX];	   /* base, without a trailing '/' */
 	char token[CTL_TOKEN_MAX]; /* wiped at exit */
-	char ca_file[1024]; /* "" = the system's trust store */
+	char ca_file[1024];	   /* "" = the system's trust store */
 	bool json;
 	bool verbose;
 	bool idle_is_end; /* a stream that went idle has ended (events without --follow) */
@@ -91,10 +91,10 @@ struct ctl {
 
 /* ---- setup.c ---- */
 struct ctl_setup_in {
-	const char *url; /* --url */
+	const char *url;	/* --url */
 	const char *token_file; /* --token-file */
-	const char *ca_file; /* --ca */
-	const char *config; /* --config: this file only */
+	const char *ca_file;	/* --ca */
+	const char *config;	/* --config: this file only */
 };
 /* Fill @ctl from flags, then the environment, then the config file. Prints why not. */
 int ctl_setup(struct ctl *ctl, const struct ctl_setup_in *in);
@@ -106,8 +106,9 @@ int ctl_read_secret(const char *path, char *buf, size_t len);
 /*
  * @method @path (relative to the URL, with query) and @body (NULL: none). 0 with the
  * answer's JSON in *ret (caller frees) for 2xx (for a stream, ctl->copts.on_data: 0 when
- * the reader stopped it with -ECANCELED, or it went idle and ctl->idle_is_end); a refusal is printed (and, with --json,
- * its body on stdout) and returns -EREMOTEIO; no answer: printed, -ENOTCONN.
+ * the reader stopped it with -ECANCELED, or it went idle and ctl->idle_is_end); a refusal is
+ * printed (and, with --json, its body on stdout) and returns -EREMOTEIO; no answer: printed,
+ * -ENOTCONN.
  */
 int ctl_call(struct ctl *ctl, const char *method, const char *path, json_t *body, json_t **ret);
 /* Percent-encode @s for a path segment or query value into @buf. -ENAMETOOLONG. */
@@ -122,9 +123,9 @@ int ctl_tenant(struct ctl *ctl, const struct ctl_args *a, const char **ret);
 
 /* How a JSON member becomes a table cell. */
 enum ctl_fmt {
-	CTL_F_STR, /* strings as is, numbers and booleans as JSON, null/absent "-" */
-	CTL_F_TIME, /* Unix seconds as local "YYYY-MM-DD HH:MM:SS", null "-" */
-	CTL_F_AGO, /* Unix seconds as "N s ago" / "N min ago"..., null "-" */
+	CTL_F_STR,   /* strings as is, numbers and booleans as JSON, null/absent "-" */
+	CTL_F_TIME,  /* Unix seconds as local "YYYY-MM-DD HH:MM:SS", null "-" */
+	CTL_F_AGO,   /* Unix seconds as "N s ago" / "N min ago"..., null "-" */
 	CTL_F_YESNO, /* true "yes", false "no" */
 	CTL_F_SHORT, /* a long hex id shortened to 16 characters and "..." */
 };
@@ -160,11 +161,11 @@ int table_print(const struct table *t, FILE *f);
 /* ---- commands (fleet.c, devices.c) ---- */
 struct ctl_cmd {
 	const char *name;
-	const char *verb; /* NULL: the command's default verb ("list") */
-	unsigned int opts; /* CTL_O_* it accepts */
+	const char *verb;     /* NULL: the command's default verb ("list") */
+	unsigned int opts;    /* CTL_O_* it accepts */
 	int min_pos, max_pos; /* positional arguments */
-	const char *usage; /* "<verb> <args>": its line in --help */
-	const char *help; /* one line: what it does */
+	const char *usage;    /* "<verb> <args>": its line in --help */
+	const char *help;     /* one line: what it does */
 	int (*run)(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd);
 	const void *data; /* for run() */
 };

@@ -101,16 +101,16 @@ out:
 /* ---- tenants ---------------------------------------------------------------------------- */
 
 static const struct ctl_col tenant_cols[] = {
-	{ "NAME", "name", CTL_F_STR },
-	{ "PREFIX", "prefix", CTL_F_STR },
-	{ "ADDRESS", "address", CTL_F_STR },
-	{ "INTERFACE", "interface", CTL_F_STR },
-	{ "PORT", "listen_port", CTL_F_STR },
-	{ "ENDPOINT", "endpoint", CTL_F_STR },
-	{ "KEEPALIVE", "keepalive", CTL_F_STR },
-	{ "UP", "interface_up", CTL_F_YESNO },
-	{ "TPM REQUIRED", "require_tpm", CTL_F_YESNO },
-	{ NULL, NULL, 0 },
+	{"NAME", "name", CTL_F_STR},
+	{"PREFIX", "prefix", CTL_F_STR},
+	{"ADDRESS", "address", CTL_F_STR},
+	{"INTERFACE", "interface", CTL_F_STR},
+	{"PORT", "listen_port", CTL_F_STR},
+	{"ENDPOINT", "endpoint", CTL_F_STR},
+	{"KEEPALIVE", "keepalive", CTL_F_STR},
+	{"UP", "interface_up", CTL_F_YESNO},
+	{"TPM REQUIRED", "require_tpm", CTL_F_YESNO},
+	{NULL, NULL, 0},
 };
 
 static int
@@ -164,7 +164,7 @@ tenants_create(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *
 	if (body == NULL)
 		return -ENOMEM;
 	if (!(a->given & CTL_O_PREFIX) || !(a->given & CTL_O_INTERFACE) ||
-	    !(a->given & CTL_O_PORT) || !(a->given & CTL_O_ENDPOINT)) {
+		!(a->given & CTL_O_PORT) || !(a->given & CTL_O_ENDPOINT)) {
 		log_warnx("enrollctl: tenants create needs --prefix, --interface, --listen-port "
 			  "and --endpoint");
 		r = -EINVAL;
@@ -190,7 +190,8 @@ tenants_create(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *
 			json_t *p = pcr_json(a->pcr[i]);
 
 			if (p == NULL) {
-				log_warnx("enrollctl: --pcr '%s': INDEX=SHA256HEX expected", a->pcr[i]);
+				log_warnx("enrollctl: --pcr '%s': INDEX=SHA256HEX expected",
+					a->pcr[i]);
 				r = -EINVAL;
 				goto out;
 			}
@@ -303,13 +304,13 @@ coll_post(struct ctl *ctl, const struct ctl_args *a, const struct coll *c, json_
 }
 
 static const struct ctl_col reg_cols[] = {
-	{ "TENANT", "tenant", CTL_F_STR },
-	{ "EK ID", "ek_id", CTL_F_STR },
-	{ "LABEL", "label", CTL_F_STR },
-	{ "CREATED", "created", CTL_F_TIME },
-	{ NULL, NULL, 0 },
+	{"TENANT", "tenant", CTL_F_STR},
+	{"EK ID", "ek_id", CTL_F_STR},
+	{"LABEL", "label", CTL_F_STR},
+	{"CREATED", "created", CTL_F_TIME},
+	{NULL, NULL, 0},
 };
-static const struct coll registrations = { "registrations", "registrations", reg_cols };
+static const struct coll registrations = {"registrations", "registrations", reg_cols};
 
 static int
 registrations_add(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
@@ -340,16 +341,16 @@ registrations_add(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cm
 }
 
 static const struct ctl_col token_cols[] = {
-	{ "ID", "id", CTL_F_STR },
-	{ "TENANT", "tenant", CTL_F_STR },
-	{ "LABEL", "label", CTL_F_STR },
-	{ "USES LEFT", "uses_left", CTL_F_STR },
-	{ "CREATED", "created", CTL_F_TIME },
-	{ "EXPIRES", "expires", CTL_F_TIME },
-	{ "REVOKED", "revoked", CTL_F_YESNO },
-	{ NULL, NULL, 0 },
+	{"ID", "id", CTL_F_STR},
+	{"TENANT", "tenant", CTL_F_STR},
+	{"LABEL", "label", CTL_F_STR},
+	{"USES LEFT", "uses_left", CTL_F_STR},
+	{"CREATED", "created", CTL_F_TIME},
+	{"EXPIRES", "expires", CTL_F_TIME},
+	{"REVOKED", "revoked", CTL_F_YESNO},
+	{NULL, NULL, 0},
 };
-static const struct coll tokens = { "tokens", "tokens", token_cols };
+static const struct coll tokens = {"tokens", "tokens", token_cols};
 
 static int
 tokens_create(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
@@ -368,14 +369,14 @@ tokens_create(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *c
 }
 
 static const struct ctl_col ca_cols[] = {
-	{ "ID", "id", CTL_F_STR },
-	{ "TENANT", "tenant", CTL_F_STR },
-	{ "SUBJECT", "subject", CTL_F_STR },
-	{ "LABEL", "label", CTL_F_STR },
-	{ "CREATED", "created", CTL_F_TIME },
-	{ NULL, NULL, 0 },
+	{"ID", "id", CTL_F_STR},
+	{"TENANT", "tenant", CTL_F_STR},
+	{"SUBJECT", "subject", CTL_F_STR},
+	{"LABEL", "label", CTL_F_STR},
+	{"CREATED", "created", CTL_F_TIME},
+	{NULL, NULL, 0},
 };
-static const struct coll device_cas = { "device-cas", "device_cas", ca_cols };
+static const struct coll device_cas = {"device-cas", "device_cas", ca_cols};
 
 static int
 device_cas_add(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
@@ -395,13 +396,13 @@ device_cas_add(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *
 }
 
 static const struct ctl_col serial_cols[] = {
-	{ "SERIAL", "serial", CTL_F_STR },
-	{ "TENANT", "tenant", CTL_F_STR },
-	{ "LABEL", "label", CTL_F_STR },
-	{ "CREATED", "created", CTL_F_TIME },
-	{ NULL, NULL, 0 },
+	{"SERIAL", "serial", CTL_F_STR},
+	{"TENANT", "tenant", CTL_F_STR},
+	{"LABEL", "label", CTL_F_STR},
+	{"CREATED", "created", CTL_F_TIME},
+	{NULL, NULL, 0},
 };
-static const struct coll revoked_serials = { "revoked-serials", "revoked_serials", serial_cols };
+static const struct coll revoked_serials = {"revoked-serials", "revoked_serials", serial_cols};
 
 static int
 serials_add(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
@@ -410,49 +411,49 @@ serials_add(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd
 }
 
 const struct ctl_cmd ctl_fleet_cmds[] = {
-	{ "tenants", "list", 0, 0, 0, "list", "the tenants this token sees", tenants_list, NULL },
-	{ "tenants", "show", 0, 1, 1, "show NAME", "one tenant", tenants_show, NULL },
-	{ "tenants", "create",
+	{"tenants", "list", 0, 0, 0, "list", "the tenants this token sees", tenants_list, NULL},
+	{"tenants", "show", 0, 1, 1, "show NAME", "one tenant", tenants_show, NULL},
+	{"tenants", "create",
 		CTL_O_PREFIX | CTL_O_PREFIX6 | CTL_O_INTERFACE | CTL_O_PORT | CTL_O_ENDPOINT |
 			CTL_O_KEEPALIVE | CTL_O_ADDRESS | CTL_O_ADDRESS6 | CTL_O_PCR,
 		1, 1,
 		"create NAME --prefix CIDR --interface IF --listen-port N --endpoint HOST:PORT\n"
 		"    [--prefix6 CIDR] [--address IP] [--address6 IP] [--keepalive S] "
 		"[--pcr INDEX=SHA256]...",
-		"a tenant: its range, WireGuard interface and port (admin)", tenants_create, NULL },
-	{ "tenants", "policy", CTL_O_REQUIRE_TPM, 1, 1, "policy NAME --require-tpm yes|no",
-		"whether the tenant refuses X.509 devices (admin)", tenants_policy, NULL },
+		"a tenant: its range, WireGuard interface and port (admin)", tenants_create, NULL},
+	{"tenants", "policy", CTL_O_REQUIRE_TPM, 1, 1, "policy NAME --require-tpm yes|no",
+		"whether the tenant refuses X.509 devices (admin)", tenants_policy, NULL},
 
-	{ "registrations", "list", CTL_O_TENANT, 0, 0, "list [--tenant T]",
-		"the tenant's factory-registered EKs", coll_list, &registrations },
-	{ "registrations", "add", CTL_O_TENANT | CTL_O_EK_ID | CTL_O_EK_PUBLIC | CTL_O_LABEL, 0, 0,
+	{"registrations", "list", CTL_O_TENANT, 0, 0, "list [--tenant T]",
+		"the tenant's factory-registered EKs", coll_list, &registrations},
+	{"registrations", "add", CTL_O_TENANT | CTL_O_EK_ID | CTL_O_EK_PUBLIC | CTL_O_LABEL, 0, 0,
 		"add [--tenant T] (--ek-id HEX | --ek-public FILE) [--label L]",
-		"register an EK (FILE: its TPM2B_PUBLIC)", registrations_add, &registrations },
-	{ "registrations", "remove", CTL_O_TENANT, 1, 1, "remove [--tenant T] EK_ID",
-		"unregister an EK (enrolled devices stay)", coll_delete, &registrations },
+		"register an EK (FILE: its TPM2B_PUBLIC)", registrations_add, &registrations},
+	{"registrations", "remove", CTL_O_TENANT, 1, 1, "remove [--tenant T] EK_ID",
+		"unregister an EK (enrolled devices stay)", coll_delete, &registrations},
 
-	{ "tokens", "list", CTL_O_TENANT, 0, 0, "list [--tenant T]",
-		"the tenant's enrollment tokens (never their values)", coll_list, &tokens },
-	{ "tokens", "create", CTL_O_TENANT | CTL_O_USES | CTL_O_EXPIRES | CTL_O_LABEL, 0, 0,
+	{"tokens", "list", CTL_O_TENANT, 0, 0, "list [--tenant T]",
+		"the tenant's enrollment tokens (never their values)", coll_list, &tokens},
+	{"tokens", "create", CTL_O_TENANT | CTL_O_USES | CTL_O_EXPIRES | CTL_O_LABEL, 0, 0,
 		"create [--tenant T] [--uses N] [--expires-in SECONDS] [--label L]",
-		"a new token, printed this once", tokens_create, &tokens },
-	{ "tokens", "revoke", CTL_O_TENANT, 1, 1, "revoke [--tenant T] ID", "revoke a token",
-		coll_delete, &tokens },
+		"a new token, printed this once", tokens_create, &tokens},
+	{"tokens", "revoke", CTL_O_TENANT, 1, 1, "revoke [--tenant T] ID", "revoke a token",
+		coll_delete, &tokens},
 
-	{ "device-cas", "list", CTL_O_TENANT, 0, 0, "list [--tenant T]",
-		"the CAs whose device certificates the tenant accepts", coll_list, &device_cas },
-	{ "device-cas", "add", CTL_O_TENANT | CTL_O_LABEL, 1, 1,
+	{"device-cas", "list", CTL_O_TENANT, 0, 0, "list [--tenant T]",
+		"the CAs whose device certificates the tenant accepts", coll_list, &device_cas},
+	{"device-cas", "add", CTL_O_TENANT | CTL_O_LABEL, 1, 1,
 		"add [--tenant T] [--label L] CA.pem", "trust a device CA (admin)", device_cas_add,
-		&device_cas },
-	{ "device-cas", "remove", CTL_O_TENANT, 1, 1, "remove [--tenant T] ID",
-		"stop trusting a device CA (admin)", coll_delete, &device_cas },
+		&device_cas},
+	{"device-cas", "remove", CTL_O_TENANT, 1, 1, "remove [--tenant T] ID",
+		"stop trusting a device CA (admin)", coll_delete, &device_cas},
 
-	{ "revoked-serials", "list", CTL_O_TENANT, 0, 0, "list [--tenant T]",
-		"the tenant's revoked device certificate serials", coll_list, &revoked_serials },
-	{ "revoked-serials", "add", CTL_O_TENANT | CTL_O_LABEL, 1, 1,
-		"add [--tenant T] [--label L] SERIAL", "revoke a device certificate by serial (hex)",
-		serials_add, &revoked_serials },
-	{ "revoked-serials", "remove", CTL_O_TENANT, 1, 1, "remove [--tenant T] SERIAL",
-		"lift a serial's revocation", coll_delete, &revoked_serials },
-	{ NULL },
+	{"revoked-serials", "list", CTL_O_TENANT, 0, 0, "list [--tenant T]",
+		"the tenant's revoked device certificate serials", coll_list, &revoked_serials},
+	{"revoked-serials", "add", CTL_O_TENANT | CTL_O_LABEL, 1, 1,
+		"add [--tenant T] [--label L] SERIAL",
+		"revoke a device certificate by serial (hex)", serials_add, &revoked_serials},
+	{"revoked-serials", "remove", CTL_O_TENANT, 1, 1, "remove [--tenant T] SERIAL",
+		"lift a serial's revocation", coll_delete, &revoked_serials},
+	{0},
 };

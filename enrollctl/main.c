@@ -48,39 +48,39 @@ enum {
 
 /* In OPT_* order (long_opts[opt - OPT_URL] is opt), so CTL_O_* bits follow OPT_FIRST_CMD. */
 static const struct option long_opts[] = {
-	{ "url", required_argument, NULL, OPT_URL },
-	{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
-	{ "ca", required_argument, NULL, OPT_CA },
-	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "json", no_argument, NULL, OPT_JSON },
-	{ "tenant", required_argument, NULL, OPT_TENANT },
-	{ "state", required_argument, NULL, OPT_STATE },
-	{ "limit", required_argument, NULL, OPT_LIMIT },
-	{ "follow", no_argument, NULL, OPT_FOLLOW },
-	{ "after", required_argument, NULL, OPT_AFTER },
-	{ "label", required_argument, NULL, OPT_LABEL },
-	{ "uses", required_argument, NULL, OPT_USES },
-	{ "expires-in", required_argument, NULL, OPT_EXPIRES },
-	{ "ek-id", required_argument, NULL, OPT_EK_ID },
-	{ "ek-public", required_argument, NULL, OPT_EK_PUBLIC },
-	{ "prefix", required_argument, NULL, OPT_PREFIX },
-	{ "prefix6", required_argument, NULL, OPT_PREFIX6 },
-	{ "interface", required_argument, NULL, OPT_INTERFACE },
-	{ "listen-port", required_argument, NULL, OPT_PORT },
-	{ "endpoint", required_argument, NULL, OPT_ENDPOINT },
-	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
-	{ "address", required_argument, NULL, OPT_ADDRESS },
-	{ "address6", required_argument, NULL, OPT_ADDRESS6 },
-	{ "pcr", required_argument, NULL, OPT_PCR },
-	{ "require-tpm", required_argument, NULL, OPT_REQUIRE_TPM },
-	{ "page-size", required_argument, NULL, OPT_PAGE_SIZE },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, 'V' },
-	{ NULL, 0, NULL, 0 },
+	{"url", required_argument, NULL, OPT_URL},
+	{"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+	{"ca", required_argument, NULL, OPT_CA},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"tenant", required_argument, NULL, OPT_TENANT},
+	{"state", required_argument, NULL, OPT_STATE},
+	{"limit", required_argument, NULL, OPT_LIMIT},
+	{"follow", no_argument, NULL, OPT_FOLLOW},
+	{"after", required_argument, NULL, OPT_AFTER},
+	{"label", required_argument, NULL, OPT_LABEL},
+	{"uses", required_argument, NULL, OPT_USES},
+	{"expires-in", required_argument, NULL, OPT_EXPIRES},
+	{"ek-id", required_argument, NULL, OPT_EK_ID},
+	{"ek-public", required_argument, NULL, OPT_EK_PUBLIC},
+	{"prefix", required_argument, NULL, OPT_PREFIX},
+	{"prefix6", required_argument, NULL, OPT_PREFIX6},
+	{"interface", required_argument, NULL, OPT_INTERFACE},
+	{"listen-port", required_argument, NULL, OPT_PORT},
+	{"endpoint", required_argument, NULL, OPT_ENDPOINT},
+	{"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+	{"address", required_argument, NULL, OPT_ADDRESS},
+	{"address6", required_argument, NULL, OPT_ADDRESS6},
+	{"pcr", required_argument, NULL, OPT_PCR},
+	{"require-tpm", required_argument, NULL, OPT_REQUIRE_TPM},
+	{"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0},
 };
 
-static const struct ctl_cmd *const cmd_lists[] = { ctl_fleet_cmds, ctl_device_cmds };
+static const struct ctl_cmd *const cmd_lists[] = {ctl_fleet_cmds, ctl_device_cmds};
 
 static void
 usage(FILE *f)
@@ -102,17 +102,20 @@ usage(FILE *f)
 		"options:\n"
 		"  --url URL          the server (else ENROLLCTL_URL, else the config file)\n"
 		"  --token-file FILE  the bearer token, read from FILE (mode 0600); else\n"
-		"                     ENROLLCTL_TOKEN, else the config file. Never on the command line.\n"
+		"                     ENROLLCTL_TOKEN, else the config file. Never on the command "
+		"line.\n"
 		"  --ca FILE          pin the control plane's CA: only it, not the system store\n"
 		"                     (else ENROLLCTL_CA, else 'ca' in the config file)\n"
 		"  --config FILE      the config file (default ~/.config/enrollctl.conf, then\n"
-		"                     /etc/enrollctl.conf; refused if group or others may read it)\n"
+		"                     /etc/enrollctl.conf; refused if group or others may read "
+		"it)\n"
 		"  --json             the API's JSON, one line per answer (for scripts)\n"
 		"  -v, --verbose      each request and its status on stderr\n"
 		"  -h, --help         this help\n"
 		"  -V, --version      the version\n"
 		"\n"
-		"exit status: 0 done; 1 the server refused (its error code is printed); 2 usage or\n"
+		"exit status: 0 done; 1 the server refused (its error code is printed); 2 usage "
+		"or\n"
 		"local error (options, config file, token file); 3 no usable answer (cannot\n"
 		"connect, TLS verification, timeout, not an enrolld).\n");
 }
@@ -122,7 +125,8 @@ find_cmd(const char *name, const char *verb)
 {
 	for (size_t l = 0; l < sizeof(cmd_lists) / sizeof(cmd_lists[0]); l++)
 		for (const struct ctl_cmd *c = cmd_lists[l]; c->name != NULL; c++)
-			if (strcmp(c->name, name) == 0 && (verb == NULL || strcmp(c->verb, verb) == 0))
+			if (strcmp(c->name, name) == 0 &&
+				(verb == NULL || strcmp(c->verb, verb) == 0))
 				return c;
 	return NULL;
 }
@@ -134,7 +138,8 @@ cmd_usage(FILE *f, const char *name)
 	for (size_t l = 0; l < sizeof(cmd_lists) / sizeof(cmd_lists[0]); l++)
 		for (const struct ctl_cmd *c = cmd_lists[l]; c->name != NULL; c++)
 			if (strcmp(c->name, name) == 0)
-				fprintf(f, "  enrollctl %s %s\n      %s\n", name, c->usage, c->help);
+				fprintf(f, "  enrollctl %s %s\n      %s\n", name, c->usage,
+					c->help);
 	fprintf(f, "\nWith --json the API's answer is printed as is; enrollctl --help for the "
 		   "options and exit codes.\n");
 }
@@ -164,27 +169,60 @@ set_cmd_opt(struct ctl_args *a, int opt, const char *arg)
 
 	a->given |= 1u << (opt - OPT_FIRST_CMD);
 	switch (opt) {
-	case OPT_TENANT: a->tenant = arg; break;
-	case OPT_STATE: a->state = arg; break;
-	case OPT_LIMIT: r = parse_long("limit", arg, 1, LONG_MAX, &a->limit); break;
-	case OPT_FOLLOW: break;
+	case OPT_TENANT:
+		a->tenant = arg;
+		break;
+	case OPT_STATE:
+		a->state = arg;
+		break;
+	case OPT_LIMIT:
+		r = parse_long("limit", arg, 1, LONG_MAX, &a->limit);
+		break;
+	case OPT_FOLLOW:
+		break;
 	case OPT_AFTER:
 		r = parse_long("after", arg, 0, LONG_MAX, &v);
 		a->after = (unsigned long long)v;
 		break;
-	case OPT_LABEL: a->label = arg; break;
-	case OPT_USES: r = parse_long("uses", arg, 1, 1000000, &a->uses); break;
-	case OPT_EXPIRES: r = parse_long("expires-in", arg, 1, LONG_MAX, &a->expires_in); break;
-	case OPT_EK_ID: a->ek_id = arg; break;
-	case OPT_EK_PUBLIC: a->ek_public_file = arg; break;
-	case OPT_PREFIX: a->prefix = arg; break;
-	case OPT_PREFIX6: a->prefix6 = arg; break;
-	case OPT_INTERFACE: a->interface = arg; break;
-	case OPT_PORT: r = parse_long("listen-port", arg, 1, 65535, &a->listen_port); break;
-	case OPT_ENDPOINT: a->endpoint = arg; break;
-	case OPT_KEEPALIVE: r = parse_long("keepalive", arg, 1, 3600, &a->keepalive); break;
-	case OPT_ADDRESS: a->address = arg; break;
-	case OPT_ADDRESS6: a->address6 = arg; break;
+	case OPT_LABEL:
+		a->label = arg;
+		break;
+	case OPT_USES:
+		r = parse_long("uses", arg, 1, 1000000, &a->uses);
+		break;
+	case OPT_EXPIRES:
+		r = parse_long("expires-in", arg, 1, LONG_MAX, &a->expires_in);
+		break;
+	case OPT_EK_ID:
+		a->ek_id = arg;
+		break;
+	case OPT_EK_PUBLIC:
+		a->ek_public_file = arg;
+		break;
+	case OPT_PREFIX:
+		a->prefix = arg;
+		break;
+	case OPT_PREFIX6:
+		a->prefix6 = arg;
+		break;
+	case OPT_INTERFACE:
+		a->interface = arg;
+		break;
+	case OPT_PORT:
+		r = parse_long("listen-port", arg, 1, 65535, &a->listen_port);
+		break;
+	case OPT_ENDPOINT:
+		a->endpoint = arg;
+		break;
+	case OPT_KEEPALIVE:
+		r = parse_long("keepalive", arg, 1, 3600, &a->keepalive);
+		break;
+	case OPT_ADDRESS:
+		a->address = arg;
+		break;
+	case OPT_ADDRESS6:
+		a->address6 = arg;
+		break;
 	case OPT_PCR:
 		if (a->n_pcr == CTL_MAX_PCRS) {
 			log_warnx("enrollctl: at most %d --pcr", CTL_MAX_PCRS);
@@ -192,8 +230,12 @@ set_cmd_opt(struct ctl_args *a, int opt, const char *arg)
 		}
 		a->pcr[a->n_pcr++] = arg;
 		break;
-	case OPT_REQUIRE_TPM: a->require_tpm = arg; break;
-	case OPT_PAGE_SIZE: r = parse_long("page-size", arg, 1, 1000, &a->page_size); break;
+	case OPT_REQUIRE_TPM:
+		a->require_tpm = arg;
+		break;
+	case OPT_PAGE_SIZE:
+		r = parse_long("page-size", arg, 1, 1000, &a->page_size);
+		break;
 	}
 	return r;
 }
@@ -208,8 +250,8 @@ check_args(const struct ctl_cmd *c, const struct ctl_args *a)
 		for (int o = OPT_FIRST_CMD; o < OPT_END; o++)
 			if (extra & (1u << (o - OPT_FIRST_CMD)))
 				log_warnx("enrollctl: --%s does not apply to '%s%s%s'",
-					long_opts[o - OPT_URL].name, c->name,
-					c->verb[0] ? " " : "", c->verb);
+					long_opts[o - OPT_URL].name, c->name, c->verb[0] ? " " : "",
+					c->verb);
 		return -EINVAL;
 	}
 	if (a->n_pos < c->min_pos || a->n_pos > c->max_pos) {
@@ -237,8 +279,8 @@ exit_status(int r)
 int
 main(int argc, char **argv)
 {
-	struct ctl_setup_in in = { 0 };
-	struct ctl_args a = { 0 };
+	struct ctl_setup_in in = {0};
+	struct ctl_args a = {0};
 	static struct ctl ctl; /* holds the token: wiped by ctl_teardown() */
 	const struct ctl_cmd *c;
 	bool help = false;
@@ -250,13 +292,27 @@ main(int argc, char **argv)
 	ctl.out = stdout;
 	while ((opt = getopt_long(argc, argv, "vhV", long_opts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_URL: in.url = optarg; break;
-		case OPT_TOKEN_FILE: in.token_file = optarg; break;
-		case OPT_CA: in.ca_file = optarg; break;
-		case OPT_CONFIG: in.config = optarg; break;
-		case OPT_JSON: ctl.json = true; break;
-		case 'v': ctl.verbose = true; break;
-		case 'h': help = true; break;
+		case OPT_URL:
+			in.url = optarg;
+			break;
+		case OPT_TOKEN_FILE:
+			in.token_file = optarg;
+			break;
+		case OPT_CA:
+			in.ca_file = optarg;
+			break;
+		case OPT_CONFIG:
+			in.config = optarg;
+			break;
+		case OPT_JSON:
+			ctl.json = true;
+			break;
+		case 'v':
+			ctl.verbose = true;
+			break;
+		case 'h':
+			help = true;
+			break;
 		case 'V':
 			printf("enrollctl %s\n", ENROLLCTL_VERSION);
 			return CTL_EXIT_OK;

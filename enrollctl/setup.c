@@ -104,7 +104,8 @@ from_config(struct ctl *ctl, const char *path)
 	r = config_check_secret_file(path);
 	if (r == -EPERM) {
 		log_warnx("enrollctl: '%s' holds the token: it must not be readable by group or "
-			  "others (chmod 600)", path);
+			  "others (chmod 600)",
+			path);
 		return r;
 	}
 	if (r < 0) {
@@ -117,25 +118,27 @@ from_config(struct ctl *ctl, const char *path)
 		goto out;
 	}
 	if (ctl->url[0] == '\0' && (v = config_get(cfg, "enrollctl", "url")) != NULL &&
-	    (r = copy(ctl->url, sizeof(ctl->url), v, "url")) < 0)
+		(r = copy(ctl->url, sizeof(ctl->url), v, "url")) < 0)
 		goto out;
 	if (ctl->ca_file[0] == '\0' && (v = config_get(cfg, "enrollctl", "ca")) != NULL &&
-	    (r = copy(ctl->ca_file, sizeof(ctl->ca_file), v, "ca")) < 0)
+		(r = copy(ctl->ca_file, sizeof(ctl->ca_file), v, "ca")) < 0)
 		goto out;
 	if (ctl->token[0] == '\0') {
 		if (config_get(cfg, "enrollctl", "token") != NULL &&
-		    config_get(cfg, "enrollctl", "token_file") != NULL) {
-			log_warnx("enrollctl: %s: 'token' and 'token_file' exclude each other", path);
+			config_get(cfg, "enrollctl", "token_file") != NULL) {
+			log_warnx(
+				"enrollctl: %s: 'token' and 'token_file' exclude each other", path);
 			r = -EINVAL;
 			goto out;
 		}
 		if ((v = config_get(cfg, "enrollctl", "token")) != NULL &&
-		    (r = copy(ctl->token, sizeof(ctl->token), v, "token")) < 0)
+			(r = copy(ctl->token, sizeof(ctl->token), v, "token")) < 0)
 			goto out;
 		if ((v = config_get(cfg, "enrollctl", "token_file")) != NULL &&
-		    (r = ctl_read_secret(v, ctl->token, sizeof(ctl->token))) < 0) {
+			(r = ctl_read_secret(v, ctl->token, sizeof(ctl->token))) < 0) {
 			log_warnx("enrollctl: token file '%s': %s", v,
-				r == -EPERM ? "readable by group or others (chmod 600)" : strerror(-r));
+				r == -EPERM ? "readable by group or others (chmod 600)"
+					    : strerror(-r));
 			goto out;
 		}
 	}
@@ -156,16 +159,17 @@ check_url(struct ctl *ctl)
 	if (u == NULL)
 		return -ENOMEM;
 	if (curl_url_set(u, CURLUPART_URL, ctl->url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
 		log_warnx("enrollctl: '%s' is not a URL", ctl->url);
 		goto out;
 	}
 	if (strcmp(scheme, "http") == 0) {
 		if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "[::1]") != 0 &&
-		    strcmp(host, "localhost") != 0) {
+			strcmp(host, "localhost") != 0) {
 			log_warnx("enrollctl: '%s': http:// only to this machine (127.0.0.1, "
-				  "[::1], localhost); use https://", ctl->url);
+				  "[::1], localhost); use https://",
+				ctl->url);
 			goto out;
 		}
 		ctl->copts.allow_http = true;
@@ -194,25 +198,26 @@ ctl_setup(struct ctl *ctl, const struct ctl_setup_in *in)
 	if (in->url != NULL && (r = copy(ctl->url, sizeof(ctl->url), in->url, "--url")) < 0)
 		return r;
 	if (in->ca_file != NULL &&
-	    (r = copy(ctl->ca_file, sizeof(ctl->ca_file), in->ca_file, "--ca")) < 0)
+		(r = copy(ctl->ca_file, sizeof(ctl->ca_file), in->ca_file, "--ca")) < 0)
 		return r;
 	if (in->token_file != NULL) {
 		r = ctl_read_secret(in->token_file, ctl->token, sizeof(ctl->token));
 		if (r < 0) {
 			log_warnx("enrollctl: --token-file '%s': %s", in->token_file,
-				r == -EPERM ? "readable by group or others (chmod 600)" :
-				r == -ENODATA ? "empty" : strerror(-r));
+				r == -EPERM	? "readable by group or others (chmod 600)"
+				: r == -ENODATA ? "empty"
+						: strerror(-r));
 			return r;
 		}
 	}
 	if (ctl->url[0] == '\0' && (v = getenv("ENROLLCTL_URL")) != NULL && v[0] != '\0' &&
-	    (r = copy(ctl->url, sizeof(ctl->url), v, "ENROLLCTL_URL")) < 0)
+		(r = copy(ctl->url, sizeof(ctl->url), v, "ENROLLCTL_URL")) < 0)
 		return r;
 	if (ctl->ca_file[0] == '\0' && (v = getenv("ENROLLCTL_CA")) != NULL && v[0] != '\0' &&
-	    (r = copy(ctl->ca_file, sizeof(ctl->ca_file), v, "ENROLLCTL_CA")) < 0)
+		(r = copy(ctl->ca_file, sizeof(ctl->ca_file), v, "ENROLLCTL_CA")) < 0)
 		return r;
 	if (ctl->token[0] == '\0' && (v = getenv("ENROLLCTL_TOKEN")) != NULL && v[0] != '\0' &&
-	    (r = copy(ctl->token, sizeof(ctl->token), v, "ENROLLCTL_TOKEN")) < 0)
+		(r = copy(ctl->token, sizeof(ctl->token), v, "ENROLLCTL_TOKEN")) < 0)
 		return r;
 
 	/* An explicit config is always read; a default one only for what is still missing. */

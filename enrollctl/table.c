@@ -10,7 +10,7 @@
 struct table {
 	size_t ncols;
 	bool header;
-	char **cells; /* row-major, the header (if any) first */
+	char **cells;	   /* row-major, the header (if any) first */
 	size_t nrows, cap; /* rows, including the header */
 };
 
@@ -136,7 +136,7 @@ table_print(const struct table *t, FILE *f)
 				goto out;
 			/* no padding after the last cell, nor before an empty last one */
 			if (c + 1 == t->ncols ||
-			    (c + 2 == t->ncols && t->cells[row * t->ncols + c + 1][0] == '\0'))
+				(c + 2 == t->ncols && t->cells[row * t->ncols + c + 1][0] == '\0'))
 				break;
 			/* pad to the column, then the two spaces between columns */
 			if (fprintf(f, "%*s", (int)(w[c] - text_width(cell) + 2), "") < 0)

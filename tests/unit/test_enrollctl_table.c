@@ -28,9 +28,9 @@ render(const struct table *t)
 static void
 test_columns_aligned(void **state)
 {
-	static const char *const head[] = { "DEVICE", "TENANT", "ADDRESS", "LAST HANDSHAKE" };
-	static const char *const r1[] = { "1", "acme", "10.61.0.2/32", "20 s ago" };
-	static const char *const r2[] = { "12", "globex", "10.62.0.10/32", NULL };
+	static const char *const head[] = {"DEVICE", "TENANT", "ADDRESS", "LAST HANDSHAKE"};
+	static const char *const r1[] = {"1", "acme", "10.61.0.2/32", "20 s ago"};
+	static const char *const r2[] = {"12", "globex", "10.62.0.10/32", NULL};
 	struct table *t = table_new(4, head);
 	char *out;
 
@@ -50,8 +50,8 @@ test_columns_aligned(void **state)
 static void
 test_no_trailing_blanks_and_empty_last(void **state)
 {
-	static const char *const head[] = { "A", "B" };
-	static const char *const r1[] = { "long value", "" };
+	static const char *const head[] = {"A", "B"};
+	static const char *const r1[] = {"long value", ""};
 	struct table *t = table_new(2, head);
 	char *out;
 
@@ -65,8 +65,8 @@ test_no_trailing_blanks_and_empty_last(void **state)
 static void
 test_utf8_width(void **state)
 {
-	static const char *const r1[] = { "g\xc3\xa4rten", "x" }; /* "gärten": 6 characters */
-	static const char *const r2[] = { "abcdef", "y" };
+	static const char *const r1[] = {"g\xc3\xa4rten", "x"}; /* "gärten": 6 characters */
+	static const char *const r2[] = {"abcdef", "y"};
 	struct table *t = table_new(2, NULL);
 	char *out;
 
@@ -83,7 +83,7 @@ static void
 test_control_characters_defanged(void **state)
 {
 	/* a label from the server trying to clear the screen and fake a line */
-	static const char *const r1[] = { "evil\x1b[2J\nrow", "\x7f" };
+	static const char *const r1[] = {"evil\x1b[2J\nrow", "\x7f"};
 	struct table *t = table_new(2, NULL);
 	char *out;
 
@@ -97,7 +97,7 @@ test_control_characters_defanged(void **state)
 static void
 test_header_only_and_free_null(void **state)
 {
-	static const char *const head[] = { "NAME" };
+	static const char *const head[] = {"NAME"};
 	struct table *t = table_new(1, head);
 	char *out;
 
@@ -115,7 +115,7 @@ test_many_rows(void **state)
 {
 	struct table *t = table_new(2, NULL);
 	char a[16], b[16], *out;
-	const char *cells[2] = { a, b };
+	const char *cells[2] = {a, b};
 
 	for (int i = 0; i < 1000; i++) {
 		snprintf(a, sizeof(a), "%d", i);
