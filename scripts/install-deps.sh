@@ -17,6 +17,8 @@ PKGS=(
 	scdoc prometheus
 	# kernel test of the generic-netlink backend
 	linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
+	# VM tests (tests/vm): the Debian image, its overlays and payload disks
+	debootstrap qemu-utils e2fsprogs
 	# Debian packages (debian/, tests/integration/debian_packages.sh)
 	debhelper lintian fakeroot debootstrap
 )

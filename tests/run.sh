@@ -5,7 +5,8 @@
 #   integration  every tests/integration/*.sh (exit 0 pass, 77 skip, else fail), except
 #                *_lib.sh: libraries the tests source
 #   kernel       tests/kernel/run.sh (generic netlink against the real kernel module, in qemu)
-# With no argument it runs all four. It ends with one line "N passed, N failed, N skipped".
+#   vm           tests/vm/run.sh (the deployment stack in Debian VMs under systemd)
+# With no argument it runs all five. It ends with one line "N passed, N failed, N skipped".
 # FUZZ_SECONDS (default 10) bounds each fuzz run; ONLY=<regex> filters test names.
 set -u
 cd "$(dirname "$0")/.."
@@ -96,8 +97,26 @@ run_kernel() {
 	done
 }
 
+run_vm() {
+	# one control-plane and one gateway VM, one result per scenario ("NAME RC" lines)
+	local log=$LOGDIR/vm.log res=$LOGDIR/vm.results scen=() s line rc
+	for s in cp gateway reboot revoke; do
+		want "vm/$s" && scen+=("$s")
+	done
+	[ ${#scen[@]} -gt 0 ] || return 0
+	[[ $res == /* ]] || res=$PWD/$res
+	rm -f "$res"
+	B=$B VM_SCENARIOS="${scen[*]}" VM_RESULT_FILE=$res timeout 3600 \
+		bash tests/vm/run.sh >"$log" 2>&1
+	rc=$?
+	for s in "${scen[@]}"; do
+		line=$(grep -E "^$s [0-9]+$" "$res" 2>/dev/null | tail -n1)
+		record "vm/$s" "${line:+${line#* }}${line:-$rc}" "$log"
+	done
+}
+
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(unit fuzz integration kernel)
+[ ${#stages[@]} -eq 0 ] && stages=(unit fuzz integration kernel vm)
 for s in "${stages[@]}"; do
 	echo "== $s"
 	"run_$s"

@@ -1,0 +1,334 @@
+#!/bin/bash
+# The real deployment stack in VMs (issue 11): Debian 12 with systemd as PID 1, kernel
+# WireGuard, the TPM behind the kernel's resource manager (/dev/tpmrm0, swtpm underneath),
+# our systemd units; a control-plane VM and a gateway VM joined by one qemu "WAN"
+# (tests/vm/lib.sh, docs/testing-vms.md). One boot of each VM runs the scenarios in order,
+# each with its own result:
+#
+#   cp       enrolld.service (Type=notify): `systemctl restart` returns only once the
+#            listener answers and the tenant's kernel WireGuard interface, deleted while
+#            enrolld was down, is back in its VRF; the watchdog is pinged (no restart over
+#            35 s, WatchdogSec=20) and works (a SIGSTOPped enrolld is killed and restarted);
+#            `systemctl reload` re-reads the tokens
+#   gateway  `edge-keyd provision` against device:/dev/tpmrm0, enrollment and a kernel
+#            WireGuard wg0 by edge-keyd.service, the WAN firewall loaded by a unit; the
+#            control plane pings the gateway's /32; the gateway listens on no TCP port and
+#            no UDP port but WireGuard's; its WAN address answers no ping
+#   reboot   the gateway VM reboots: edge-keyd.service brings the tunnel back with the same
+#            key and address, and the control plane saw no new enrollment
+#   revoke   the device revoked through the REST API: the gateway can no longer reach the
+#            control plane through the tunnel, nor the control plane the gateway
+# Each scenario needs the ones before it: asking for one runs its predecessors too (only the
+# ones asked for are reported). A scenario whose predecessor failed is not run (reported
+# failed: "not run").
+#
+# Exit: 0 all passed, 77 skip (no root, qemu, debootstrap...), else 1.
+# Seeing each scenario fail: VM_BREAK=notify (enrolld.service as Type=simple: cp fails, the
+# restart returns before the interface is back), watchdog (WatchdogSec=0: cp fails, the
+# stopped enrolld is never restarted), firewall (no WAN firewall unit: gateway fails, the
+# WAN address answers), boot (edge-keyd.service disabled before the reboot: reboot fails),
+# revoke (the revocation call is skipped: revoke fails, the tunnel still works).
+# Environment: VM_SCENARIOS (default all, in the order above), VM_RESULT_FILE ("NAME RC"
+# lines for tests/run.sh), B, VM_KEEP=1, VM_KVM=1; artifacts of a failed run (serial
+# consoles, journals of every boot) in $B/test-logs/vm/.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+B=${B:-build}
+ALL="cp gateway reboot revoke"
+SCENARIOS=${VM_SCENARIOS:-$ALL}
+for s in $SCENARIOS; do
+	case " $ALL " in *" $s "*) ;; *) echo "unknown scenario '$s' (known: $ALL)"; exit 1 ;; esac
+done
+# each scenario builds on the ones before it: run the chain up to the last one asked for
+last=
+for s in $ALL; do case " $SCENARIOS " in *" $s "*) last=$s ;; esac; done
+RUN=
+for s in $ALL; do
+	RUN="$RUN $s"
+	[ "$s" = "$last" ] && break
+done
+. tests/vm/lib.sh
+
+T0=$SECONDS
+vm_setup "$B/test-logs/vm"
+[ -n "${VM_RESULT_FILE:-}" ] && : >"$VM_RESULT_FILE"
+echo "== image $VM_IMAGE (built in $(cat "$VM_IMAGE/build.seconds" 2>/dev/null) s), setup $((SECONDS - T0)) s"
+
+CP=192.0.2.1 GW=192.0.2.2 API=https://192.0.2.1:8443
+PREFIX=10.77.0 WGIF=wgacme WGPORT=51820
+FAILED=0 BROKEN=
+why=
+
+# --- the control plane's and the gateway's configuration, in their payloads ---
+W=$VM_T/host
+mkdir -p "$W"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=vm CA" \
+	-keyout "$W/ca.key" -out "$W/ca.pem" 2>/dev/null &&
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$CP" \
+	-keyout "$W/tls.key" -out "$W/tls.csr" 2>/dev/null &&
+printf 'subjectAltName=IP:%s\n' "$CP" >"$W/ext" &&
+openssl x509 -req -in "$W/tls.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial -days 2 \
+	-extfile "$W/ext" -out "$W/tls.pem" 2>/dev/null || { echo "FAIL: certificates"; exit 1; }
+ADMIN=admin-$(openssl rand -hex 16)
+ADMIN2=admin-$(openssl rand -hex 16)
+PROV=prov-$(openssl rand -hex 16)
+EK_TRUST=$(swtpm_fixture_trust) || { echo "FAIL: fixture CA"; exit 1; }
+
+vm_define cp 1 2 0
+vm_define gw 2 1 1
+
+wan_network() { # ROOT ADDRESS
+	mkdir -p "$1/etc/systemd/network"
+	printf '[Match]\nName=eth0\n[Network]\nAddress=%s/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+		"$2" >"$1/etc/systemd/network/10-wan.network"
+}
+
+R=$(vm_root cp)
+wan_network "$R" $CP
+install -d -m 0755 "$R/etc/enrolld" "$R/etc/enrolld/ek-ca"
+cp "$EK_TRUST"/* "$R/etc/enrolld/ek-ca/"
+install -m 0600 "$W/tls.pem" "$R/etc/enrolld/tls.pem"
+install -m 0600 "$W/tls.key" "$R/etc/enrolld/tls.key"
+install -m 0644 "$W/ca.pem" "$R/etc/enrolld/ca.pem"
+(umask 077; echo "$ADMIN" >"$R/etc/enrolld/admin.token"; echo "$PROV" >"$R/etc/enrolld/prov.token")
+cat >"$R/etc/enrolld/enrolld.conf" <<CONF
+[server]
+listen = $CP
+port = 8443
+tls_cert = /etc/enrolld/tls.pem
+tls_key = /etc/enrolld/tls.key
+[state]
+db_path = /var/lib/enrolld
+[auth]
+admin_token_file = /etc/enrolld/admin.token
+provisioning_token_file = /etc/enrolld/prov.token
+[attestation]
+ek_ca_dir = /etc/enrolld/ek-ca
+[wireguard]
+backend = kernel
+vrf = yes
+nftables = yes
+reconcile_interval = 5
+[health]
+interval = 2
+CONF
+# the API from inside the control-plane VM: api METHOD PATH [BODY] prints "STATUS BODY"
+cat >"$R/usr/local/sbin/api" <<'API'
+#!/bin/sh
+m=$1 p=$2
+shift 2
+tok=${TOKEN:-$(cat /etc/enrolld/admin.token)}
+b=$(mktemp)
+st=$(curl -s --max-time 30 --cacert /etc/enrolld/ca.pem -H "Authorization: Bearer $tok" \
+	-X "$m" -o "$b" -w '%{http_code}' ${1:+-H 'Content-Type: application/json' --data "$1"} \
+	"https://192.0.2.1:8443$p")
+echo "$st $(cat "$b")"
+rm -f "$b"
+API
+chmod 0755 "$R/usr/local/sbin/api"
+
+R=$(vm_root gw)
+wan_network "$R" $GW
+install -d -m 0755 "$R/etc/edge-keyd" "$R/etc/systemd/system"
+install -m 0644 "$W/ca.pem" "$R/etc/edge-keyd/cp-ca.pem"
+(umask 077; echo "$PROV" >"$R/etc/edge-keyd/prov.token")
+cat >"$R/etc/edge-keyd/edge-keyd.conf" <<CONF
+[device]
+state_dir = /var/lib/edge-keyd
+tcti = device:/dev/tpmrm0
+ek_type = rsa2048
+ak_type = ecc
+label = vm-gw
+[server]
+url = $API
+ca_file = /etc/edge-keyd/cp-ca.pem
+tenant = acme
+provisioning_token_file = /etc/edge-keyd/prov.token
+[wireguard]
+interface = wg0
+backend = kernel
+check_interval = 2
+CONF
+# the WAN firewall at boot, before the tunnel (docs/gateway-setup.md, step 5)
+cat >"$R/etc/systemd/system/wan-firewall.service" <<'UNIT'
+[Unit]
+Description=WAN firewall: drop what the gateway did not start
+Before=network-pre.target edge-keyd.service
+Wants=network-pre.target
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/nft -D WG_IF=wg0 -f /usr/local/share/edgeward/wan-firewall.nft
+[Install]
+WantedBy=multi-user.target
+UNIT
+
+# --- breaking what a scenario checks (VM_BREAK, see the top) ---
+BREAK=${VM_BREAK:-}
+case $BREAK in
+notify | watchdog)
+	R=$(vm_root cp)
+	mkdir -p "$R/etc/systemd/system/enrolld.service.d"
+	{ echo "[Service]"; [ "$BREAK" = notify ] && echo "Type=simple" || echo "WatchdogSec=0"; } \
+		>"$R/etc/systemd/system/enrolld.service.d/break.conf"
+	;;
+"" | firewall | boot | revoke) ;;
+*) echo "unknown VM_BREAK '$BREAK'"; exit 1 ;;
+esac
+FW_UNIT=wan-firewall.service
+[ "$BREAK" = firewall ] && FW_UNIT=
+
+# --- scenarios ---
+result() { # NAME RC SECS
+	case " $SCENARIOS " in *" $1 "*) ;; *) [ "$2" = 0 ] && return 0 ;; esac
+	[ -n "${VM_RESULT_FILE:-}" ] && echo "$1 $2" >>"$VM_RESULT_FILE"
+	if [ "$2" = 0 ]; then
+		echo "RESULT $1: PASS ($3 s)"
+	else
+		echo "RESULT $1: FAIL ($why; $3 s)"
+		FAILED=$((FAILED + 1))
+	fi
+}
+# check NAME-OF-CHECK: the previous vm_sh's status; sets why on failure
+ok() { echo "ok - $*"; }
+no() { why=$*; echo "not ok - $*"; return 1; }
+onvm() { # VM SCRIPT [SECS]: run, print the output indented
+	local out rc
+	out=$(vm_sh "$@")
+	rc=$?
+	[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/    | /'
+	return $rc
+}
+
+boot_both() {
+	vm_start cp && vm_start gw && vm_wait cp && vm_wait gw || return 1
+	vm_sh_sane cp && vm_sh_sane gw || { why="the agent's answers are wrong"; return 1; }
+	onvm cp 'systemctl is-system-running --wait; networkctl status eth0 --no-pager | head -4' 300
+	onvm gw 'systemctl is-system-running --wait; ls -l /dev/tpm0 /dev/tpmrm0' 300 ||
+		{ why="no /dev/tpmrm0 in the gateway VM"; return 1; }
+}
+
+sc_cp() {
+	onvm cp 'systemctl enable --now enrolld && systemctl show enrolld -p Type -p WatchdogUSec -p StatusText' ||
+		{ no "enrolld.service did not start"; return 1; }
+	onvm cp 'api GET /healthz | grep -q "^200"' || { no "API does not answer"; return 1; }
+	onvm cp "api POST /v1/tenants '{\"name\":\"acme\",\"prefix\":\"$PREFIX.0/24\",\"interface\":\"$WGIF\",\"listen_port\":$WGPORT,\"endpoint\":\"$CP:$WGPORT\",\"keepalive\":25}' | grep -E '^20[01] '" ||
+		{ no "tenant create"; return 1; }
+	ok "tenant acme created"
+	# Type=notify: restart returns after READY=1, which waits for the listener and for
+	# the reconciliation that recreates the interface deleted while enrolld was down
+	onvm cp "systemctl stop enrolld && ip link del $WGIF && ! ip link show $WGIF 2>/dev/null &&
+		systemctl restart enrolld && ip -d link show $WGIF | grep -q wireguard &&
+		ip link show master vrf$WGPORT | grep -q $WGIF && api GET /healthz | grep -q '^200'" ||
+		{ no "after 'systemctl restart' returned: no $WGIF in vrf$WGPORT, or no listener (readiness sent too early)"; return 1; }
+	ok "restart returns only when the listener and $WGIF (in its VRF) are up"
+	onvm cp "nft list ruleset | grep -q $WGIF" || { no "no nftables rules for $WGIF"; return 1; }
+	ok "nftables rules for $WGIF"
+	onvm cp 'n0=$(systemctl show enrolld -p NRestarts --value); sleep 35
+		[ "$(systemctl show enrolld -p NRestarts --value)" = "$n0" ] && systemctl is-active enrolld' 120 ||
+		{ no "enrolld restarted while healthy (no watchdog pings?)"; return 1; }
+	ok "watchdog pinged: no restart over 35 s"
+	onvm cp 'n0=$(systemctl show enrolld -p NRestarts --value); pid=$(systemctl show enrolld -p MainPID --value)
+		kill -STOP $pid; for i in $(seq 120); do sleep 1
+		[ "$(systemctl show enrolld -p NRestarts --value)" != "$n0" ] && break; done
+		journalctl -u enrolld -b --no-pager | grep -i watchdog | tail -n 2
+		systemctl is-active --wait enrolld 2>/dev/null; sleep 1
+		[ "$(systemctl show enrolld -p NRestarts --value)" != "$n0" ] && api GET /healthz | grep -q "^200"' 240 ||
+		{ no "a stopped enrolld was not restarted by the watchdog"; return 1; }
+	ok "watchdog: a SIGSTOPped enrolld is killed and restarted"
+	onvm cp "echo $ADMIN2 >/etc/enrolld/admin.token && systemctl reload enrolld && sleep 2 &&
+		TOKEN=$ADMIN2 api GET /v1/tenants | grep -q '^200' && TOKEN=$ADMIN api GET /v1/tenants | grep -q '^401'" ||
+		{ no "systemctl reload did not switch the admin token"; return 1; }
+	ok "systemctl reload re-read the tokens"
+}
+
+gw_pub() { onvm gw 'wg show wg0 public-key' | sed -n 's/^    | //p' | tail -n1; }
+sc_gateway() {
+	onvm gw 'edge-keyd -c /etc/edge-keyd/edge-keyd.conf provision' 300 || { no "edge-keyd provision on /dev/tpmrm0"; return 1; }
+	ok "provisioned through device:/dev/tpmrm0"
+	onvm gw "systemctl enable --now $FW_UNIT edge-keyd.service" 120 || { no "units did not start"; return 1; }
+	onvm gw 'for i in $(seq 120); do [ -s /var/lib/edge-keyd/enrollment.json ] && ip link show wg0 >/dev/null 2>&1 && break; sleep 1; done
+		ip -d link show wg0 | grep -q "wireguard" && jq -r .address /var/lib/edge-keyd/enrollment.json' 200 ||
+		{ no "no enrollment or no kernel wg0"; onvm gw 'journalctl -u edge-keyd -b --no-pager | tail -n 30'; return 1; }
+	GWA=$(onvm gw 'jq -r .address /var/lib/edge-keyd/enrollment.json' | sed -n 's/^    | //p' | tail -n1)
+	GWA=${GWA%/32}
+	[[ $GWA =~ ^10\.77\.0\.[0-9]+$ ]] || { no "address '$GWA'"; return 1; }
+	ok "enrolled by edge-keyd.service, kernel wg0, address $GWA"
+	onvm cp "for i in \$(seq 60); do ping -c1 -W1 -I vrf$WGPORT $GWA >/dev/null 2>&1 || ping -c1 -W1 $GWA >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1" 120 ||
+		{ no "the control plane cannot ping $GWA"; return 1; }
+	ok "the control plane pings the gateway's /32"
+	onvm gw 'ss -Hltn | grep . && exit 1; p=$(wg show wg0 listen-port)
+		ss -Hlun | grep -v ":$p " | grep . && exit 1; exit 0' ||
+		{ no "something listens on the gateway"; return 1; }
+	ok "nothing listens on the gateway (no TCP; UDP only WireGuard's port)"
+	onvm cp "ping -c 2 -W 1 $GW" && { no "the gateway's WAN address answers a ping (no firewall)"; return 1; }
+	ok "the WAN firewall drops an unsolicited ping"
+	PUB=$(gw_pub)
+	onvm cp 'journalctl -u enrolld --no-pager | grep -c " enrolled in "' >"$W/n_enrolled"
+}
+
+sc_reboot() {
+	local pub
+	[ "$BREAK" = boot ] && vm_sh gw 'systemctl disable edge-keyd' >/dev/null
+	vm_reboot gw || { no "the gateway VM did not come back"; return 1; }
+	onvm gw 'systemctl is-system-running --wait; for i in $(seq 60); do ip link show wg0 >/dev/null 2>&1 && break; sleep 1; done
+		ip -4 addr show wg0; systemctl is-active edge-keyd' 300 || { no "no wg0 after reboot"; return 1; }
+	onvm cp "for i in \$(seq 60); do ping -c1 -W1 -I vrf$WGPORT $GWA >/dev/null 2>&1 || ping -c1 -W1 $GWA >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1" 120 ||
+		{ no "the control plane cannot ping $GWA after the reboot"; return 1; }
+	ok "the tunnel is back: the control plane pings $GWA"
+	pub=$(gw_pub)
+	[ -n "$pub" ] && [ "$pub" = "$PUB" ] || { no "key changed over the reboot ('$PUB' -> '$pub')"; return 1; }
+	ok "same key ($pub)"
+	onvm gw "ip -4 addr show wg0 | grep -q ' $GWA/'" || { no "address changed"; return 1; }
+	ok "same address"
+	onvm cp 'journalctl -u enrolld --no-pager | grep -c " enrolled in "' | diff -q - "$W/n_enrolled" >/dev/null ||
+		{ no "the control plane saw a new enrollment"; return 1; }
+	ok "no new enrollment"
+}
+
+sc_revoke() {
+	local id
+	id=$(onvm gw 'jq -r .device_id /var/lib/edge-keyd/enrollment.json' | sed -n 's/^    | //p' | tail -n1)
+	onvm gw "ping -c 2 -W 2 $PREFIX.1" || { no "the gateway cannot reach the control plane before revocation"; return 1; }
+	[ "$BREAK" = revoke ] && id=0
+	onvm cp "[ $id = 0 ] || api POST /v1/devices/$id/revoke | grep '^200'" || { no "revoke device $id"; return 1; }
+	ok "device $id revoked"
+	onvm gw "sleep 3; ping -c 3 -W 2 $PREFIX.1" && { no "a revoked gateway still reaches the control plane"; return 1; }
+	ok "the revoked gateway cannot reach the control plane"
+	onvm cp "ping -c 2 -W 1 -I vrf$WGPORT $GWA || ping -c 2 -W 1 $GWA" && { no "the control plane still reaches the revoked gateway"; return 1; }
+	ok "nor the control plane the gateway"
+}
+
+# the checks must see a failing command fail: the agent is live, not a yes-man
+vm_sh_sane() { # VM
+	local out rc
+	out=$(vm_sh "$1" 'echo agent-$((6 * 7)); exit 3')
+	rc=$?
+	[ "$out" = agent-42 ] && [ $rc -eq 3 ]
+}
+
+t=$SECONDS
+if boot_both; then
+	echo "== both VMs up (agents checked) in $((SECONDS - t)) s"
+else
+	BROKEN="VMs did not boot"
+fi
+for s in $RUN; do
+	echo "== scenario $s"
+	t=$SECONDS
+	why=
+	if [ -n "$BROKEN" ]; then
+		why="not run: $BROKEN"
+		result "$s" 1 0
+		continue
+	fi
+	"sc_$s"
+	rc=$?
+	[ $rc -ne 0 ] && [ -z "$why" ] && why="exit $rc"
+	result "$s" $rc $((SECONDS - t))
+	[ $rc -ne 0 ] && BROKEN="$s failed"
+done
+[ "$FAILED" -gt 0 ] && vm_artifacts
+echo "== VM part: $((SECONDS - T0)) s"
+[ "$FAILED" -eq 0 ] || { echo "FAIL: $FAILED scenario(s)"; exit 1; }
+echo "PASS: vm"
