@@ -11,7 +11,8 @@
 #
 #   ENROLLDS="new:build/enrolld old:/tmp/old/build/enrolld"  compare binaries (LABEL:PATH),
 #                                                            interleaved point by point
-#   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https")
+#   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https"; also
+#   "https-ka": HTTPS with one keep-alive connection per device thread)
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,11 +47,12 @@ start() {
 	ENROLLD=$1
 	rm -rf "$T/db"
 	PORT=$((PORT + 1))
-	if [ "$2" = https ]; then
+	if [ "$2" != http ]; then
 		ed_conf
 		sed -i "/^\[server\]/a tls_cert = $T/tls.pem\ntls_key = $T/tls.key" "$T/e.conf"
 		U=https://127.0.0.1:$PORT
 		TLS=(--tls-ca "$T/tls.pem")
+		[ "$2" = https-ka ] && TLS+=(--keepalive)
 	else
 		ed_conf
 		U=http://127.0.0.1:$PORT
@@ -94,8 +96,8 @@ for mode in $MODES; do
 				bin=${lb%%:*}
 				ip netns exec "$NS" "$BENCH" run --url "${URLS[$bin]}" --ca "$CAARG" \
 					--token "${TOKENS[$bin]}" "${TLS[@]}" --ek "$ek" -c "$c" -n "$N" \
-					--pid "${PIDS[$bin]}" --label "$bin" ||
-					rc=1
+					--pid "${PIDS[$bin]}" --label "$bin" | tee -a "$T/results"
+				[ "${PIPESTATUS[0]}" = 0 ] || rc=1
 			done
 		done
 	done
@@ -110,6 +112,16 @@ done
 echo
 echo "== crypto ceiling: enrolld's per-enrollment cryptography alone (attest library, one core)"
 for ek in $EKS; do
-	"$BENCH" ceiling --ca "$CAARG" --trust "$TRUST" --ek "$ek" -n "$N" || rc=1
+	"$BENCH" ceiling --ca "$CAARG" --trust "$TRUST" --ek "$ek" -n "$N" | tee -a "$T/results"
+	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
 done
+echo
+echo "== achieved / ceiling (best enrollments/s of each binary and EK over all points, against"
+echo "   the ceiling times $(nproc) cores)"
+awk -v cores="$(nproc)" '
+	$1 == "ceiling" { ceil[$2] = $(NF - 3) * cores; next }
+	$4 == "conc" { k = $1 " " $2 " " $3; if ($8 > best[k]) best[k] = $8 }
+	END { for (k in best) { split(k, f, " ")
+		printf "%-8s %-7s %-9s %7.1f enr/s of %6.0f = %5.1f%%\n", f[1], f[2], f[3], best[k],
+			ceil[f[2]], 100 * best[k] / ceil[f[2]] } }' "$T/results" | sort
 exit $rc
