@@ -35,6 +35,20 @@ ctl_escape(const char *s, char *buf, size_t len)
 	return 0;
 }
 
+int
+ctl_path(char *buf, size_t len, const char *prefix, const char *seg, const char *suffix)
+{
+	char esc[256];
+	int r;
+
+	r = ctl_escape(seg, esc, sizeof(esc));
+	if (r < 0)
+		return r;
+	if (snprintf(buf, len, "%s%s%s", prefix, esc, suffix) >= (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
 void
 ctl_print_json(struct ctl *ctl, const json_t *j)
 {

@@ -99,15 +99,13 @@ gateway_names(struct ctl *ctl, const json_t *devs)
 	json_array_foreach(devs, i, d)
 	{
 		const char *t = json_string_value(json_object_get(d, "tenant"));
-		char esc[256], path[512];
+		char path[512];
 
 		if (t == NULL || json_object_get(seen, t) != NULL)
 			continue;
 		json_object_set_new(seen, t, json_true());
-		if (ctl_escape(t, esc, sizeof(esc)) < 0)
-			continue;
-		snprintf(path, sizeof(path), "/v1/tenants/%s/registrations", esc);
-		if (ctl_call(ctl, "GET", path, NULL, &regs) < 0)
+		if (ctl_path(path, sizeof(path), "/v1/tenants/", t, "/registrations") < 0 ||
+			ctl_call(ctl, "GET", path, NULL, &regs) < 0)
 			continue;
 		json_array_foreach(json_object_get(regs, "registrations"), k, reg)
 		{
@@ -164,20 +162,6 @@ out:
 	return r;
 }
 
-static int
-device_path(const char *id, const char *suffix, char *buf, size_t len)
-{
-	char esc[64];
-	int r;
-
-	r = ctl_escape(id, esc, sizeof(esc));
-	if (r < 0)
-		return r;
-	if (snprintf(buf, len, "/v1/devices/%s%s", esc, suffix) >= (int)len)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
 /* show / revoke / reinstate: cmd->data is the suffix ("", "/revoke", "/reinstate"). */
 static int
 device_one(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
@@ -187,7 +171,7 @@ device_one(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
 	json_t *j = NULL;
 	int r;
 
-	r = device_path(a->pos[0], suffix, path, sizeof(path));
+	r = ctl_path(path, sizeof(path), "/v1/devices/", a->pos[0], suffix);
 	if (r < 0)
 		return r;
 	r = ctl_call(ctl, suffix[0] ? "POST" : "GET", path, NULL, &j);

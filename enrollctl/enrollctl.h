@@ -113,6 +113,8 @@ int ctl_read_secret(const char *path, char *buf, size_t len);
 int ctl_call(struct ctl *ctl, const char *method, const char *path, json_t *body, json_t **ret);
 /* Percent-encode @s for a path segment or query value into @buf. -ENAMETOOLONG. */
 int ctl_escape(const char *s, char *buf, size_t len);
+/* @prefix, @seg percent-encoded, @suffix into @buf ("/v1/devices/", id, "/revoke"). */
+int ctl_path(char *buf, size_t len, const char *prefix, const char *seg, const char *suffix);
 /* Print @j as the API gave it (--json): one compact line. */
 void ctl_print_json(struct ctl *ctl, const json_t *j);
 /*

@@ -116,15 +116,7 @@ static const struct ctl_col tenant_cols[] = {
 static int
 tenant_path(const char *name, const char *suffix, char *buf, size_t len)
 {
-	char esc[256];
-	int r;
-
-	r = ctl_escape(name, esc, sizeof(esc));
-	if (r < 0)
-		return r;
-	if (snprintf(buf, len, "/v1/tenants/%s%s", esc, suffix) >= (int)len)
-		return -ENAMETOOLONG;
-	return 0;
+	return ctl_path(buf, len, "/v1/tenants/", name, suffix);
 }
 
 static int
