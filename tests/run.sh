@@ -99,7 +99,7 @@ run_kernel() {
 
 run_vm() {
 	# one control-plane and one gateway VM, one result per scenario ("NAME RC" lines)
-	local log=$LOGDIR/vm.log res=$LOGDIR/vm.results scen=() s line rc
+	local log=$LOGDIR/vm.log res=$LOGDIR/vm.results scen=() s line rc rc_s
 	for s in cp gateway reboot revoke; do
 		want "vm/$s" && scen+=("$s")
 	done
@@ -111,7 +111,8 @@ run_vm() {
 	rc=$?
 	for s in "${scen[@]}"; do
 		line=$(grep -E "^$s [0-9]+$" "$res" 2>/dev/null | tail -n1)
-		record "vm/$s" "${line:+${line#* }}${line:-$rc}" "$log"
+		[ -n "$line" ] && rc_s=${line#* } || rc_s=$rc
+		record "vm/$s" "$rc_s" "$log"
 	done
 }
 
