@@ -63,6 +63,11 @@ test_defaults(void **state)
 	assert_int_equal(c.session_ttl, 60);
 	assert_int_equal(c.health_interval, 5);
 	assert_int_equal(c.default_keepalive, 25);
+	assert_int_equal(c.max_connections, 1024);
+	assert_int_equal(c.max_connections_per_ip, 64);
+	assert_int_equal(c.threads, 4);
+	assert_int_equal(c.header_timeout, 10);
+	assert_int_equal(c.conn_timeout, 30);
 	assert_null(c.ek_ca_dir);
 	assert_null(c.tenant_tokens_dir);
 	conf_clear(&c);
@@ -75,6 +80,8 @@ test_every_section(void **state)
 	char err[512] = "";
 
 	assert_int_equal(load("[server]\nlisten = ::1\nport = 0\nmax_body = 2048\n"
+			      "max_connections = 5000\nmax_connections_per_ip = 0\nthreads = 8\n"
+			      "header_timeout = 3\nconnection_timeout = 60\n"
 			      "[state]\ndb_path = /srv/e/db\nkey_dir = /srv/e/keys\n"
 			      "[auth]\nadmin_token_file = /a\nprovisioning_token_file = /p\n"
 			      "tenant_tokens_dir = /t\n"
@@ -88,6 +95,11 @@ test_every_section(void **state)
 	assert_string_equal(c.listen, "::1");
 	assert_int_equal(c.port, 0);
 	assert_int_equal(c.max_body, 2048);
+	assert_int_equal(c.max_connections, 5000);
+	assert_int_equal(c.max_connections_per_ip, 0);
+	assert_int_equal(c.threads, 8);
+	assert_int_equal(c.header_timeout, 3);
+	assert_int_equal(c.conn_timeout, 60);
 	assert_string_equal(c.key_dir, "/srv/e/keys");
 	assert_string_equal(c.tenant_tokens_dir, "/t");
 	assert_string_equal(c.ek_ca_dir, "/ca");
@@ -121,6 +133,11 @@ test_refused(void **state)
 		{ "[server]\nlisten = 0.0.0.0\n[auth]\nadmin_token_file=/a\n", "loopback" },
 		{ "[server]\ntls_cert = /c\n[auth]\nadmin_token_file=/a\n", "go together" },
 		{ "[server]\nport = 1\n", "admin_token_file is required" },
+		{ "[server]\nthreads = 0\n[auth]\nadmin_token_file=/a\n", "threads" },
+		{ "[server]\nthreads = 65\n[auth]\nadmin_token_file=/a\n", "threads" },
+		{ "[server]\nheader_timeout = 0\n[auth]\nadmin_token_file=/a\n", "header_timeout" },
+		{ "[server]\nmax_connections_per_ip = -1\n[auth]\nadmin_token_file=/a\n",
+			"max_connections_per_ip" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
