@@ -756,7 +756,7 @@ admit(struct http_request *req)
 {
 	const struct http_config *cfg = &req->srv->cfg;
 	const char *m = req->method;
-	bool path_known = false;
+	bool path_known = false, writes;
 	int r;
 
 	if (req->bad_uri) {
@@ -804,11 +804,8 @@ admit(struct http_request *req)
 	 * an endpoint that takes a body insists in http_request_json(). A browser's form
 	 * or text/plain POST (no preflight) is refused here, before anything changes.
 	 */
-	if ((request_has_body(req) ||
-		    ((strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
-			     strcmp(m, "PATCH") == 0) &&
-			    content_types(req) > 0)) &&
-	    !request_is_json(req)) {
+	writes = strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+	if ((request_has_body(req) || (writes && content_types(req) > 0)) && !request_is_json(req)) {
 		http_error(req, -EMEDIUMTYPE, "unsupported_media_type",
 			"the body must be sent as Content-Type: application/json");
 		return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
