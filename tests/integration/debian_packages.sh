@@ -53,7 +53,6 @@ W=$(mktemp -d "${TMPDIR:-/var/tmp}/debian-packages.XXXXXX") || fail "mktemp"
 R=$W/root
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-	local m
 	# /proc and /dev of the root, and whatever a failed debootstrap left mounted
 	awk -v w="$W/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r |
 		while read -r m; do umount -l "$m"; done
@@ -174,7 +173,7 @@ deps=$(for p in "${PKGS[@]}"; do
 done | paste -sd, -)
 cp -n "$DEB_CHROOT_CACHE/archives/"*.deb "$R/var/cache/apt/archives/" 2>/dev/null
 in_root apt-get -q update >"$W/apt.log" 2>&1 || { tail "$W/apt.log"; fail "apt-get update"; }
-in_root apt-get -q -y --no-install-recommends satisfy "$deps" >>"$W/apt.log" 2>&1 ||
+in_root apt-get -o Dpkg::Use-Pty=0 -q -y --no-install-recommends satisfy "$deps" >>"$W/apt.log" 2>&1 ||
 	{ tail -n 30 "$W/apt.log"; fail "installing the dependencies: $deps"; }
 (
 	flock 9
@@ -203,7 +202,7 @@ npkg_before=$(in_root dpkg-query -W -f '${db:Status-Abbrev}\n' | grep -c '^ii')
 t0=$(now)
 debs=()
 for p in "${PKGS[@]}"; do debs+=("/root/debs/$(cd "$W" && echo "${p}"_*_*.deb)"); done
-if ! in_root apt-get -q -y install "${debs[@]}" >"$W/install.log" 2>&1; then
+if ! in_root apt-get -o Dpkg::Use-Pty=0 -q -y install "${debs[@]}" >"$W/install.log" 2>&1; then
 	tail -n 30 "$W/install.log"
 	fail "apt-get install ${debs[*]}"
 fi
@@ -259,7 +258,7 @@ mkdir -m 0700 "$R/var/lib/enrolld/keys"
 echo '{}' >"$R/var/lib/edge-keyd/enrollment.json"
 
 # remove keeps users and state, purge removes them; the operator's files stay.
-in_root apt-get -q -y remove "${PKGS[@]}" >"$W/remove.log" 2>&1 ||
+in_root apt-get -o Dpkg::Use-Pty=0 -q -y remove "${PKGS[@]}" >"$W/remove.log" 2>&1 ||
 	{ tail -n 20 "$W/remove.log"; fail "apt-get remove"; }
 check "remove: binaries gone" eval '[ ! -e "$R/usr/sbin/enrolld" ] && [ ! -e "$R/usr/bin/enrollctl" ]'
 check "remove: state and user kept" \
@@ -271,7 +270,7 @@ mapfile -t left < <(for p in "${PKGS[@]}"; do
 done)
 check "remove: enrolld and edge-keyd left their configuration state" \
 	eval '[[ " ${left[*]} " == *" enrolld "* && " ${left[*]} " == *" edge-keyd "* ]]'
-in_root apt-get -q -y purge "${left[@]}" >"$W/purge.log" 2>&1 ||
+in_root apt-get -o Dpkg::Use-Pty=0 -q -y purge "${left[@]}" >"$W/purge.log" 2>&1 ||
 	{ tail -n 20 "$W/purge.log"; fail "apt-get purge"; }
 t_install=$(($(now) - t0))
 for p in "${PKGS[@]}"; do
