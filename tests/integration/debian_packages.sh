@@ -214,7 +214,10 @@ check "apt-get install added exactly our ${#PKGS[@]} packages" \
 check "enrolld is /usr/sbin/enrolld" [ -x "$R/usr/sbin/enrolld" ]
 check "edge-keyd --help" eval 'in_root /usr/sbin/edge-keyd --help >/dev/null'
 check "enrollctl --help" eval 'in_root /usr/bin/enrollctl --help >/dev/null'
-for page in enrolld:8 enrolld.conf:5 edge-keyd:8 edge-keyd.conf:5; do
+pages=(enrolld:8 enrolld.conf:5 edge-keyd:8 edge-keyd.conf:5)
+# enrollctl(1) is packaged as soon as there is one (debian/enrollctl.install)
+[ -f "$SRC/docs/man/enrollctl.1.scd" ] && pages+=(enrollctl:1)
+for page in "${pages[@]}"; do
 	check "man -w ${page%:*}(${page#*:})" \
 		eval '[ "$(in_root man -w "${page#*:}" "${page%:*}")" = "/usr/share/man/man${page#*:}/${page%:*}.${page#*:}.gz" ]'
 done
