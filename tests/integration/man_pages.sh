@@ -61,20 +61,26 @@ for d in enrolld edge-keyd; do
 done
 
 # Long options and commands from --help, against the program's page.
-for d in enrolld edge-keyd; do
-	page=docs/man/$d.8.scd
+for d in enrolld edge-keyd enrollctl; do
+	page=$(ls docs/man/$d.[18].scd)
 	"$B/$d" --help >"$T/help" 2>&1
 	missing=
 	for o in $(grep -o -- '--[a-z][a-z-]*' "$T/help" | sort -u); do
 		grep -q -- "\*$o\*" "$page" || missing="$missing $o"
 	done
-	check "$d(8) documents every long option of --help${missing:+ (missing:$missing)}" [ -z "$missing" ]
+	check "$(basename "$page" .scd) documents every long option of --help${missing:+ (missing:$missing)}" [ -z "$missing" ]
 done
 missing=
 for c in $(sed -n '/^Commands:/,/^$/p' <("$B/edge-keyd" --help 2>&1) | awk 'NR > 1 && /^  [a-z]/ { print $1 }'); do
 	grep -q "^\*$c\*" docs/man/edge-keyd.8.scd || missing="$missing $c"
 done
 check "edge-keyd(8) documents every command of --help${missing:+ (missing:$missing)}" [ -z "$missing" ]
+missing=
+for c in $(sed -n '/^commands/,/^$/p' <("$B/enrollctl" --help 2>&1) | awk 'NR > 1 && /^  [a-z]/ { print $1 }'); do
+	grep -q "^\*$c\*" docs/man/enrollctl.1.scd || missing="$missing $c"
+done
+check "enrollctl(1) documents every command of --help${missing:+ (missing:$missing)}" \
+	bash -c "[ -z '$missing' ] && '$B/enrollctl' --help 2>&1 | grep -q '^  devices'"
 
 for page in docs/man/*.scd; do
 	name=$(basename "$page" .scd)
