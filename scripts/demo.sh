@@ -284,7 +284,7 @@ fl_wait_health 3 up 10 >/dev/null
 sleep "$FL_TICK" # one more health tick, so the table shows the new key's handshake
 
 # ---------------------------------------------------------------------------------------------
-say "The fleet, as the control plane's API reports it (GET /v1/devices)"
+say "The fleet, as the control plane's API reports it: enrollctl devices (GET /v1/devices)"
 fl_fleet_table
 
 # ---------------------------------------------------------------------------------------------

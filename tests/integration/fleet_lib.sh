@@ -42,7 +42,7 @@
 #                              gateway I taken over: tunnel opened, DST routed into it,
 #                              SRCs added for spoofing; and undone
 #   fl_wait_for SECONDS CMD... poll every 0.2 s
-#   fl_fleet_table             the fleet as the API sees it
+#   fl_fleet_table             the fleet as the API sees it (enrollctl devices)
 #   fl_cleanup                 everything this made: processes (by PID), namespaces,
 #                              UAPI sockets, the temp dir; idempotent
 #   fl_all_gone                true when nothing of it is left
@@ -55,6 +55,7 @@ case $B in /*) ;; *) B=$FL_ROOT/$B ;; esac
 FL_EKD=$B/edge-keyd
 FL_ENROLLD=$B/enrolld
 FL_WGCTL=$B/tests/progs/wgctl
+FL_ENROLLCTL=$B/enrollctl
 FL_KA=${FL_KA:-2}     # the tenants' PersistentKeepalive, seconds (short: a fast test)
 FL_TICK=${FL_TICK:-1} # enrolld's health interval, seconds
 FL_NARRATE=${FL_NARRATE:-0}
@@ -526,24 +527,12 @@ fl_cp_peers() { # TENANT
 	"$FL_WGCTL" --backend uapi show "${FL_TIF[$1]}" 2>/dev/null | tail -n +2 | cut -f1
 }
 
-# The fleet as the API reports it: one line per device.
+# The fleet as the API reports it, through the operator's CLI (docs/enrollctl.md): the
+# admin token from its 0600 file, the control plane's CA pinned.
 fl_fleet_table() {
-	local now dev tenant addr state hs gw i fmt='     %-7s %-8s %-8s %-14s %-8s %s\n'
-	now=$(date +%s)
-	fl_api GET /v1/devices >"$FL_T/devices.json"
-	[ "$(fl_status)" = 200 ] || { echo "GET /v1/devices: HTTP $(fl_status)"; return 1; }
-	# shellcheck disable=SC2059
-	printf "$fmt" DEVICE GATEWAY TENANT ADDRESS STATE "LAST HANDSHAKE"
-	while IFS=$'\t' read -r dev tenant addr state hs; do
-		gw='?'
-		for i in $(seq $FL_N); do
-			[ "$(fl_gw_dev "$i")" = "$dev" ] && gw=g$i
-		done
-		[ "$hs" = - ] || hs="$((now - hs)) s ago"
-		# shellcheck disable=SC2059
-		printf "$fmt" "$dev" "$gw" "$tenant" "$addr" "$state" "$hs"
-	done < <(jq -r '.devices[] | [.device_id, .tenant, .address, .health,
-		(.last_handshake // "-" | tostring)] | @tsv' "$FL_T/devices.json")
+	fl_cp "$FL_ENROLLCTL" --url "$FL_URL" --ca "$FL_T/cp/ca.pem" \
+		--token-file "$FL_T/cp/admin.token" devices | sed 's/^/     /'
+	[ "${PIPESTATUS[0]}" -eq 0 ]
 }
 
 # ---- run directly: test the helpers themselves ----------------------------------------------
