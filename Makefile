@@ -239,4 +239,6 @@ install: all
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# Only the compilers' dependency files: caches under build/ (VM images, chroots) hold
+# directories named *.d (etc/rc2.d) that make must never read.
+-include $(shell find build -path '*/obj/*' -name '*.d' -type f 2>/dev/null)
