@@ -38,6 +38,12 @@
 #include "enrolld/x509.h"
 
 #define HTTP_MAX_PARAMS 4
+/*
+ * The accept queue: a flood of connections from one source fills it faster than the pool
+ * accepts and refuses them (per-source limit), and a full queue drops everyone's SYNs,
+ * each costing its client a 1 s retransmission. The kernel caps it at net.core.somaxconn.
+ */
+#define HTTP_LISTEN_BACKLOG 4096
 #define HTTP_TENANT_LEN 64
 
 #define HTTP_RETIRED_MAX 16
@@ -1001,7 +1007,7 @@ listen_unix(const char *path)
 		return -errno;
 	(void)unlink(path);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, 0660) < 0 ||
-		listen(fd, 128) < 0) {
+		listen(fd, HTTP_LISTEN_BACKLOG) < 0) {
 		r = -errno;
 		close(fd);
 		return r;
@@ -1035,7 +1041,7 @@ listen_tcp(const char *addr, uint16_t port, uint16_t *ret_port)
 	if (fd < 0)
 		return -errno;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0 ||
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, HTTP_LISTEN_BACKLOG) < 0 ||
 		getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
 		r = -errno;
 		close(fd);

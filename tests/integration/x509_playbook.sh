@@ -2,7 +2,7 @@
 # The seed playbook, literally (docs/x509-enrollment.md "Three commands"): a gateway with
 # no edge-keyd and no TPM, only a factory device certificate, runs
 #     wg genkey > private.key
-#     curl --cert enroll.pem --cacert cp-ca.pem https://cp/v1/peer -d '{"public_key": ...}' \
+#     curl --cert enroll.pem --cacert cp-ca.pem https://cp/v1/peer --json '{"public_key": ...}' \
 #         | jq -r .wg_config > xq0.conf
 #     wg-quick up xq0.conf      (wireguard-go, WG_QUICK_USERSPACE_IMPLEMENTATION)
 # with the one substitution the docs name (the key file's path), behind the WAN firewall
@@ -32,7 +32,7 @@ ED_IFNAMES+=("$GWIF")
 	ip netns exec "$GW" wg genkey >private.key
 	ip netns exec "$GW" curl -sf --cert "$T/dev/gw1/enroll.pem" --cacert "$T/cp-ca.pem" \
 		--resolve "cp:$PORT:10.77.0.1" "https://cp:$PORT/v1/peer" \
-		-d "{\"public_key\": \"$(wg pubkey <private.key)\"}" |
+		--json "{\"public_key\": \"$(wg pubkey <private.key)\"}" |
 		jq -r .wg_config |
 		sed "s#/etc/wireguard/private.key#$ETC/private.key#" >"$GWIF.conf"
 )
