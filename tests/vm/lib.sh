@@ -24,6 +24,11 @@
 # Environment: QEMU, VM_KVM=1 (KVM instead of TCG, which hangs on some machines),
 # VM_KEEP=1 (keep VM_T), VM_MEM (MiB, default 768).
 
+# Under TCG the guest's TSC clocksource has been seen to leap ~6 days in one read (the
+# kernel's HPET watchdog measured 0.15 s): the wall clock jumped past the test CA's
+# validity, so TLS failed, and daily timers fired. HPET is emulated from the host's clock.
+VM_CLOCK=${VM_CLOCK:-clocksource=hpet tsc=unstable}
+
 VM_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_REPO=$(dirname "$(dirname "$VM_LIBDIR")")
 # shellcheck source=../../swtpm-fixtures/lib.sh
@@ -121,7 +126,7 @@ vm_start() { # NAME: launch qemu, do not wait
 	"$QEMU" "${accel[@]}" -m "$VM_MEM" -smp 1 -nodefaults -display none -vga none -no-reboot \
 		-serial "file:$d/serial.$b.log" \
 		-kernel "$VM_IMAGE/vmlinuz" -initrd "$VM_IMAGE/initrd.img" \
-		-append "root=/dev/vda rw console=ttyS0 quiet net.ifnames=0 panic=-1 systemd.show_status=1" \
+		-append "root=/dev/vda rw console=ttyS0 quiet net.ifnames=0 panic=-1 systemd.show_status=1 $VM_CLOCK" \
 		-drive "file=$d/disk.qcow2,if=virtio,format=qcow2" \
 		-drive "file=$d/payload.img,if=virtio,format=raw,readonly=on" \
 		-device virtio-serial-pci -chardev "pipe,id=agent,path=$d/agent" \

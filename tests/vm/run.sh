@@ -291,7 +291,8 @@ sc_revoke() {
 	id=$(onvm gw 'jq -r .device_id /var/lib/edge-keyd/enrollment.json' | sed -n 's/^    | //p' | tail -n1)
 	onvm gw "ping -c 2 -W 2 $PREFIX.1" || { no "the gateway cannot reach the control plane before revocation"; return 1; }
 	[ "$BREAK" = revoke ] && id=0
-	onvm cp "[ $id = 0 ] || api POST /v1/devices/$id/revoke | grep '^200'" || { no "revoke device $id"; return 1; }
+	onvm cp "[ $id = 0 ] || { api POST /v1/devices/$id/revoke >/tmp/revoke.out; cat /tmp/revoke.out; grep -q '^200' /tmp/revoke.out; }" ||
+		{ no "revoke device $id"; return 1; }
 	ok "device $id revoked"
 	onvm gw "sleep 3; ping -c 3 -W 2 $PREFIX.1" && { no "a revoked gateway still reaches the control plane"; return 1; }
 	ok "the revoked gateway cannot reach the control plane"
