@@ -188,7 +188,7 @@ install-enrollctl: $(B)/enrollctl
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
 	-DFUZZING_BUILD_MODE $(PKG_CFLAGS) -MMD -MP
 FUZZ_LIB_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRCS) $(ATTEST_SRCS) $(TPMDEV_SRCS) \
-	$(ENROLLD_SRCS) $(EDGEKEYD_SRCS))
+	$(ENROLLD_SRCS) $(EDGEKEYD_SRCS) enrollctl/sse.c)
 
 build/fuzz/obj/%.o: %.c
 	$(call msg,FUZZCC,$<)

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "enrollctl/enrollctl.h"
+#include "enrollctl/sse.h"
 
 #define PAGE_MAX 1000 /* the API's largest page */
 
@@ -187,91 +188,59 @@ device_one(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
 
 /* ---- events ------------------------------------------------------------------------------ */
 
-struct sse {
+struct events {
 	struct ctl *ctl;
 	bool follow;
-	char line[4096];
-	size_t len;
-	bool overlong; /* the current line did not fit: dropped */
-	char data[4096];
-	int err;
+	struct sse_parser sse;
 };
 
 #define EVENT_FMT "%-8s  %-19s  %-10s  %-7s  %s\n"
 
-static void
-event_print(struct sse *s)
+static int
+event_print(const struct sse_event *ev, void *arg)
 {
+	struct events *e = arg;
 	char seq[32], when[32], type[32], dev[32], tenant[64];
 	json_t *j;
 
-	if (s->ctl->json) {
+	if (e->ctl->json) {
 		/* the event's data as the server sent it: one JSON object a line */
-		fprintf(s->ctl->out, "%s\n", s->data);
-	} else if ((j = json_loads(s->data, 0, NULL)) != NULL) {
+		fprintf(e->ctl->out, "%s\n", ev->data);
+	} else if ((j = json_loads(ev->data, 0, NULL)) != NULL) {
 		ctl_cell(j, "seq", CTL_F_STR, seq, sizeof(seq));
 		ctl_cell(j, "time", CTL_F_TIME, when, sizeof(when));
 		ctl_cell(j, "type", CTL_F_STR, type, sizeof(type));
 		ctl_cell(j, "device_id", CTL_F_STR, dev, sizeof(dev));
 		ctl_cell(j, "tenant", CTL_F_STR, tenant, sizeof(tenant));
-		fprintf(s->ctl->out, EVENT_FMT, seq, when, type, dev, tenant);
+		fprintf(e->ctl->out, EVENT_FMT, seq, when, type, dev, tenant);
 		json_decref(j);
 	}
-	fflush(s->ctl->out);
-}
-
-/* One line of the stream (text/event-stream framing). <0 stops the stream. */
-static int
-sse_line(struct sse *s, const char *l)
-{
-	if (l[0] == '\0') {
-		if (s->data[0] != '\0')
-			event_print(s);
-		s->data[0] = '\0';
-		return 0;
-	}
-	if (l[0] == ':') {
-		/* a keepalive: the server had nothing more to send; without --follow, done */
-		return s->follow ? 0 : -ECANCELED;
-	}
-	if (strncmp(l, "data:", 5) == 0) {
-		l += 5;
-		if (*l == ' ')
-			l++;
-		snprintf(s->data, sizeof(s->data), "%s", l);
-	}
-	return 0; /* id:, event: (the data has both), retry: */
-}
-
-static int
-sse_feed(const char *buf, size_t len, void *arg)
-{
-	struct sse *s = arg;
-	int r;
-
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i] == '\n') {
-			s->line[s->len] = '\0';
-			if (s->len > 0 && s->line[s->len - 1] == '\r')
-				s->line[s->len - 1] = '\0';
-			r = s->overlong ? 0 : sse_line(s, s->line);
-			s->len = 0;
-			s->overlong = false;
-			if (r < 0)
-				return r;
-		} else if (s->len + 1 < sizeof(s->line)) {
-			s->line[s->len++] = buf[i];
-		} else {
-			s->overlong = true;
-		}
-	}
+	fflush(e->ctl->out);
 	return 0;
+}
+
+/* A keepalive: the server had nothing more to send; without --follow, done. */
+static int
+event_keepalive(const char *text, void *arg)
+{
+	const struct events *e = arg;
+
+	(void)text;
+	return e->follow ? 0 : -ECANCELED;
+}
+
+static int
+events_feed(const char *buf, size_t len, void *arg)
+{
+	struct events *e = arg;
+
+	return sse_feed(&e->sse, buf, len);
 }
 
 static int
 events(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
 {
-	struct sse s = {.ctl = ctl, .follow = (a->given & CTL_O_FOLLOW) != 0};
+	struct events s = {.ctl = ctl, .follow = (a->given & CTL_O_FOLLOW) != 0};
 	struct client_opts saved = ctl->copts;
 	char q[512] = "", path[600], n[32];
 	json_t *j = NULL;
@@ -287,7 +256,8 @@ events(struct ctl *ctl, const struct ctl_args *a, const struct ctl_cmd *cmd)
 		return r;
 	snprintf(path, sizeof(path), "/v1/events%s", q);
 	ctl->copts.accept = "text/event-stream";
-	ctl->copts.on_data = sse_feed;
+	sse_init(&s.sse, event_print, event_keepalive, &s);
+	ctl->copts.on_data = events_feed;
 	ctl->copts.arg = &s;
 	ctl->copts.timeout_sec = -1;
 	/*
