@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -395,6 +397,16 @@ config_section(const struct config *cfg, size_t i)
 	return i < cfg->n_sections ? cfg->sections[i] : NULL;
 }
 
+static int
+secret_mode_ok(const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return -EINVAL;
+	if (st->st_mode & (S_IRWXG | S_IRWXO))
+		return -EPERM;
+	return 0;
+}
+
 int
 config_check_secret_file(const char *path)
 {
@@ -402,9 +414,53 @@ config_check_secret_file(const char *path)
 
 	if (stat(path, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode))
+	return secret_mode_ok(&st);
+}
+
+ssize_t
+config_read_secret(const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	size_t got = 0;
+	ssize_t n, r;
+	char extra;
+	int fd;
+
+	if (len < 2)
 		return -EINVAL;
-	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		return -EPERM;
-	return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK); /* a FIFO: no wait */
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((r = secret_mode_ok(&st)) < 0)
+		goto out;
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	if (got == len - 1) {
+		while ((n = read(fd, &extra, 1)) < 0 && errno == EINTR)
+			;
+		if (n != 0) {
+			r = n < 0 ? -errno : -EMSGSIZE;
+			goto out;
+		}
+	}
+	while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+		got--;
+	buf[got] = '\0';
+	r = got > 0 ? (ssize_t)got : -ENODATA;
+out:
+	if (r < 0)
+		explicit_bzero(buf, len);
+	close(fd);
+	return r;
 }

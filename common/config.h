@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct config;
 
@@ -55,5 +56,13 @@ const char *config_section(const struct config *cfg, size_t i);
  * by group or others. Returns 0, -EPERM if too open, or another negative errno.
  */
 int config_check_secret_file(const char *path);
+
+/*
+ * Read a secret file (checked as config_check_secret_file does, on the opened file) into
+ * @buf: all of it, NUL-terminated, trailing CR and LF removed. Returns its length, -EPERM
+ * if the file is too open, -EMSGSIZE if it does not fit in @len - 1 bytes, -ENODATA if it
+ * is empty, or another negative errno. On failure @buf is wiped.
+ */
+ssize_t config_read_secret(const char *path, char *buf, size_t len);
 
 #endif

@@ -315,39 +315,27 @@ int
 ekd_read_token(const char *path, char buf[static EKD_TOKEN_MAX], char *errbuf, size_t errlen)
 {
 	char tmp[EKD_TOKEN_MAX + 2];
-	size_t n;
-	FILE *f;
+	ssize_t n;
 	int r;
 
-	r = config_check_secret_file(path);
-	if (r == -EPERM) {
+	n = config_read_secret(path, tmp, sizeof(tmp));
+	if (n == -EPERM) {
 		snprintf(errbuf, errlen,
 			"token file '%s' is readable or writable by group or others: chmod 0600 it",
 			path);
-		return r;
+		return (int)n;
 	}
-	if (r < 0) {
-		snprintf(errbuf, errlen, "token file '%s': %s", path, strerror(-r));
-		return r;
+	if (n < 0 && n != -EMSGSIZE && n != -ENODATA) {
+		snprintf(errbuf, errlen, "token file '%s': %s", path, strerror((int)-n));
+		return (int)n;
 	}
-	f = fopen(path, "re");
-	if (f == NULL) {
-		r = -errno;
-		snprintf(errbuf, errlen, "token file '%s': %s", path, strerror(errno));
-		return r;
-	}
-	n = fread(tmp, 1, sizeof(tmp) - 1, f);
-	fclose(f);
-	tmp[n] = '\0';
-	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r'))
-		tmp[--n] = '\0';
 	r = -EINVAL;
-	if (n == 0 || n >= EKD_TOKEN_MAX) {
+	if (n <= 0 || n >= EKD_TOKEN_MAX) {
 		snprintf(errbuf, errlen, "token file '%s' must hold one token of 1 to %d characters",
 			path, EKD_TOKEN_MAX - 1);
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (ssize_t i = 0; i < n; i++) {
 		if (tmp[i] <= ' ' || tmp[i] == 0x7f) {
 			snprintf(errbuf, errlen,
 				"token file '%s' holds a space or control character: one token, one line",

@@ -34,34 +34,13 @@ static const char *const conf_known[] = {
 int
 ctl_read_secret(const char *path, char *buf, size_t len)
 {
-	ssize_t n;
-	size_t got = 0;
-	int fd = -1, r;
+	ssize_t n = config_read_secret(path, buf, len);
 
-	r = config_check_secret_file(path);
-	if (r < 0)
-		return r;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	/* One line: the token; a trailing newline (or CR LF) is not part of it. */
+	if (n < 0)
+		return (int)n;
+	/* One line: the token; what follows it is not part of it. */
 	buf[strcspn(buf, "\r\n")] = '\0';
-	r = buf[0] == '\0' ? -ENODATA : 0;
-out:
-	if (r < 0)
-		OPENSSL_cleanse(buf, len);
-	close(fd);
-	return r;
+	return 0;
 }
 
 /* The first default config file that exists, into @buf; -ENOENT if none. */

@@ -59,32 +59,21 @@ static int
 read_token_file(const char *path, char buf[static TOKEN_MAX])
 {
 	char tmp[TOKEN_MAX + 2];
-	size_t n;
-	FILE *f;
-	int r;
+	ssize_t n;
 
-	r = config_check_secret_file(path);
-	if (r == -EPERM) {
+	n = config_read_secret(path, tmp, sizeof(tmp));
+	if (n == -EPERM) {
 		log_warnx("token file '%s' is readable or writable by group or others; "
 			  "chmod 600 it",
 			path);
-		return r;
+		return (int)n;
 	}
-	if (r < 0) {
-		log_warnx("token file '%s': %s", path, strerror(-r));
-		return r;
+	if (n < 0 && n != -EMSGSIZE && n != -ENODATA) {
+		log_warnx("token file '%s': %s", path, strerror((int)-n));
+		return (int)n;
 	}
-	f = fopen(path, "re");
-	if (f == NULL) {
-		r = -errno;
-		log_warn("token file '%s'", path);
-		return r;
-	}
-	n = fread(tmp, 1, sizeof(tmp) - 1, f);
-	fclose(f);
-	tmp[n] = '\0';
 	tmp[strcspn(tmp, "\r\n")] = '\0';
-	if (strlen(tmp) < 16 || strlen(tmp) >= TOKEN_MAX) {
+	if (n < 0 || strlen(tmp) < 16 || strlen(tmp) >= TOKEN_MAX) {
 		log_warnx("token file '%s': a token must be 16 to %d characters", path,
 			TOKEN_MAX - 1);
 		OPENSSL_cleanse(tmp, sizeof(tmp));

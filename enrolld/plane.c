@@ -157,22 +157,13 @@ key_read(const char *path, uint8_t ret_priv[static WG_KEY_LEN])
 {
 	char buf[WG_KEY_B64_LEN + 8];
 	ssize_t n;
-	int fd, r;
+	int r;
 
-	r = config_check_secret_file(path);
-	if (r < 0)
-		return r;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	r = n < 0 ? -errno : 0;
-	close(fd);
-	if (r == 0) {
-		buf[n] = '\0';
-		buf[strcspn(buf, "\r\n")] = '\0';
-		r = key_from_base64(ret_priv, buf);
-	}
+	n = config_read_secret(path, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	r = key_from_base64(ret_priv, buf);
 	explicit_bzero(buf, sizeof(buf));
 	return r;
 }

@@ -139,6 +139,58 @@ test_load_file_and_secret_perms(void **state)
 	assert_non_null(strstr(err, path));
 }
 
+/* Write @body to a fresh file of mode @mode; its path into @path. */
+static void
+secret_file(char path[static 32], const char *body, mode_t mode)
+{
+	int fd;
+
+	snprintf(path, 32, "/tmp/test_secret_XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+static void
+test_read_secret(void **state)
+{
+	char path[32], buf[8];
+
+	(void)state;
+	secret_file(path, "tok\r\n", 0600);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), 3);
+	assert_string_equal(buf, "tok");
+	unlink(path);
+
+	/* exactly what fits (7 bytes), and its line end beyond the buffer */
+	secret_file(path, "1234567", 0400);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), 7);
+	unlink(path);
+	secret_file(path, "1234567\n", 0600);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), -EMSGSIZE);
+	assert_memory_equal(buf, "\0\0\0\0\0\0\0\0", sizeof(buf)); /* wiped */
+	unlink(path);
+
+	/* a second line is the caller's business: it is returned */
+	secret_file(path, "a\nb\n", 0600);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), 3);
+	assert_string_equal(buf, "a\nb");
+	unlink(path);
+
+	secret_file(path, "\n\n", 0600);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), -ENODATA);
+	unlink(path);
+
+	secret_file(path, "secret", 0640);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), -EPERM);
+	assert_int_equal(buf[0], '\0');
+	unlink(path);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), -ENOENT);
+	assert_int_equal(config_read_secret("/tmp", buf, sizeof(buf)), -EINVAL);
+}
+
 int
 main(void)
 {
@@ -147,6 +199,7 @@ main(void)
 		cmocka_unit_test(test_ranges_and_types),
 		cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_load_file_and_secret_perms),
+		cmocka_unit_test(test_read_secret),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
