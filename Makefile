@@ -126,6 +126,14 @@ $(B)/edge-keyd: $(B)/obj/edge-keyd/main.o $(LIBS_ALL)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS)
 
+# The dashboard's files (enrolld/ui/*), compiled into enrolld: api_ui.c includes the table.
+UI_ASSETS := $(sort $(wildcard enrolld/ui/*))
+build/gen/ui_assets.inc: $(UI_ASSETS) scripts/embed-ui.sh
+	$(call msg,GEN,$@)
+	@mkdir -p $(@D)
+	$(Q)./scripts/embed-ui.sh $(UI_ASSETS) >$@
+$(call obj,enrolld/api_ui.c) build/fuzz/obj/enrolld/api_ui.o: build/gen/ui_assets.inc
+
 # A unit test may fake a dependency with --wrap: set test_<name>_LDFLAGS here.
 # test_example_LDFLAGS := -Wl,--wrap=foo
 test_wg_uapi_LDFLAGS := -Wl,--wrap=wg_genl_open,--wrap=wg_genl_close,--wrap=wg_genl_get_device \

@@ -63,6 +63,13 @@ const struct http_route api_routes[] = {
 	{ "GET", "/v1/tenants/{name}/revoked-serials", api_serial_list, FLEET, NULL },
 	{ "DELETE", "/v1/tenants/{name}/revoked-serials/{serial}", api_serial_unrevoke, FLEET,
 		NULL },
+	/* the dashboard's files (public: the page holds no data, the API needs a token) */
+	{ "GET", "/ui", NULL, ANYONE, api_ui_redirect },
+	{ "HEAD", "/ui", NULL, ANYONE, api_ui_redirect },
+	{ "GET", "/ui/", NULL, ANYONE, api_ui_index },
+	{ "HEAD", "/ui/", NULL, ANYONE, api_ui_index },
+	{ "GET", "/ui/{asset}", NULL, ANYONE, api_ui_asset },
+	{ "HEAD", "/ui/{asset}", NULL, ANYONE, api_ui_asset },
 };
 const size_t api_n_routes = sizeof(api_routes) / sizeof(api_routes[0]);
 

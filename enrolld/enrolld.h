@@ -103,6 +103,12 @@ struct http_stream {
  * with *ret_text NULL. From then on the server owns the stream (done() is always called).
  */
 void http_request_set_stream(struct http_request *req, const struct http_stream *st);
+/*
+ * Add a header to the answer of a text handler that succeeds (not to streams, JSON answers
+ * or errors). @name and @value are not copied: they must live until the handler returns.
+ * A Cache-Control given here replaces the default "no-store". -E2BIG when there are too many.
+ */
+int http_response_header(struct http_request *req, const char *name, const char *value);
 
 struct http_route {
 	const char *method;
@@ -340,6 +346,14 @@ int api_serial_unrevoke(struct http_request *req, json_t **ret_body, void *ctx);
 int api_tenant_policy(struct http_request *req, json_t **ret_body, void *ctx);
 /* PEM of every tenant's device CAs (each once), for the listener; *ret NULL if none. */
 int api_x509_trust_pem(struct enrolld *e, char **ret);
+
+/* api_ui.c: the fleet dashboard's files (docs/dashboard.md) */
+int api_ui_index(struct http_request *req, char **ret_text, const char **ret_content_type,
+	void *ctx);
+int api_ui_asset(struct http_request *req, char **ret_text, const char **ret_content_type,
+	void *ctx);
+int api_ui_redirect(struct http_request *req, char **ret_text, const char **ret_content_type,
+	void *ctx);
 
 /* api_fleet.c */
 int api_tenant_create(struct http_request *req, json_t **ret_body, void *ctx);

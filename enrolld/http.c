@@ -38,6 +38,7 @@
 #include "enrolld/x509.h"
 
 #define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_RESP_HEADERS 10
 /*
  * The accept queue: a flood of connections from one source fills it faster than the pool
  * accepts and refuses them (per-source limit), and a full queue drops everyone's SYNs,
@@ -119,6 +120,9 @@ struct http_request {
 	struct timespec started;
 	bool has_stream;
 	struct http_stream stream;
+	/* what a text handler added to its answer (http_response_header) */
+	const char *resp_headers[HTTP_MAX_RESP_HEADERS][2];
+	unsigned int n_resp_headers;
 };
 
 /* ---- errors ---- */
@@ -242,6 +246,17 @@ http_request_client_cert(struct http_request *req, struct x509_peer **ret)
 		lens[i] = certs[i].size;
 	}
 	return x509_peer_new(ret, ders, lens, n);
+}
+
+int
+http_response_header(struct http_request *req, const char *name, const char *value)
+{
+	if (req->n_resp_headers == HTTP_MAX_RESP_HEADERS)
+		return -E2BIG;
+	req->resp_headers[req->n_resp_headers][0] = name;
+	req->resp_headers[req->n_resp_headers][1] = value;
+	req->n_resp_headers++;
+	return 0;
 }
 
 /* ---- what a request carries ---- */
@@ -406,18 +421,25 @@ route_match(struct http_request *req, const char *pattern, const char *path)
 
 /* ---- responses ---- */
 
+/* @req: the headers its handler added (http_response_header), or NULL. */
 static enum MHD_Result
 send_text(struct MHD_Connection *conn, unsigned int status, const char *ctype, const char *body,
-	size_t len)
+	size_t len, const struct http_request *req)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result r;
+	bool cache_set = false;
 
 	resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	for (unsigned int i = 0; req != NULL && i < req->n_resp_headers; i++) {
+		MHD_add_response_header(resp, req->resp_headers[i][0], req->resp_headers[i][1]);
+		cache_set |= strcasecmp(req->resp_headers[i][0], "Cache-Control") == 0;
+	}
+	if (!cache_set)
+		MHD_add_response_header(resp, "Cache-Control", "no-store");
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	r = MHD_queue_response(conn, status, resp);
@@ -434,7 +456,7 @@ send_json(struct MHD_Connection *conn, unsigned int status, json_t *body)
 	text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
 	if (text == NULL)
 		return MHD_NO;
-	r = send_text(conn, status, "application/json", text, strlen(text));
+	r = send_text(conn, status, "application/json", text, strlen(text), NULL);
 	free(text);
 	return r;
 }
@@ -861,7 +883,8 @@ dispatch(struct http_request *req)
 		if (r < 0)
 			goto fail;
 		status = (unsigned int)r;
-		mr = send_text(req->conn, status, ctype, text ? text : "", text ? strlen(text) : 0);
+		mr = send_text(req->conn, status, ctype, text ? text : "", text ? strlen(text) : 0,
+			req);
 		free(text);
 		goto out;
 	}
@@ -872,7 +895,7 @@ dispatch(struct http_request *req)
 	if (body != NULL)
 		mr = send_json(req->conn, status, body);
 	else
-		mr = send_text(req->conn, status, "application/json", "{}", 2);
+		mr = send_text(req->conn, status, "application/json", "{}", 2, NULL);
 	json_decref(body);
 	goto out;
 
