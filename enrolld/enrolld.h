@@ -164,6 +164,13 @@ void http_server_stop(struct http_server *srv);
  * to call from a handler. A no-op without TLS or when the trust is unchanged.
  */
 int http_server_set_trust(struct http_server *srv, const char *trust_pem);
+/*
+ * Replace the server's certificate chain (PEM, leaf first) and key (PEM): new handshakes
+ * get them, established connections keep theirs and are not disturbed. Nothing changes on
+ * failure: -EBADMSG the chain does not parse, -EKEYREJECTED the key does not parse or does
+ * not belong to the leaf, -EINVAL the server has no TLS. One identity per process.
+ */
+int http_server_set_tls(struct http_server *srv, const char *cert_pem, const char *key_pem);
 /* The TCP port actually bound (useful with port 0 in tests). */
 uint16_t http_server_port(const struct http_server *srv);
 

@@ -29,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
@@ -60,6 +62,7 @@ struct http_server {
 	/* daemons replaced by a trust change: no longer accepting, finishing their connections */
 	struct MHD_Daemon *retired[HTTP_RETIRED_MAX];
 	char *trust_pem;
+	bool tls; /* HTTPS: the certificate is the current tls_ident (http_server_set_tls) */
 	struct http_config cfg;
 	int listen_fd;
 	char *unix_path;
@@ -1074,11 +1077,166 @@ listen_tcp(const char *addr, uint16_t port, uint16_t *ret_port)
 	return fd;
 }
 
+/* ---- the server's TLS identity: reloadable without a restart ---- */
+
+/*
+ * TLS 1.3 and 1.2 only; forward secrecy (ECDHE) and AEAD ciphers only: no CBC, no RSA key
+ * exchange, no SHA-1 or SHA-224 signatures; the server's order of preference. GnuTLS
+ * syntax (gnutls-cli --priority '...' -l lists what it allows); docs/security.md.
+ */
+#define HTTP_TLS_PRIORITIES                                                               \
+	"SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:" \
+	"+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"    \
+	"-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-RSA-SHA224:-SIGN-ECDSA-SHA224:"                \
+	"%SERVER_PRECEDENCE"
+#define HTTP_TLS_CHAIN_MAX 8
+
+/* One certificate chain and its key, parsed once; never changed after it is published. */
+struct tls_ident {
+	gnutls_x509_crt_t crts[HTTP_TLS_CHAIN_MAX];
+	unsigned int n_crts;
+	gnutls_x509_privkey_t key;
+};
+
+/*
+ * The identity new handshakes get. GnuTLS's certificate callback has no context pointer,
+ * so it is one per process (enrolld runs one server). Each handshake takes its own copy
+ * under the lock, which GnuTLS frees with the session: replacing the identity never
+ * touches a connection that is already established.
+ */
+static pthread_mutex_t tls_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_ident *tls_current;
+
+static void
+tls_ident_free(struct tls_ident *id)
+{
+	if (id == NULL)
+		return;
+	for (unsigned int i = 0; i < id->n_crts; i++)
+		gnutls_x509_crt_deinit(id->crts[i]);
+	/* gnutls_x509_privkey_deinit() zeroes the key material */
+	if (id->key != NULL)
+		gnutls_x509_privkey_deinit(id->key);
+	free(id);
+}
+
+/*
+ * Parse a PEM chain (leaf first) and its PEM key. -EBADMSG the chain does not parse (or is
+ * out of order), -EKEYREJECTED the key does not parse or is not the leaf's.
+ */
+static int
+tls_ident_new(const char *cert_pem, const char *key_pem, struct tls_ident **ret)
+{
+	gnutls_datum_t c = { (unsigned char *)cert_pem, (unsigned int)strlen(cert_pem) };
+	gnutls_datum_t k = { (unsigned char *)key_pem, (unsigned int)strlen(key_pem) };
+	unsigned char id_crt[64], id_key[64];
+	size_t len_crt = sizeof(id_crt), len_key = sizeof(id_key);
+	struct tls_ident *id;
+	unsigned int n = HTTP_TLS_CHAIN_MAX;
+	int r;
+
+	id = calloc(1, sizeof(*id));
+	if (id == NULL)
+		return -ENOMEM;
+	if (gnutls_x509_crt_list_import(id->crts, &n, &c, GNUTLS_X509_FMT_PEM,
+		    GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED) < 0 || n == 0) {
+		r = -EBADMSG;
+		goto err;
+	}
+	id->n_crts = n;
+	if (gnutls_x509_privkey_init(&id->key) < 0) {
+		id->key = NULL;
+		r = -ENOMEM;
+		goto err;
+	}
+	if (gnutls_x509_privkey_import2(id->key, &k, GNUTLS_X509_FMT_PEM, NULL, 0) < 0 ||
+	    gnutls_x509_crt_get_key_id(id->crts[0], 0, id_crt, &len_crt) < 0 ||
+	    gnutls_x509_privkey_get_key_id(id->key, 0, id_key, &len_key) < 0 ||
+	    len_crt != len_key || memcmp(id_crt, id_key, len_crt) != 0) {
+		r = -EKEYREJECTED;
+		goto err;
+	}
+	*ret = id;
+	return 0;
+err:
+	tls_ident_free(id);
+	return r;
+}
+
+/* GnuTLS asks for the server certificate (possibly more than once per handshake). */
+static int
+on_tls_cert(gnutls_session_t session, const struct gnutls_cert_retr_st *info,
+	gnutls_pcert_st **ret_certs, unsigned int *ret_n, gnutls_ocsp_data_st **ret_ocsp,
+	unsigned int *ret_n_ocsp, gnutls_privkey_t *ret_key, unsigned int *ret_flags)
+{
+	gnutls_pcert_st *pc = NULL;
+	gnutls_privkey_t pk = NULL;
+	unsigned int n = 0;
+	int r = -1;
+
+	*ret_ocsp = NULL;
+	*ret_n_ocsp = 0;
+	pthread_mutex_lock(&tls_lock);
+	if (tls_current == NULL)
+		goto out;
+	pc = gnutls_calloc(tls_current->n_crts, sizeof(*pc));
+	if (pc == NULL)
+		goto out;
+	for (n = 0; n < tls_current->n_crts; n++)
+		if (gnutls_pcert_import_x509(&pc[n], tls_current->crts[n], 0) < 0)
+			goto out;
+	if (gnutls_privkey_init(&pk) < 0) {
+		pk = NULL;
+		goto out;
+	}
+	if (gnutls_privkey_import_x509(pk, tls_current->key, GNUTLS_PRIVKEY_IMPORT_COPY) < 0)
+		goto out;
+	/* GnuTLS owns the copies now and frees them with the session */
+	*ret_certs = pc;
+	*ret_n = n;
+	*ret_key = pk;
+	*ret_flags = GNUTLS_CERT_RETR_DEINIT_ALL;
+	pc = NULL;
+	pk = NULL;
+	r = 0;
+out:
+	pthread_mutex_unlock(&tls_lock);
+	if (pc != NULL) {
+		for (unsigned int i = 0; i < n; i++)
+			gnutls_pcert_deinit(&pc[i]);
+		gnutls_free(pc);
+	}
+	if (pk != NULL)
+		gnutls_privkey_deinit(pk);
+	return r;
+}
+
+int
+http_server_set_tls(struct http_server *srv, const char *cert_pem, const char *key_pem)
+{
+	struct tls_ident *id = NULL, *old;
+	int r;
+
+	if (srv != NULL && !srv->tls)
+		return -EINVAL;
+	r = tls_ident_new(cert_pem, key_pem, &id);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&tls_lock);
+	old = tls_current;
+	tls_current = id;
+	pthread_mutex_unlock(&tls_lock);
+	tls_ident_free(old);
+	return 0;
+}
+
 /*
  * One libmicrohttpd daemon on the listening socket. With TLS and a non-empty @trust, GnuTLS
  * asks every client for a certificate (GNUTLS_CERT_REQUEST, not REQUIRE: token and TPM
  * clients go on without one) and names the trusted CAs in its request; GnuTLS does not
  * verify the chain, the handler does (x509.c) against the CAs current at that moment.
+ * The server's own certificate comes from on_tls_cert (the current tls_ident), so
+ * http_server_set_tls() changes it without a new daemon.
  *
  * epoll in a pool of cfg.threads threads: a connection costs a socket and its memory pool,
  * not a thread. A handler that blocks (a durable LMDB commit, a WireGuard change: a few
@@ -1092,7 +1250,7 @@ start_mhd(struct http_server *srv, const char *trust)
 	const struct http_config *cfg = &srv->cfg;
 	unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
 		MHD_ALLOW_SUSPEND_RESUME;
-	bool tls = cfg->tls_cert_pem != NULL;
+	bool tls = srv->tls;
 
 	if (tls)
 		flags |= MHD_USE_TLS;
@@ -1108,8 +1266,8 @@ start_mhd(struct http_server *srv, const char *trust)
 		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, cfg->header_timeout,
-		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cfg->tls_cert_pem,
-		MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key_pem,
+		tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, HTTP_TLS_PRIORITIES,
+		MHD_OPTION_HTTPS_CERT_CALLBACK2, on_tls_cert,
 		trust ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, trust,
 		MHD_OPTION_END);
 }
@@ -1117,6 +1275,12 @@ start_mhd(struct http_server *srv, const char *trust)
 static void
 server_free(struct http_server *srv)
 {
+	if (srv->tls) {
+		pthread_mutex_lock(&tls_lock);
+		tls_ident_free(tls_current);
+		tls_current = NULL;
+		pthread_mutex_unlock(&tls_lock);
+	}
 	if (srv->unix_path != NULL)
 		unlink(srv->unix_path);
 	free(srv->unix_path);
@@ -1151,6 +1315,16 @@ http_server_start(struct http_server **ret, const struct http_config *cfg)
 	if (srv->cfg.header_timeout == 0)
 		srv->cfg.header_timeout = srv->cfg.conn_timeout;
 	srv->listen_fd = -1;
+	if (cfg->tls_cert_pem != NULL) {
+		srv->tls = true;
+		r = http_server_set_tls(srv, cfg->tls_cert_pem,
+			cfg->tls_key_pem ? cfg->tls_key_pem : "");
+		if (r < 0)
+			goto err;
+	}
+	/* the caller's copies may go away: the identity is parsed */
+	srv->cfg.tls_cert_pem = NULL;
+	srv->cfg.tls_key_pem = NULL;
 	if (cfg->tls_trust_pem != NULL && cfg->tls_trust_pem[0] != '\0') {
 		srv->trust_pem = strdup(cfg->tls_trust_pem);
 		if (srv->trust_pem == NULL) {
@@ -1231,7 +1405,7 @@ http_server_set_trust(struct http_server *srv, const char *trust_pem)
 			return -ENOMEM;
 	}
 	pthread_mutex_lock(&srv->lock);
-	if (srv->cfg.tls_cert_pem == NULL ||
+	if (!srv->tls ||
 	    ((copy == NULL) == (srv->trust_pem == NULL) &&
 		    (copy == NULL || strcmp(copy, srv->trust_pem) == 0))) {
 		/* plain HTTP has no client certificates; the same trust needs no restart */

@@ -282,6 +282,56 @@ read_file(const char *path)
 }
 
 /*
+ * SIGHUP: read the HTTPS certificate and key files again and hand them to the listener.
+ * New handshakes get the new certificate; established connections keep theirs. A file
+ * that cannot be read, a key of the wrong mode or one that is not the certificate's keeps
+ * the previous pair.
+ */
+static int
+reload_tls(struct enrolld *e)
+{
+	char *cert = NULL, *key = NULL;
+	int r;
+
+	if (e->conf.tls_cert == NULL || e->http == NULL)
+		return 0;
+	cert = read_file(e->conf.tls_cert);
+	if (cert == NULL) {
+		r = -errno;
+		log_warn("SIGHUP: TLS certificate '%s'", e->conf.tls_cert);
+		goto out;
+	}
+	r = config_check_secret_file(e->conf.tls_key);
+	if (r < 0) {
+		log_warnx("SIGHUP: TLS key '%s' must be a regular file of mode 0600",
+			e->conf.tls_key);
+		goto out;
+	}
+	key = read_file(e->conf.tls_key);
+	if (key == NULL) {
+		r = -errno;
+		log_warn("SIGHUP: TLS key '%s'", e->conf.tls_key);
+		goto out;
+	}
+	r = http_server_set_tls(e->http, cert, key);
+	if (r == -EBADMSG)
+		log_warnx("SIGHUP: TLS certificate '%s' is not a PEM chain (leaf first)",
+			e->conf.tls_cert);
+	else if (r == -EKEYREJECTED)
+		log_warnx("SIGHUP: TLS key '%s' does not parse or is not the key of '%s'",
+			e->conf.tls_key, e->conf.tls_cert);
+	else if (r < 0)
+		log_warnx("SIGHUP: TLS certificate: %s", strerror(-r));
+out:
+	if (key != NULL) {
+		OPENSSL_cleanse(key, strlen(key));
+		free(key);
+	}
+	free(cert);
+	return r;
+}
+
+/*
  * --backup: a second process may open the LMDB environment while the daemon runs; the
  * copy is one read transaction, so it is consistent and the daemon's writers go on.
  */
@@ -601,6 +651,13 @@ main(int argc, char *argv[])
 				log_info("SIGHUP: tokens reloaded");
 			else
 				log_warnx("SIGHUP: reload failed, keeping the previous tokens");
+			if (e.conf.tls_cert != NULL) {
+				if (reload_tls(&e) == 0)
+					log_info("SIGHUP: TLS certificate '%s' reloaded",
+						e.conf.tls_cert);
+				else
+					log_warnx("SIGHUP: keeping the previous TLS certificate");
+			}
 			if (ready)
 				(void)sdnotify("READY=1");
 			continue;
