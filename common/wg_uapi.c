@@ -120,29 +120,40 @@ key_to_hex(char hex[static 2 * WG_KEY_LEN], const uint8_t key[static WG_KEY_LEN]
 	}
 }
 
+/* One hex digit's value; *bad gets bit 0 set if it is not one. No branch on @c. */
+static inline unsigned int
+hex_nibble(unsigned int c, unsigned int *bad)
+{
+	unsigned int num, alpha, num_ok, alpha_ok;
+
+	num = c ^ 48U;
+	num_ok = ((num - 10U) >> 8) & 0xff;
+	alpha = ((c & ~32U) - 55U) & 0xff;
+	alpha_ok = (((alpha - 10U) ^ (alpha - 16U)) >> 8) & 0xff;
+	*bad |= ((num_ok | alpha_ok) - 1U) >> 8;
+	return (num_ok & num) | (alpha_ok & alpha);
+}
+
+/*
+ * @len bytes of hex into a key, in constant time: no branch or index depends on a digit,
+ * and bad digits are gathered into one flag tested at the end (a plain register, hidden
+ * from the optimiser by an empty asm, rather than a volatile stored at every digit).
+ */
 static int
-key_from_hex(uint8_t ret_key[static WG_KEY_LEN], const char *hex)
+key_from_hex(uint8_t ret_key[static WG_KEY_LEN], const char *hex, size_t len)
 {
 	uint8_t key[WG_KEY_LEN];
-	volatile uint8_t bad = 0;
+	unsigned int bad = 0;
 
-	if (strnlen(hex, 2 * WG_KEY_LEN + 1) != 2 * WG_KEY_LEN)
+	if (len != 2 * WG_KEY_LEN)
 		return -EINVAL;
-	for (unsigned int i = 0; i < 2 * WG_KEY_LEN; i++) {
-		uint8_t c = (uint8_t)hex[i], num, alpha, num_ok, alpha_ok, val;
+	for (unsigned int i = 0; i < WG_KEY_LEN; i++) {
+		unsigned int hi = hex_nibble((uint8_t)hex[2 * i], &bad);
 
-		num = c ^ 48U;
-		num_ok = (uint8_t)((num - 10U) >> 8);
-		alpha = (uint8_t)((c & ~32U) - 55U);
-		alpha_ok = (uint8_t)(((alpha - 10U) ^ (alpha - 16U)) >> 8);
-		bad |= (uint8_t)(((num_ok | alpha_ok) - 1U) >> 8);
-		val = (num_ok & num) | (alpha_ok & alpha);
-		if (i % 2 == 0)
-			key[i / 2] = (uint8_t)(val << 4);
-		else
-			key[i / 2] |= val;
+		key[i] = (uint8_t)(hi << 4 | hex_nibble((uint8_t)hex[2 * i + 1], &bad));
 	}
-	if (bad) {
+	__asm__("" : "+r"(bad));
+	if (bad & 1) {
 		explicit_bzero(key, sizeof(key));
 		return -EINVAL;
 	}
@@ -243,32 +254,85 @@ parse_errno(struct uapi_parser *p, const char *value)
 	return 0;
 }
 
+/* The keys of a reply, most frequent first (a peer's lines in wireguard-go's order). */
+enum uapi_key {
+	UK_UNKNOWN = 0,
+	UK_PUBLIC_KEY,
+	UK_PRESHARED_KEY,
+	UK_PROTOCOL_VERSION,
+	UK_HANDSHAKE_SEC,
+	UK_HANDSHAKE_NSEC,
+	UK_TX_BYTES,
+	UK_RX_BYTES,
+	UK_KEEPALIVE,
+	UK_ALLOWED_IP,
+	UK_ENDPOINT,
+	UK_ERRNO,
+	UK_PRIVATE_KEY,
+	UK_LISTEN_PORT,
+	UK_FWMARK,
+};
+
+static const struct {
+	const char *name;
+	uint8_t len;
+} uapi_keys[] = {
+#define UK(id, name) [id] = { name, sizeof(name) - 1 }
+	UK(UK_PUBLIC_KEY, "public_key"),
+	UK(UK_PRESHARED_KEY, "preshared_key"),
+	UK(UK_PROTOCOL_VERSION, "protocol_version"),
+	UK(UK_HANDSHAKE_SEC, "last_handshake_time_sec"),
+	UK(UK_HANDSHAKE_NSEC, "last_handshake_time_nsec"),
+	UK(UK_TX_BYTES, "tx_bytes"),
+	UK(UK_RX_BYTES, "rx_bytes"),
+	UK(UK_KEEPALIVE, "persistent_keepalive_interval"),
+	UK(UK_ALLOWED_IP, "allowed_ip"),
+	UK(UK_ENDPOINT, "endpoint"),
+	UK(UK_ERRNO, "errno"),
+	UK(UK_PRIVATE_KEY, "private_key"),
+	UK(UK_LISTEN_PORT, "listen_port"),
+	UK(UK_FWMARK, "fwmark"),
+#undef UK
+};
+
+/* Which key @name (@len bytes) is: a length test rejects almost every other entry. */
+static enum uapi_key
+uapi_key_of(const char *name, size_t len)
+{
+	for (unsigned int i = 1; i < sizeof(uapi_keys) / sizeof(uapi_keys[0]); i++)
+		if (uapi_keys[i].len == len && memcmp(uapi_keys[i].name, name, len) == 0)
+			return (enum uapi_key)i;
+	return UK_UNKNOWN;
+}
+
 static int
-parse_device_key(struct uapi_parser *p, const char *key, const char *value)
+parse_device_key(struct uapi_parser *p, enum uapi_key k, const char *value, size_t vlen)
 {
 	struct wg_device *dev = p->dev;
 	uint64_t v;
 
-	if (!strcmp(key, "private_key")) {
-		if (key_from_hex(dev->private_key, value) < 0)
+	if (p->peer != 0)
+		return -EPROTO; /* device keys come before the first peer */
+	switch (k) {
+	case UK_PRIVATE_KEY:
+		if (key_from_hex(dev->private_key, value, vlen) < 0)
 			return -EINVAL;
 		if (!key_is_zero(dev->private_key))
 			dev->flags |= WG_DEVICE_F_HAS_PRIVATE_KEY;
-	} else if (!strcmp(key, "listen_port")) {
+		break;
+	case UK_LISTEN_PORT:
 		if (parse_u64(value, UINT16_MAX, &v) < 0)
 			return -EINVAL;
 		dev->listen_port = (uint16_t)v;
 		dev->flags |= WG_DEVICE_F_HAS_LISTEN_PORT;
-	} else if (!strcmp(key, "fwmark")) {
+		break;
+	default: /* UK_FWMARK */
 		if (parse_u64(value, UINT32_MAX, &v) < 0)
 			return -EINVAL;
 		dev->fwmark = (uint32_t)v;
 		dev->flags |= WG_DEVICE_F_HAS_FWMARK;
-	} else {
-		return 1; /* not a device key */
+		break;
 	}
-	if (p->peer != 0)
-		return -EPROTO; /* device keys come before the first peer */
 	return 0;
 }
 
@@ -289,74 +353,82 @@ parse_allowedip(struct wg_peer *peer, const char *value)
 }
 
 static int
-parse_peer_key(struct uapi_parser *p, const char *key, const char *value)
+parse_peer_key(struct uapi_parser *p, enum uapi_key k, const char *value, size_t vlen)
 {
 	struct wg_peer *peer;
 	uint64_t v;
 	int r;
 
-	if (!strcmp(key, "public_key")) {
+	if (k == UK_PUBLIC_KEY) {
 		r = wg_device_add_peer(p->dev, &peer);
 		if (r < 0)
 			return r;
 		p->peer = p->dev->n_peers;
-		if (key_from_hex(peer->public_key, value) < 0)
+		if (key_from_hex(peer->public_key, value, vlen) < 0)
 			return -EINVAL;
 		peer->flags |= WG_PEER_F_HAS_PUBLIC_KEY;
 		return 0;
 	}
-	if (strcmp(key, "preshared_key") && strcmp(key, "endpoint") &&
-		strcmp(key, "persistent_keepalive_interval") && strcmp(key, "allowed_ip") &&
-		strcmp(key, "last_handshake_time_sec") && strcmp(key, "last_handshake_time_nsec") &&
-		strcmp(key, "rx_bytes") && strcmp(key, "tx_bytes") && strcmp(key, "protocol_version"))
-		return 1; /* unknown: newer daemons may add keys */
 	if (p->peer == 0)
 		return -EPROTO; /* a peer key before any public_key */
 	peer = &p->dev->peers[p->peer - 1];
 
-	if (!strcmp(key, "preshared_key")) {
-		if (key_from_hex(peer->preshared_key, value) < 0)
+	switch (k) {
+	case UK_PRESHARED_KEY:
+		if (key_from_hex(peer->preshared_key, value, vlen) < 0)
 			return -EINVAL;
 		if (!key_is_zero(peer->preshared_key))
 			peer->flags |= WG_PEER_F_HAS_PRESHARED_KEY;
-	} else if (!strcmp(key, "endpoint")) {
+		break;
+	case UK_ENDPOINT:
 		if (parse_endpoint(&peer->endpoint, value) < 0)
 			return -EINVAL;
-	} else if (!strcmp(key, "persistent_keepalive_interval")) {
+		break;
+	case UK_KEEPALIVE:
 		if (parse_u64(value, UINT16_MAX, &v) < 0)
 			return -EINVAL;
 		peer->persistent_keepalive = (uint16_t)v;
 		peer->flags |= WG_PEER_F_HAS_PERSISTENT_KEEPALIVE;
-	} else if (!strcmp(key, "allowed_ip")) {
+		break;
+	case UK_ALLOWED_IP:
 		return parse_allowedip(peer, value);
-	} else if (!strcmp(key, "last_handshake_time_sec")) {
+	case UK_HANDSHAKE_SEC:
 		if (parse_u64(value, INT64_MAX, &v) < 0)
 			return -EINVAL;
 		peer->last_handshake_sec = (int64_t)v;
-	} else if (!strcmp(key, "last_handshake_time_nsec")) {
+		break;
+	case UK_HANDSHAKE_NSEC:
 		if (parse_u64(value, 999999999, &v) < 0)
 			return -EINVAL;
 		peer->last_handshake_nsec = (int64_t)v;
-	} else if (!strcmp(key, "rx_bytes")) {
+		break;
+	case UK_RX_BYTES:
 		if (parse_u64(value, UINT64_MAX, &peer->rx_bytes) < 0)
 			return -EINVAL;
-	} else if (!strcmp(key, "tx_bytes")) {
+		break;
+	case UK_TX_BYTES:
 		if (parse_u64(value, UINT64_MAX, &peer->tx_bytes) < 0)
 			return -EINVAL;
-	} else { /* protocol_version */
+		break;
+	default: /* UK_PROTOCOL_VERSION */
 		if (parse_u64(value, UINT32_MAX, &v) < 0)
 			return -EINVAL;
 		if (v != 1)
 			return -EPROTO; /* a protocol we do not speak */
+		break;
 	}
 	return 0;
 }
 
-/* One line, without its '\n'. */
+/*
+ * One line, without its '\n', parsed where it lies: @line[@len] (where the '\n' was) must
+ * be writable, and the line is cut into key and value with NULs. The caller wipes the
+ * buffer, which may have carried a key.
+ */
 static int
-parse_line(struct uapi_parser *p, const char *line, size_t len)
+parse_line(struct uapi_parser *p, char *line, size_t len)
 {
-	char buf[UAPI_LINE_MAX + 1];
+	enum uapi_key k;
 	char *eq;
 	int r;
 
@@ -380,33 +452,29 @@ parse_line(struct uapi_parser *p, const char *line, size_t len)
 		set_err(p->errbuf, p->errlen, "malformed reply line");
 		return -EPROTO;
 	}
-	memcpy(buf, line, len);
-	buf[len] = '\0';
-	eq = strchr(buf, '=');
-	if (eq == NULL || eq == buf) {
+	line[len] = '\0';
+	eq = memchr(line, '=', len);
+	if (eq == NULL || eq == line) {
 		set_err(p->errbuf, p->errlen, "malformed reply line");
-		r = -EPROTO;
-		goto out;
+		return -EPROTO;
 	}
 	*eq = '\0';
-	if (!strcmp(buf, "errno")) {
+	k = uapi_key_of(line, (size_t)(eq - line));
+	if (k == UK_ERRNO) {
 		r = parse_errno(p, eq + 1);
 	} else if (p->dev == NULL) {
 		r = -EPROTO; /* a set is answered with errno alone */
+	} else if (k == UK_UNKNOWN) {
+		log_debug("uapi: ignoring unknown key '%s'", line); /* newer daemons add keys */
+		r = 0;
+	} else if (k >= UK_PRIVATE_KEY) {
+		r = parse_device_key(p, k, eq + 1, len - (size_t)(eq + 1 - line));
 	} else {
-		r = parse_device_key(p, buf, eq + 1);
-		if (r == 1)
-			r = parse_peer_key(p, buf, eq + 1);
-		if (r == 1) {
-			log_debug("uapi: ignoring unknown key '%s'", buf);
-			r = 0;
-		}
+		r = parse_peer_key(p, k, eq + 1, len - (size_t)(eq + 1 - line));
 	}
 	/* The key name is safe to report; the value may be a secret. */
 	if (r < 0)
-		set_err(p->errbuf, p->errlen, "bad '%s' in reply", buf);
-out:
-	explicit_bzero(buf, sizeof(buf));
+		set_err(p->errbuf, p->errlen, "bad '%s' in reply", line);
 	return r;
 }
 
@@ -430,7 +498,8 @@ int
 wg_uapi_parse_get(const char *buf, size_t len, struct wg_device *dev)
 {
 	struct uapi_parser p = { .dev = dev };
-	size_t off = 0;
+	char line[UAPI_LINE_MAX + 1];
+	size_t off = 0, n;
 	int r;
 
 	while (off < len) {
@@ -438,7 +507,12 @@ wg_uapi_parse_get(const char *buf, size_t len, struct wg_device *dev)
 
 		if (nl == NULL)
 			return -EPROTO; /* truncated: an unterminated line */
-		r = parse_line(&p, buf + off, (size_t)(nl - (buf + off)));
+		n = (size_t)(nl - (buf + off));
+		if (n > UAPI_LINE_MAX)
+			return -EPROTO;
+		memcpy(line, buf + off, n); /* parse_line cuts the line where it lies */
+		r = parse_line(&p, line, n);
+		explicit_bzero(line, n + 1);
 		if (r < 0)
 			return r;
 		off = (size_t)(nl - buf) + 1;
@@ -484,6 +558,7 @@ read_reply(int fd, struct uapi_parser *p)
 
 			if (nl == NULL)
 				break;
+			/* parsed in place; the whole buffer is wiped below */
 			ret = parse_line(p, buf + start, (size_t)(nl - (buf + start)));
 			if (ret < 0)
 				goto out;

@@ -165,10 +165,30 @@ int ekd_enroll(const struct ekd_conf *conf);
  * give the interface the new key if it exists.
  */
 int ekd_rotate(const struct ekd_conf *conf);
+/*
+ * The daemon's start: a rotation that a crash or a power cut interrupted (a staged key,
+ * the control plane may hold either key) is finished before a key is used, as `rotate`
+ * would (3 tries, 5 and 10 s apart, while the control plane does not answer). 0 if there
+ * was none or it is finished.
+ */
+int ekd_rotate_resume(const struct ekd_conf *conf);
 /* Our WireGuard public key (from the state dir, no TPM). */
 int ekd_wg_public(const struct ekd_conf *conf, uint8_t ret_pub[static WG_KEY_LEN]);
-/* Unseal the private key into @key (caller's locked memory; caller wipes). */
+/* Unseal the private key into @key (caller's locked memory; caller wipes); logs why not. */
 int ekd_unseal(const struct ekd_conf *conf, uint8_t key[static WG_KEY_LEN]);
+/*
+ * The same, not logging: why not in one line in @errbuf (-EKEYEXPIRED: the PCRs of the
+ * key's policy changed; the line names them and the remedy).
+ */
+int ekd_unseal_msg(const struct ekd_conf *conf, uint8_t key[static WG_KEY_LEN], char *errbuf,
+	size_t errlen);
+/*
+ * Would the sealed key unseal now (its PCR policy; nothing is unsealed)? 0 yes; else the
+ * reason in one line in @errbuf (-EKEYEXPIRED: the PCRs changed). @pcrs: the key's PCR
+ * selection ("sha256:0,9"), "" without a policy.
+ */
+int ekd_key_check(const struct ekd_conf *conf, char *pcrs, size_t pcrslen, char *errbuf,
+	size_t errlen);
 
 /* ---- tunnel.c ----------------------------------------------------------------------------- */
 

@@ -15,11 +15,15 @@
  * to WireGuard.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -186,14 +190,61 @@ hex(const uint8_t *p, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+/*
+ * Why the TPM did not open, in one line. tpmdev_open() gives open(2)'s errno for a
+ * "device:PATH" TCTI, so a process outside the device's group (Debian: root:tss 0660) is
+ * told so, not "Input/output error".
+ */
+static void
+tpm_open_error(const struct ekd_conf *conf, int r, char *buf, size_t len)
+{
+	const char *path = NULL;
+	struct stat st;
+
+	if (conf->tcti != NULL && strncmp(conf->tcti, "device:", 7) == 0 && conf->tcti[7] != '\0')
+		path = conf->tcti + 7;
+	if (path == NULL || (r != -EACCES && r != -EPERM && r != -ENOENT && r != -EBUSY)) {
+		snprintf(buf, len, "cannot open the TPM through '%s': %s (is the TCTI right, and "
+			"the TPM there?)", conf->tcti ? conf->tcti : "(tss2 default)", strerror(-r));
+		return;
+	}
+	if (r == -ENOENT) {
+		snprintf(buf, len, "cannot open the TPM device '%s': %s (no TPM, or its driver is "
+			"not loaded; check 'device.tcti')", path, strerror(-r));
+		return;
+	}
+	if (r == -EBUSY) {
+		snprintf(buf, len, "cannot open the TPM device '%s': %s (another program holds it; "
+			"/dev/tpmrm0, the kernel's resource manager, can be shared)", path,
+			strerror(-r));
+		return;
+	}
+	if (stat(path, &st) == 0) {
+		struct group *g = getgrgid(st.st_gid);
+
+		if (g != NULL) {
+			snprintf(buf, len, "cannot open the TPM device '%s': %s: it is mode %04o, "
+				"group '%s', and this process (uid %u) is not in that group (systemd "
+				"unit: SupplementaryGroups=%s)", path, strerror(-r),
+				(unsigned)(st.st_mode & 07777), g->gr_name, (unsigned)geteuid(),
+				g->gr_name);
+			return;
+		}
+	}
+	snprintf(buf, len, "cannot open the TPM device '%s': %s (is this process in the device's "
+		"group? systemd unit: SupplementaryGroups=)", path, strerror(-r));
+}
+
 static int
 open_tpm(const struct ekd_conf *conf, struct tpmdev **ret)
 {
+	char msg[400];
 	int r = tpmdev_open(ret, conf->tcti);
 
-	if (r < 0)
-		log_warnx("cannot open the TPM through '%s': %s (is the TCTI right, and the TPM "
-			"there?)", conf->tcti, strerror(-r));
+	if (r < 0) {
+		tpm_open_error(conf, r, msg, sizeof(msg));
+		log_warnx("%s", msg);
+	}
 	return r;
 }
 
@@ -213,18 +264,110 @@ ekd_wg_public(const struct ekd_conf *conf, uint8_t ret_pub[static WG_KEY_LEN])
 	return tpmdev_wg_public(conf->state_dir, ret_pub);
 }
 
-int
-ekd_unseal(const struct ekd_conf *conf, uint8_t key[static WG_KEY_LEN])
+/* "sha256:0,9" */
+static void
+pcr_selection_format(const TPML_PCR_SELECTION *sel, char *buf, size_t len)
 {
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (UINT32 i = 0; i < sel->count && i < TPM2_NUM_PCR_BANKS; i++) {
+		const TPMS_PCR_SELECTION *b = &sel->pcrSelections[i];
+		const char *bank = b->hash == TPM2_ALG_SHA1 ? "sha1" :
+			b->hash == TPM2_ALG_SHA256 ? "sha256" : b->hash == TPM2_ALG_SHA384 ?
+			"sha384" : b->hash == TPM2_ALG_SHA512 ? "sha512" : "?";
+		bool first = true;
+
+		n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%s:", i ? "+" : "", bank);
+		for (unsigned pcr = 0; pcr < 8u * b->sizeofSelect && n < len; pcr++) {
+			if (!(b->pcrSelect[pcr / 8] & (1u << (pcr % 8))))
+				continue;
+			n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%u",
+				first ? "" : ",", pcr);
+			first = false;
+		}
+	}
+}
+
+/*
+ * The one line that says why the sealed key cannot be used. A PCR policy that no longer
+ * holds is the case an operator must understand: it is not a fault of edge-keyd or of the
+ * TPM but a changed firmware or boot chain, and its remedy is a decision.
+ */
+static void
+unseal_error(struct tpmdev *dev, const TPML_PCR_SELECTION *sel, int r, char *buf, size_t len)
+{
+	const char *detail = tpmdev_last_error(dev);
+	char pcrs[64];
+
+	if (r == -EKEYEXPIRED) {
+		pcr_selection_format(sel, pcrs, sizeof(pcrs));
+		snprintf(buf, len, "cannot unseal the WireGuard key: PCRs %s no longer have the "
+			"values it was sealed to (firmware or boot chain changed); if that change is "
+			"expected, 'edge-keyd rotate' seals a new key to the current values and "
+			"enrolls it", pcrs);
+		return;
+	}
+	snprintf(buf, len, "TPM: unseal the WireGuard key: %s%s%s", strerror(-r),
+		detail[0] ? ": " : "", detail);
+}
+
+int
+ekd_unseal_msg(const struct ekd_conf *conf, uint8_t key[static WG_KEY_LEN], char *errbuf,
+	size_t errlen)
+{
+	TPML_PCR_SELECTION sel;
 	struct tpmdev *dev = NULL;
 	int r;
 
-	r = open_tpm(conf, &dev);
-	if (r < 0)
+	r = tpmdev_open(&dev, conf->tcti);
+	if (r < 0) {
+		tpm_open_error(conf, r, errbuf, errlen);
 		return r;
+	}
+	memset(&sel, 0, sizeof(sel));
 	r = tpmdev_unseal(dev, conf->state_dir, key);
+	if (r == -EKEYEXPIRED)
+		(void)tpmdev_wg_policy_check(dev, conf->state_dir, &sel); /* which PCRs */
 	if (r < 0)
-		tpm_fail(dev, "unseal the WireGuard key", r);
+		unseal_error(dev, &sel, r, errbuf, errlen);
+	tpmdev_close(dev);
+	return r;
+}
+
+int
+ekd_unseal(const struct ekd_conf *conf, uint8_t key[static WG_KEY_LEN])
+{
+	char msg[400];
+	int r = ekd_unseal_msg(conf, key, msg, sizeof(msg));
+
+	if (r < 0)
+		log_warnx("%s", msg);
+	return r;
+}
+
+int
+ekd_key_check(const struct ekd_conf *conf, char *pcrs, size_t pcrslen, char *errbuf,
+	size_t errlen)
+{
+	TPML_PCR_SELECTION sel;
+	struct tpmdev *dev = NULL;
+	int r;
+
+	pcrs[0] = errbuf[0] = '\0';
+	r = tpmdev_open(&dev, conf->tcti);
+	if (r < 0) {
+		tpm_open_error(conf, r, errbuf, errlen);
+		return r;
+	}
+	memset(&sel, 0, sizeof(sel));
+	r = tpmdev_wg_policy_check(dev, conf->state_dir, &sel);
+	pcr_selection_format(&sel, pcrs, pcrslen);
+	if (r < 0 && r != -EKEYEXPIRED)
+		snprintf(errbuf, errlen, "TPM: check the sealed key's PCR policy: %s%s%s",
+			strerror(-r), tpmdev_last_error(dev)[0] ? ": " : "", tpmdev_last_error(dev));
+	else if (r < 0)
+		unseal_error(dev, &sel, r, errbuf, errlen);
 	tpmdev_close(dev);
 	return r;
 }
@@ -514,8 +657,7 @@ ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment 
 	}
 	r = tpmdev_open(&dev, conf->tcti);
 	if (r < 0) {
-		snprintf(errbuf, errlen, "cannot open the TPM through '%s': %s", conf->tcti,
-			strerror(-r));
+		tpm_open_error(conf, r, errbuf, errlen);
 		goto out;
 	}
 	r = tpmdev_ek(dev, ek_type, 0, &ek_pub, &ek_pub_len, &ek_cert, &ek_cert_len);
@@ -559,8 +701,7 @@ ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment 
 	}
 	r = tpmdev_open(&dev, conf->tcti);
 	if (r < 0) {
-		snprintf(errbuf, errlen, "cannot open the TPM through '%s': %s", conf->tcti,
-			strerror(-r));
+		tpm_open_error(conf, r, errbuf, errlen);
 		goto out;
 	}
 	r = tpmdev_activate(dev, conf->state_dir, ek_type, c.blob, c.blob_len, c.seed, c.seed_len,
@@ -659,8 +800,81 @@ ekd_enroll(const struct ekd_conf *conf)
 
 /* ---- rotation ----------------------------------------------------------------------------- */
 
+/*
+ * One rotation at a time per state directory: `edge-keyd rotate` (by hand, from a timer)
+ * and the daemon finishing an interrupted one both write wg.sealed.next. An flock on the
+ * directory, which the kernel releases when the process ends, however it ends. Returns
+ * the descriptor to close, -EBUSY if another process holds it.
+ */
+static int
+rotate_lock(const char *state_dir)
+{
+	int fd, r;
+
+	fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int rotate_locked(const struct ekd_conf *conf);
+
 int
 ekd_rotate(const struct ekd_conf *conf)
+{
+	int fd, r;
+
+	fd = rotate_lock(conf->state_dir);
+	if (fd < 0) {
+		if (fd == -EBUSY)
+			log_warnx("rotate: another rotation of '%s' is running", conf->state_dir);
+		else
+			log_warnx("rotate: cannot lock '%s': %s", conf->state_dir, strerror(-fd));
+		return fd;
+	}
+	r = rotate_locked(conf);
+	close(fd);
+	return r;
+}
+
+int
+ekd_rotate_resume(const struct ekd_conf *conf)
+{
+	struct ekd_enrollment e;
+	uint8_t staged[WG_KEY_LEN];
+	char fp[WG_KEY_FP_LEN], errbuf[512];
+	int r = 0;
+
+	if (tpmdev_wg_public_staged(conf->state_dir, staged) < 0)
+		return 0;
+	if (ekd_enrollment_load(conf->state_dir, &e, errbuf, sizeof(errbuf)) < 0)
+		return 0; /* never enrolled: nothing the control plane could hold */
+	key_fingerprint(fp, staged);
+	log_info("a rotation was interrupted (key %s staged, not committed; the control plane "
+		"may hold either key): finishing it", fp);
+	for (unsigned int i = 0; i < 3; i++) {
+		if (i > 0)
+			sleep(5u << (i - 1));
+		r = ekd_rotate(conf);
+		if (r == 0 || r == -EBUSY)
+			return r;
+		/* a definite refusal dropped the staged key: the control plane has ours */
+		if (tpmdev_wg_public_staged(conf->state_dir, staged) < 0)
+			return r;
+	}
+	log_warnx("the interrupted rotation is not finished (%s): using the committed key; if the "
+		"control plane took the staged one, the tunnel stays down until 'edge-keyd rotate' "
+		"or the re-enrollment after 'reenroll_after'", strerror(-r));
+	return r;
+}
+
+static int
+rotate_locked(const struct ekd_conf *conf)
 {
 	struct ekd_enrollment old, e;
 	TPML_PCR_SELECTION sel;

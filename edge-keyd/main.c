@@ -276,6 +276,8 @@ daemon_run(struct daemon *d)
 	d->enroll_backoff.base = 5;
 	d->enroll_backoff.max = 3600;
 
+	/* A rotation cut short (crash, power cut): the control plane may hold the staged key. */
+	(void)ekd_rotate_resume(&d->conf);
 	r = ekd_enrollment_load(d->conf.state_dir, &d->e, errbuf, sizeof(errbuf));
 	if (r == 0) {
 		char path[4096];

@@ -103,6 +103,9 @@ struct status {
 	bool rotation_pending;
 	uint8_t wg_pub[WG_KEY_LEN];
 	bool have_pub;
+	int key_r;		/* ekd_key_check(): 0 the sealed key would unseal */
+	char key_pcrs[64];	/* its PCR policy, "" none */
+	char key_err[400];	/* why it would not, one line */
 };
 
 static void
@@ -116,6 +119,10 @@ collect(const struct ekd_conf *conf, struct status *s, time_t now)
 	s->enrolled = ekd_enrollment_load(conf->state_dir, &s->e, s->enroll_err,
 		sizeof(s->enroll_err)) == 0;
 	s->have_pub = tpmdev_wg_public(conf->state_dir, s->wg_pub) == 0;
+	/* the TPM is asked whether the key's PCR policy still holds; nothing is unsealed */
+	if (s->have_pub)
+		s->key_r = ekd_key_check(conf, s->key_pcrs, sizeof(s->key_pcrs), s->key_err,
+			sizeof(s->key_err));
 	s->rotation_pending = tpmdev_wg_public_staged(conf->state_dir, staged) == 0;
 	s->link = link_up(conf->ifname);
 	s->state = "absent";
@@ -180,6 +187,10 @@ status_json(const struct ekd_conf *conf, const struct status *s)
 		key_to_base64(pub, s->wg_pub);
 		json_object_set_new(j, "wg_public_key", json_string(pub));
 	}
+	if (j != NULL && s->have_pub)
+		json_object_set_new(j, "sealed_key", json_pack("{s:s?, s:b, s:s?}", "pcr_policy",
+			s->key_pcrs[0] ? s->key_pcrs : NULL, "unsealable", s->key_r == 0, "error",
+			s->key_r < 0 ? s->key_err : NULL));
 	if (j != NULL && !s->enrolled)
 		json_object_set_new(j, "error", json_string(s->enroll_err[0] ? s->enroll_err :
 			"not enrolled"));
@@ -232,6 +243,11 @@ status_text(const struct ekd_conf *conf, const struct status *s, FILE *f)
 		key_fingerprint(fp, s->e.wg_public_key);
 		fprintf(f, "enrolled key:    %s (fingerprint)\n", fp);
 	}
+	if (s->have_pub && s->key_r < 0)
+		fprintf(f, "sealed key:      %s\n", s->key_err);
+	else if (s->have_pub)
+		fprintf(f, "sealed key:      %s%s\n", s->key_pcrs[0] ? "PCR policy " : "no PCR policy",
+			s->key_pcrs[0] ? s->key_pcrs : "");
 	if (s->have_pub && s->enrolled && !key_equal(s->wg_pub, s->e.wg_public_key))
 		fprintf(f, "warning:         the sealed key is not the enrolled one: re-enroll\n");
 	if (s->rotation_pending)

@@ -51,7 +51,7 @@ struct ekd_tunnel {
 	bool up;
 	int64_t last_handshake;
 	uint64_t rx_bytes, tx_bytes;
-	char last_err[200];	/* say a repeating failure once */
+	char last_err[400];	/* say a repeating failure once */
 };
 
 static unsigned int
@@ -357,7 +357,7 @@ configure(struct ekd_tunnel *t, const struct ekd_enrollment *e, bool create, tim
 	const struct ekd_conf *c = t->conf;
 	union wg_endpoint ep;
 	uint8_t *key = NULL, pub[WG_KEY_LEN];
-	char errbuf[256], addr[64], epbuf[INET6_ADDRSTRLEN + 10], fp[WG_KEY_FP_LEN];
+	char errbuf[400], addr[64], epbuf[INET6_ADDRSTRLEN + 10], fp[WG_KEY_FP_LEN];
 	int r;
 
 	r = ensure_link(t, create);
@@ -378,9 +378,12 @@ configure(struct ekd_tunnel *t, const struct ekd_enrollment *e, bool create, tim
 		tunnel_fail(t, "cannot lock memory for the key: %s (RLIMIT_MEMLOCK?)", strerror(errno));
 		return r;
 	}
-	r = ekd_unseal(c, key);
-	if (r < 0)
+	r = ekd_unseal_msg(c, key, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		/* once: the daemon tries at every check, and a changed PCR stays changed */
+		tunnel_fail(t, "%s", errbuf);
 		goto out;
+	}
 	r = key_public_from_private(pub, key);
 	if (r < 0)
 		goto out;
@@ -416,6 +419,9 @@ configure(struct ekd_tunnel *t, const struct ekd_enrollment *e, bool create, tim
 	log_info("tunnel '%s' configured: %s, control plane %s (%s), keepalive %u s, key %s",
 		c->ifname, addr, e->endpoint, epbuf, keepalive_of(c, e), fp);
 out:
+	/* the next check retries; it should not call a link we never configured "lost" */
+	if (r < 0)
+		t->broken = true;
 	secmem_free(key, WG_KEY_LEN);
 	explicit_bzero(pub, sizeof(pub));
 	return r;
@@ -514,6 +520,12 @@ ekd_tunnel_check(struct ekd_tunnel *t, const struct ekd_enrollment *e, time_t no
 		return configure(t, e, true, now);
 	}
 
+	if (t->broken) {
+		/* healed, by us or by `edge-keyd rotate` or `enroll` next to us: a new failure
+		 * is news again */
+		t->broken = false;
+		t->last_err[0] = '\0';
+	}
 	if (!t->have_counters || peer->rx_bytes != t->last_rx_bytes) {
 		if (t->have_counters)
 			t->last_rx = now;

@@ -410,15 +410,34 @@ out:
 	return err;
 }
 
-int
-tpmdev_unseal(struct tpmdev *dev, const char *state_dir, uint8_t key[static TPMDEV_KEY_LEN])
+/*
+ * Does the PolicyPCR digest of the current values of @f's PCRs equal its authPolicy? 0 yes
+ * (or no policy), -EKEYEXPIRED no (dev->err says so).
+ */
+static int
+policy_holds(struct tpmdev *dev, const struct tpmdev_file *f)
 {
-	struct tpmdev_obj srk = TPMDEV_OBJ_INIT, obj = TPMDEV_OBJ_INIT;
-	TPM2B_SENSITIVE_DATA *out = NULL;
+	TPM2B_DIGEST now;
+	int err;
+
+	if (!f->has_policy)
+		return 0;
+	err = pcr_policy_digest(dev, &f->policy, &now);
+	if (err < 0)
+		return err;
+	if (now.size == f->pub.publicArea.authPolicy.size &&
+	    memcmp(now.buffer, f->pub.publicArea.authPolicy.buffer, now.size) == 0)
+		return 0;
+	snprintf(dev->err, sizeof(dev->err),
+		 "PolicyPCR: the PCRs no longer have the values the key was sealed to");
+	return -EKEYEXPIRED;
+}
+
+/* The current sealed key file, checked against our template; malloc()ed into *@ret. */
+static int
+read_sealed(struct tpmdev *dev, const char *state_dir, struct tpmdev_file **ret)
+{
 	struct tpmdev_file *f;
-	ESYS_TR s = ESYS_TR_NONE;
-	uint8_t tmp[TPMDEV_KEY_LEN], pub[TPMDEV_KEY_LEN];
-	TPM2B_DIGEST any;
 	int err;
 
 	dev->err[0] = '\0';
@@ -426,12 +445,52 @@ tpmdev_unseal(struct tpmdev *dev, const char *state_dir, uint8_t key[static TPMD
 	if (f == NULL)
 		return -ENOMEM;
 	err = tpmdev_file_read(state_dir, TPMDEV_WG_FILE, TPMDEV_FILE_SEALED, f);
+	if (err == 0 && !sealed_public_ok(f))
+		err = -EBADMSG;
+	if (err < 0) {
+		free(f);
+		return err;
+	}
+	*ret = f;
+	return 0;
+}
+
+int
+tpmdev_wg_policy_check(struct tpmdev *dev, const char *state_dir, TPML_PCR_SELECTION *ret_sel)
+{
+	struct tpmdev_file *f = NULL;
+	int err;
+
+	err = read_sealed(dev, state_dir, &f);
+	if (err == 0 && ret_sel != NULL) {
+		memset(ret_sel, 0, sizeof(*ret_sel));
+		if (f->has_policy)
+			*ret_sel = f->policy;
+	}
+	if (err == 0)
+		err = policy_holds(dev, f);
+	free(f);
+	return err;
+}
+
+int
+tpmdev_unseal(struct tpmdev *dev, const char *state_dir, uint8_t key[static TPMDEV_KEY_LEN])
+{
+	struct tpmdev_obj srk = TPMDEV_OBJ_INIT, obj = TPMDEV_OBJ_INIT;
+	TPM2B_SENSITIVE_DATA *out = NULL;
+	struct tpmdev_file *f = NULL;
+	ESYS_TR s = ESYS_TR_NONE;
+	uint8_t tmp[TPMDEV_KEY_LEN], pub[TPMDEV_KEY_LEN];
+	TPM2B_DIGEST any;
+	int err;
+
+	err = read_sealed(dev, state_dir, &f);
 	if (err < 0)
 		goto out;
-	if (!sealed_public_ok(f)) {
-		err = -EBADMSG;
+	/* changed PCRs: say so, rather than have the TPM answer "a policy check failed" */
+	err = policy_holds(dev, f);
+	if (err < 0)
 		goto out;
-	}
 	err = tpmdev_srk(dev, false, &srk);
 	if (err == 0)
 		err = tpmdev_load(dev, &srk, &f->pub, &f->priv, &obj);

@@ -5,9 +5,11 @@
  * tpmdev_release() / tpmdev_flush_session(); every ESYS output is Esys_Free()d.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <tss2/tss2_rc.h>
 
@@ -131,6 +133,30 @@ fallback:
 	(void)setenv("TSS2_LOG", "all+warning", 1);
 }
 
+/*
+ * tss2's device TCTI turns every failure to open its device into an I/O error (the cause is
+ * only in tss2's own log line): "Input/output error" for a user who is not in the device's
+ * group. So a "device:PATH" TCTI's device is opened here first, and closed again, for the
+ * errno: -EACCES (not allowed: usually not in group tss), -ENOENT (no such device), -EBUSY
+ * (/dev/tpm0, which has no resource manager, held by another program). 0 for any other
+ * TCTI, or when the device opens.
+ */
+static int
+device_precheck(const char *tcti)
+{
+	const char *path;
+	int fd;
+
+	if (tcti == NULL || strncmp(tcti, "device", 6) != 0 || (tcti[6] != ':' && tcti[6] != '\0'))
+		return 0;
+	path = tcti[6] == ':' && tcti[7] != '\0' ? tcti + 7 : "/dev/tpm0";
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
 int
 tpmdev_open(struct tpmdev **ret_dev, const char *tcti)
 {
@@ -139,6 +165,9 @@ tpmdev_open(struct tpmdev **ret_dev, const char *tcti)
 	int ret;
 
 	tpmdev_tss2_log_cap();
+	ret = device_precheck(tcti);
+	if (ret < 0)
+		return ret;
 	dev = calloc(1, sizeof(*dev));
 	if (dev == NULL)
 		return -ENOMEM;

@@ -29,7 +29,8 @@
  * negative errno, and tpmdev_last_error() says which TPM command failed and why.
  *
  * Errors: -EACCES the TPM refused an authorization (PCR policy not satisfied, wrong
- * auth, EK policy); -EKEYREJECTED a blob does not belong to this TPM (integrity check
+ * auth, EK policy); -EKEYEXPIRED the PCRs of the sealed key's policy no longer have the
+ * values it was sealed to (checked before unsealing); -EKEYREJECTED a blob does not belong to this TPM (integrity check
  * failed: another TPM, a cleared owner hierarchy), or the unsealed key does not match its
  * public key; -ENOENT a file, NV index or persistent handle is missing; -EPERM a state
  * file is readable by group or others; -EBADMSG a malformed input or state file;
@@ -53,7 +54,8 @@ struct tpmdev;
 /*
  * Connect to the TPM through @tcti (a tss2-tctildr configuration string; NULL = the
  * library's default). The TPM must already be started (firmware does it; swtpm with
- * --flags startup-clear). Free with tpmdev_close().
+ * --flags startup-clear). Free with tpmdev_close(). For a "device:PATH" TCTI a device that
+ * cannot be opened gives open(2)'s errno (-EACCES, -ENOENT, -EBUSY), not tss2's -EIO.
  */
 int tpmdev_open(struct tpmdev **ret_dev, const char *tcti);
 void tpmdev_close(struct tpmdev *dev);
@@ -115,10 +117,21 @@ int tpmdev_wg_public(const char *state_dir, uint8_t ret_pub[static TPMDEV_KEY_LE
 /*
  * Unseal the WireGuard private key into @key (the caller's locked memory, secmem). Uses a
  * salted session with response encryption, so the key crosses the TPM interface encrypted;
- * with a PCR policy, a PolicyPCR session. Checks that the key's X25519 public key equals
- * the stored one (-EKEYREJECTED). @key is written only on success and wiped on failure.
+ * with a PCR policy, a PolicyPCR session, after checking that the PCRs still have the
+ * values the key was sealed to (-EKEYEXPIRED otherwise, see tpmdev_wg_policy_check()).
+ * Checks that the key's X25519 public key equals the stored one (-EKEYREJECTED). @key is written only on success and wiped on failure.
  */
 int tpmdev_unseal(struct tpmdev *dev, const char *state_dir, uint8_t key[static TPMDEV_KEY_LEN]);
+
+/*
+ * Would the sealed WireGuard key unseal with the PCRs as they are now? Reads the PCRs of
+ * its policy and compares the PolicyPCR digest of their values with the key's authPolicy;
+ * unseals nothing, so `status` can ask. 0: yes, or the key has no PCR policy;
+ * -EKEYEXPIRED: the PCRs no longer have the values it was sealed to (a firmware or boot
+ * chain change). *@ret_sel (may be NULL) gets the key's PCR selection (count 0: none).
+ */
+int tpmdev_wg_policy_check(struct tpmdev *dev, const char *state_dir,
+			   TPML_PCR_SELECTION *ret_sel);
 
 /* ---- enrollment ------------------------------------------------------------------------ */
 

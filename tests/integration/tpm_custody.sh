@@ -168,7 +168,7 @@ else
 	key_absent "$P" "PCR-bound state directory"
 	TPM2TOOLS_TCTI=$A tpm2_pcrextend "16:sha256=$(head -c 32 /dev/urandom | xxd -p -c 64)" ||
 		fail "pcrextend"
-	expect_refused EACCES "unseal after PCR 16 was extended" "$PROG" unseal "$A" "$P" "$T/x.bin"
+	expect_refused EKEYEXPIRED "unseal after PCR 16 was extended" "$PROG" unseal "$A" "$P" "$T/x.bin"
 	TPM2TOOLS_TCTI=$A tpm2_pcrreset 16 || fail "pcrreset"
 	if "$PROG" unseal "$A" "$P" "$T/x.bin" 2>/dev/null && cmp -s "$T/x.bin" "$T/keyp.bin"; then
 		pass "unseal works again once PCR 16 is back to its policy value"
@@ -177,7 +177,7 @@ else
 	fi
 	TPM2TOOLS_TCTI=$A tpm2_pcrextend "7:sha256=$(head -c 32 /dev/urandom | xxd -p -c 64)" ||
 		fail "pcrextend"
-	expect_refused EACCES "unseal after PCR 7 was extended" "$PROG" unseal "$A" "$P" "$T/x.bin"
+	expect_refused EKEYEXPIRED "unseal after PCR 7 was extended" "$PROG" unseal "$A" "$P" "$T/x.bin"
 fi
 [ "$("$PROG" handles "$A")" = "objects 0 sessions 0" ] && pass "nothing left loaded in TPM A" ||
 	fail "TPM A still holds: $("$PROG" handles "$A")"
