@@ -464,7 +464,8 @@
 	}
 
 	function countText(v, what) {
-		return v === null || v === undefined ? 'not visible to this token' : `${v} ${what}`;
+		if (v === null || v === undefined) return 'not visible to this token';
+		return `${v} ${what}${v === 1 ? '' : 's'}`;
 	}
 
 	function renderTenants() {
@@ -488,7 +489,7 @@
 					el('dt', { text: 'Tokens' }),
 					el('dd', { class: 'tokens', text: tokens }),
 					el('dt', { text: 'Registrations' }),
-					el('dd', { class: 'registrations', text: countText(k.registrations, 'EKs') }),
+					el('dd', { class: 'registrations', text: countText(k.registrations, 'EK') }),
 					el('dt', { text: 'Endpoint' }),
 					el('dd', { text: t.endpoint || '—' }),
 				),
