@@ -161,8 +161,10 @@ $(B)/tests/bench/%: $(B)/obj/tests/bench/%.o $(LIBS_ALL)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS)
 
-# enroll_bench links the software TPM device (tests/bench/softdev/, not a program itself).
-$(B)/tests/bench/enroll_bench: $(B)/obj/tests/bench/enroll_bench.o \
+# enroll_bench and http_flood (its challenge bodies) link the software TPM device
+# (tests/bench/softdev/, not a program itself).
+$(B)/tests/progs/http_flood \
+$(B)/tests/bench/enroll_bench: $(B)/tests/%: $(B)/obj/tests/%.o \
 		$(B)/obj/tests/bench/softdev/softdev.o $(LIBS_ALL)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)

@@ -29,6 +29,8 @@ api_metrics(struct http_request *req, char **ret_text, const char **ret_ctype, v
 }
 
 #define ANYONE (HTTP_AUTH_NONE | HTTP_AUTH_ADMIN | HTTP_AUTH_TENANT | HTTP_AUTH_PROVISION)
+/* the device-facing endpoints: anyone, rate-limited (they cost cryptography) */
+#define DEVICE (ANYONE | HTTP_ROUTE_LIMITED)
 #define FLEET (HTTP_AUTH_ADMIN | HTTP_AUTH_TENANT)
 #define ADMIN HTTP_AUTH_ADMIN
 #define REGISTRAR (HTTP_AUTH_ADMIN | HTTP_AUTH_TENANT | HTTP_AUTH_PROVISION)
@@ -36,8 +38,8 @@ api_metrics(struct http_request *req, char **ret_text, const char **ret_ctype, v
 const struct http_route api_routes[] = {
 	{ "GET", "/healthz", api_healthz, ANYONE, NULL },
 	{ "GET", "/metrics", NULL, ANYONE, api_metrics },
-	{ "POST", "/v1/enroll/challenge", api_enroll_challenge, ANYONE, NULL },
-	{ "POST", "/v1/enroll/complete", api_enroll_complete, ANYONE, NULL },
+	{ "POST", "/v1/enroll/challenge", api_enroll_challenge, DEVICE, NULL },
+	{ "POST", "/v1/enroll/complete", api_enroll_complete, DEVICE, NULL },
 	{ "POST", "/v1/tenants", api_tenant_create, ADMIN, NULL },
 	{ "GET", "/v1/tenants", api_tenant_list, FLEET, NULL },
 	{ "GET", "/v1/tenants/{name}", api_tenant_get, FLEET, NULL },
@@ -53,8 +55,8 @@ const struct http_route api_routes[] = {
 	{ "POST", "/v1/devices/{id}/revoke", api_device_revoke, FLEET, NULL },
 	{ "POST", "/v1/devices/{id}/reinstate", api_device_reinstate, FLEET, NULL },
 	{ "GET", "/v1/events", NULL, FLEET, api_events },
-	{ "POST", "/v1/peer", api_peer_enroll, ANYONE, NULL },
-	{ "GET", "/v1/peer", api_peer_get, ANYONE, NULL },
+	{ "POST", "/v1/peer", api_peer_enroll, DEVICE, NULL },
+	{ "GET", "/v1/peer", api_peer_get, DEVICE, NULL },
 	{ "PUT", "/v1/tenants/{name}/policy", api_tenant_policy, ADMIN, NULL },
 	{ "POST", "/v1/tenants/{name}/device-cas", api_device_ca_add, ADMIN, NULL },
 	{ "GET", "/v1/tenants/{name}/device-cas", api_device_ca_list, FLEET, NULL },

@@ -31,6 +31,7 @@
 #include "enrolld/attest/attest.h"
 #include "enrolld/enrolld.h"
 
+/* The table's size: attestation.max_sessions, the cap on open sessions, is at most this. */
 #define SESSIONS_MAX 65536
 #define EK_CERT_MAX 8192
 #define TPM_STRUCT_MAX 4096
@@ -76,23 +77,63 @@ enroll_sessions_free(struct enroll_sessions *es)
 	free(es);
 }
 
-/* Keep @c under @id; expired entries are dropped on the way. -EAGAIN when full. */
-static int
-sessions_put(struct enroll_sessions *es, const uint8_t id[STORE_SESSION_ID_LEN],
-	struct attest_challenge *c, time_t now)
+/*
+ * Drop the expired entries; the caller holds the lock. What is left are the open sessions:
+ * challenged, not expired, not yet completed (a completion takes its entry, whatever the
+ * outcome). Returns the seconds until the first of them expires (1 at least; 0 if none).
+ */
+static unsigned int
+sessions_purge(struct enroll_sessions *es, time_t now)
 {
-	int r = 0;
+	time_t first = 0;
 
-	pthread_mutex_lock(&es->lock);
 	for (size_t i = 0; i < es->n;) {
 		if (es->arr[i].expires <= now) {
 			attest_challenge_free(es->arr[i].c);
 			es->arr[i] = es->arr[--es->n];
 			continue;
 		}
+		if (first == 0 || es->arr[i].expires < first)
+			first = es->arr[i].expires;
 		i++;
 	}
-	if (es->n == SESSIONS_MAX) {
+	return first == 0 ? 0 : first - now < 1 ? 1 : (unsigned int)(first - now);
+}
+
+/*
+ * Whether @max sessions are open; then *ret_retry_after is the seconds until one of them
+ * expires (a completion may free one sooner).
+ */
+static bool
+sessions_full(struct enroll_sessions *es, size_t max, time_t now, unsigned int *ret_retry_after)
+{
+	unsigned int after;
+	bool full;
+
+	pthread_mutex_lock(&es->lock);
+	after = sessions_purge(es, now);
+	full = es->n >= max || es->n == SESSIONS_MAX;
+	pthread_mutex_unlock(&es->lock);
+	if (full)
+		*ret_retry_after = after;
+	return full;
+}
+
+/*
+ * Keep @c under @id; expired entries are dropped on the way. -EAGAIN when @max sessions are
+ * open (*ret_retry_after as sessions_full()).
+ */
+static int
+sessions_put(struct enroll_sessions *es, const uint8_t id[STORE_SESSION_ID_LEN],
+	struct attest_challenge *c, time_t now, size_t max, unsigned int *ret_retry_after)
+{
+	unsigned int after;
+	int r = 0;
+
+	pthread_mutex_lock(&es->lock);
+	after = sessions_purge(es, now);
+	if (es->n >= max || es->n == SESSIONS_MAX) {
+		*ret_retry_after = after;
 		r = -EAGAIN;
 	} else {
 		memcpy(es->arr[es->n].id, id, STORE_SESSION_ID_LEN);
@@ -165,6 +206,16 @@ reject(struct http_request *req, int r, enum attest_reason reason)
 	metrics_count_enrollment("error");
 	return http_error(req, r < 0 ? r : -EIO, "internal", "attestation failed: %s",
 		strerror(r < 0 ? -r : EIO));
+}
+
+/* 503 too_many_sessions, Retry-After when one of them expires. */
+static int
+sessions_refusal(struct http_request *req, unsigned int retry_after)
+{
+	metrics_count_refused("sessions");
+	http_request_set_retry_after(req, retry_after);
+	return http_error(req, -EAGAIN, "too_many_sessions",
+		"too many enrollment sessions are open: retry after %u s", retry_after);
 }
 
 /* Authorisation problems of a token, with one code each. */
@@ -287,6 +338,7 @@ api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx)
 	TPM2B_NAME ak_name;
 	json_t *body = NULL, *out = NULL;
 	time_t now = time(NULL);
+	unsigned int after = 1;
 	int r;
 
 	r = http_request_json(req, &body);
@@ -308,6 +360,11 @@ api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx)
 	if (e->trust == NULL) {
 		r = http_error(req, -EAGAIN, "attestation_unavailable",
 			"this server has no EK trust anchors (attestation.ek_ca_dir)");
+		goto out;
+	}
+	/* Before any cryptography: a full table would refuse the session at the end anyway. */
+	if (sessions_full(e->sessions, (size_t)e->conf.max_sessions, now, &after)) {
+		r = sessions_refusal(req, after);
 		goto out;
 	}
 
@@ -414,10 +471,10 @@ api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx)
 		r = api_store_error(req, r, "session");
 		goto out;
 	}
-	r = sessions_put(e->sessions, sid, c, now);
+	r = sessions_put(e->sessions, sid, c, now, (size_t)e->conf.max_sessions, &after);
 	if (r < 0) {
 		(void)store_session_use(e->store, sid);
-		r = http_error(req, -EAGAIN, "busy", "too many open enrollment sessions");
+		r = sessions_refusal(req, after);
 		goto out;
 	}
 	attest_challenge_credential(c, &blob, &blob_len);

@@ -20,6 +20,7 @@ static const char *const conf_known[] = {
 	"server.threads",
 	"server.header_timeout",
 	"server.connection_timeout",
+	"server.body_timeout",
 	"state.db_path",
 	"state.key_dir",
 	"auth.admin_token_file",
@@ -27,6 +28,13 @@ static const char *const conf_known[] = {
 	"auth.tenant_tokens_dir",
 	"attestation.ek_ca_dir",
 	"attestation.session_ttl",
+	"attestation.max_sessions",
+	"ratelimit.per_source_rate",
+	"ratelimit.per_source_burst",
+	"ratelimit.global_rate",
+	"ratelimit.global_burst",
+	"ratelimit.sources",
+	"ratelimit.ipv6_prefix",
 	"wireguard.backend",
 	"wireguard.wireguard_go",
 	"wireguard.uapi_dir",
@@ -89,7 +97,21 @@ static const struct long_opt long_opts[] = {
 	LOPT("server", "threads", 1, 64, 4, threads),
 	LOPT("server", "header_timeout", 1, 600, 10, header_timeout),
 	LOPT("server", "connection_timeout", 1, 3600, 30, conn_timeout),
+	LOPT("server", "body_timeout", 1, 600, 30, body_timeout),
 	LOPT("attestation", "session_ttl", 5, 3600, 60, session_ttl),
+	/* the in-memory session table holds 65536 (api_enroll.c) */
+	LOPT("attestation", "max_sessions", 1, 65536, 4096, max_sessions),
+	/*
+	 * Defaults: a site of a few hundred devices behind one NAT enrolling together, and the
+	 * integration tests' devices on one loopback address, stay under them; one source costs
+	 * at most ~a tenth of a core of attestation cryptography, everyone together ~a core.
+	 */
+	LOPT("ratelimit", "per_source_rate", 0, 1000000, 100, rl_source_rate),
+	LOPT("ratelimit", "per_source_burst", 1, 1000000, 1000, rl_source_burst),
+	LOPT("ratelimit", "global_rate", 0, 1000000, 500, rl_global_rate),
+	LOPT("ratelimit", "global_burst", 1, 1000000, 2000, rl_global_burst),
+	LOPT("ratelimit", "sources", 64, 1L << 22, 16384, rl_sources),
+	LOPT("ratelimit", "ipv6_prefix", 1, 128, 64, rl_ipv6_prefix),
 	LOPT("wireguard", "reconcile_interval", 1, 86400, 30, reconcile_interval),
 	LOPT("wireguard", "vrf_table_base", 1, 0x7fff0000L, 100000, vrf_table_base),
 	LOPT("health", "interval", 1, 3600, 5, health_interval),

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "enrolld/ratelimit.h"
 #include "enrolld/store.h"
 
 #define ENROLLD_DEFAULT_CONF "/etc/enrolld/enrolld.conf"
@@ -39,6 +40,7 @@ struct enrolld_conf {
 	long threads;         /* HTTP event-loop threads */
 	long header_timeout;  /* seconds a client has to send its request headers */
 	long conn_timeout;    /* seconds of inactivity before a connection is closed */
+	long body_timeout;    /* seconds from the end of the headers to the end of the body */
 	/* [state] */
 	char *db_path;
 	char *key_dir; /* tenant interface private keys, default <db_path>/keys */
@@ -49,6 +51,14 @@ struct enrolld_conf {
 	/* [attestation] */
 	char *ek_ca_dir;
 	long session_ttl; /* seconds a challenge may be completed in */
+	long max_sessions; /* open sessions (challenged, neither completed nor expired) */
+	/* [ratelimit] the endpoints anyone may call; a rate of 0 turns its limit off */
+	long rl_source_rate; /* requests per second from one source */
+	long rl_source_burst;
+	long rl_global_rate; /* requests per second from everyone */
+	long rl_global_burst;
+	long rl_sources;     /* sources tracked at once */
+	long rl_ipv6_prefix; /* an IPv6 source is this prefix of its address */
 	/* [wireguard] */
 	int wg_backend; /* enum enrolld_wg_backend */
 	char *wireguard_go;
@@ -114,7 +124,7 @@ struct http_route {
 	const char *method;
 	const char *pattern; /* "/v1/devices/{id}": {name} matches one path segment */
 	http_handler handler;
-	unsigned int auth; /* HTTP_AUTH_* that may call it */
+	unsigned int auth; /* HTTP_AUTH_* that may call it, and HTTP_ROUTE_LIMITED */
 	http_text_handler text_handler; /* instead of handler, for non-JSON answers and streams */
 };
 
@@ -123,6 +133,8 @@ enum {
 	HTTP_AUTH_ADMIN = 1U << 1,  /* the admin token */
 	HTTP_AUTH_TENANT = 1U << 2, /* a tenant-scoped token */
 	HTTP_AUTH_PROVISION = 1U << 3,
+	/* not a role: anyone may call it and it costs us, the rate limits (http_config.limits) apply */
+	HTTP_ROUTE_LIMITED = 1U << 8,
 };
 
 struct http_config {
@@ -142,6 +154,9 @@ struct http_config {
 	unsigned int max_connections_per_ip; /* from one source address (TCP); 0 = no limit */
 	unsigned int header_timeout; /* s from accept (or the previous answer) to full headers */
 	unsigned int conn_timeout;   /* s of inactivity once the headers are in */
+	unsigned int body_timeout;   /* s from the headers to the end of the body (0: conn_timeout) */
+	/* token buckets for HTTP_ROUTE_LIMITED routes (both rates 0: none) */
+	struct ratelimit_config limits;
 	const struct http_route *routes;
 	size_t n_routes;
 	void *ctx;
@@ -201,6 +216,8 @@ int http_error(struct http_request *req, int err, const char *code, const char *
 	__attribute__((format(printf, 4, 5)));
 /* The HTTP status for a negative errno (one table for the whole API). */
 unsigned int http_status_of(int err);
+/* Send Retry-After: @seconds with the error a handler returns (429, 503). */
+void http_request_set_retry_after(struct http_request *req, unsigned int seconds);
 
 /* ---- metrics.c ---- */
 void metrics_observe_request(const char *route, unsigned int status, double seconds);
@@ -208,6 +225,11 @@ void metrics_observe_request(const char *route, unsigned int status, double seco
 void metrics_count_enrollment(const char *result);
 /* attestation failures by reason code (attest_reason_code()) */
 void metrics_count_attest_failure(const char *reason);
+/*
+ * requests and connections refused to bound what clients cost, by reason: "source_rate",
+ * "global_rate", "sessions", "header_timeout", "body_timeout", "body_too_large"
+ */
+void metrics_count_refused(const char *reason);
 /* devices of @tenant in @state ("up", "down", "never", "revoked"): a gauge set per tick */
 void metrics_set_devices(const char *tenant, const char *state, uint64_t n);
 /*

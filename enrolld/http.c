@@ -82,19 +82,23 @@ struct http_server {
 	bool stopping;
 	uint64_t wait_cursor; /* cfg.stream_wait's own state */
 	pthread_mutex_t conn_lock;
-	struct http_conn *due; /* connections still owing their request headers */
+	struct http_conn *due; /* connections still owing their request headers or body */
+	struct ratelimit *limiter; /* NULL: no rate limit */
 };
 
 /*
  * Per TCP connection (libmicrohttpd's socket context): the deadline for the request
- * headers. On the server's `due` list from accept (or the end of the previous request on a
- * kept-alive connection) until the headers are in.
+ * headers, then for its body. On the server's `due` list from accept (or the end of the
+ * previous request on a kept-alive connection) until the headers are in, and again from
+ * then until the body is in (if the request has one): a client that drips its headers or
+ * its body is cut at the deadline, however often it sends a byte.
  */
 struct http_conn {
 	struct http_conn *prev, *next;
 	struct http_server *srv;
 	int fd;
 	bool listed;
+	bool body; /* the deadline is the body's */
 	struct timespec deadline;
 };
 
@@ -117,6 +121,7 @@ struct http_request {
 	char tenant[HTTP_TENANT_LEN];
 	/* the verdict of admit() when the request is refused (its body is then discarded) */
 	unsigned int refused;
+	unsigned int retry_after; /* seconds, for Retry-After; 0: none */
 	/* the error a handler recorded */
 	char err_code[48];
 	char err_msg[256];
@@ -168,6 +173,12 @@ http_status_of(int err)
 	default:
 		return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
+}
+
+void
+http_request_set_retry_after(struct http_request *req, unsigned int seconds)
+{
+	req->retry_after = seconds;
 }
 
 int
@@ -464,17 +475,35 @@ send_json(struct MHD_Connection *conn, unsigned int status, json_t *body)
 	return r;
 }
 
+/* {"error": {"code", "message"}}, and Retry-After: @retry_after unless it is 0. */
 static enum MHD_Result
-send_error(struct MHD_Connection *conn, unsigned int status, const char *code, const char *msg)
+send_error(struct MHD_Connection *conn, unsigned int status, const char *code, const char *msg,
+	unsigned int retry_after)
 {
+	struct MHD_Response *resp;
 	enum MHD_Result r;
+	char *text, after[16];
 	json_t *j;
 
 	j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-	if (j == NULL)
-		return MHD_NO;
-	r = send_json(conn, status, j);
+	text = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 	json_decref(j);
+	if (text == NULL)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_COPY);
+	free(text);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (retry_after != 0) {
+		snprintf(after, sizeof(after), "%u", retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, after);
+	}
+	r = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
 	return r;
 }
 
@@ -635,15 +664,16 @@ timespec_before(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-/* Put @hc on the due list with a deadline header_timeout from now. */
+/* Put @hc on the due list: its headers (or, @body, its body) are due @seconds from now. */
 static void
-conn_arm(struct http_conn *hc)
+conn_arm(struct http_conn *hc, unsigned int seconds, bool body)
 {
 	struct http_server *srv = hc->srv;
 
 	pthread_mutex_lock(&srv->conn_lock);
 	clock_gettime(CLOCK_MONOTONIC, &hc->deadline);
-	timespec_add_ms(&hc->deadline, (long)srv->cfg.header_timeout * 1000);
+	timespec_add_ms(&hc->deadline, (long)seconds * 1000);
+	hc->body = body;
 	if (!hc->listed) {
 		hc->prev = NULL;
 		hc->next = srv->due;
@@ -682,7 +712,7 @@ conn_disarm(struct http_conn *hc)
 }
 
 /*
- * Shut down the connections whose request headers are overdue. shutdown(), not close():
+ * Shut down the connections whose request headers or body are overdue. shutdown(), not close():
  * the descriptor stays libmicrohttpd's, which sees the end of the stream and closes the
  * connection itself. It is still this connection's descriptor: libmicrohttpd tells us a
  * connection closed (on_connection, which takes conn_lock) before it closes the socket.
@@ -692,6 +722,7 @@ reap_overdue(struct http_server *srv)
 {
 	struct http_conn *hc, *next;
 	struct timespec now;
+	unsigned int cut[2] = { 0, 0 }; /* headers, bodies */
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	pthread_mutex_lock(&srv->conn_lock);
@@ -700,9 +731,14 @@ reap_overdue(struct http_server *srv)
 		if (!timespec_before(&hc->deadline, &now))
 			continue;
 		(void)shutdown(hc->fd, SHUT_RDWR);
+		cut[hc->body]++;
 		conn_unlist(hc);
 	}
 	pthread_mutex_unlock(&srv->conn_lock);
+	while (cut[0]-- > 0)
+		metrics_count_refused("header_timeout");
+	while (cut[1]-- > 0)
+		metrics_count_refused("body_timeout");
 }
 
 static void
@@ -731,7 +767,7 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 	hc->srv = srv;
 	hc->fd = ci->connect_fd;
 	*socket_context = hc;
-	conn_arm(hc);
+	conn_arm(hc, srv->cfg.header_timeout, false);
 }
 
 /*
@@ -778,6 +814,37 @@ elapsed(const struct timespec *since)
 }
 
 /*
+ * The rate limits of a route anyone may call and that costs us (HTTP_ROUTE_LIMITED):
+ * 0, or 429 with Retry-After. Decided on the request line and the source address, before
+ * any header is looked at or any body read, so a refusal costs next to nothing.
+ */
+static int
+limit(struct http_request *req)
+{
+	struct http_server *srv = req->srv;
+	const union MHD_ConnectionInfo *ci;
+	unsigned int after = 1;
+	struct timespec now;
+	int v;
+
+	if (srv->limiter == NULL || !(req->route->auth & HTTP_ROUTE_LIMITED))
+		return 0;
+	ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	v = ratelimit_take(srv->limiter, ci != NULL ? ci->client_addr : NULL,
+		(uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000, &after);
+	if (v == RATELIMIT_OK)
+		return 0;
+	metrics_count_refused(v == RATELIMIT_SOURCE ? "source_rate" : "global_rate");
+	req->retry_after = after;
+	http_error(req, -EAGAIN, "rate_limited",
+		v == RATELIMIT_SOURCE ? "too many requests from this address: retry after %u s" :
+					"too many requests to this server: retry after %u s",
+		after);
+	return MHD_HTTP_TOO_MANY_REQUESTS;
+}
+
+/*
  * Judge a request on its request line and headers, before its body is read: 0 to serve
  * it, or the HTTP status of the refusal (recorded with http_error; the body is then
  * read and dropped, so the client still gets the answer).
@@ -815,6 +882,10 @@ admit(struct http_request *req)
 		http_error(req, -ENOENT, "not_found", "no such endpoint");
 		return MHD_HTTP_NOT_FOUND;
 	}
+
+	r = limit(req);
+	if (r != 0)
+		return (unsigned int)r;
 
 	r = authenticate(req);
 	if (r < 0)
@@ -856,13 +927,14 @@ dispatch(struct http_request *req)
 
 	if (req->too_large && !req->bad_uri) {
 		status = MHD_HTTP_CONTENT_TOO_LARGE;
+		metrics_count_refused("body_too_large");
 		mr = send_error(req->conn, status, "body_too_large",
-			"the request body exceeds the server's limit");
+			"the request body exceeds the server's limit", 0);
 		goto out;
 	}
 	if (req->refused != 0) {
 		status = req->refused;
-		mr = send_error(req->conn, status, req->err_code, req->err_msg);
+		mr = send_error(req->conn, status, req->err_code, req->err_msg, req->retry_after);
 		goto out;
 	}
 
@@ -907,7 +979,7 @@ fail:
 	status = http_status_of(r);
 	if (req->err_code[0] == '\0')
 		http_error(req, r, "internal", "internal error: %s", strerror(-r));
-	mr = send_error(req->conn, status, req->err_code, req->err_msg);
+	mr = send_error(req->conn, status, req->err_code, req->err_msg, req->retry_after);
 out:
 	metrics_observe_request(route ? route->pattern : "unmatched", status, elapsed(&req->started));
 	return mr;
@@ -946,10 +1018,17 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	if (req == NULL)
 		return MHD_NO; /* on_uri found no memory */
 	if (!req->admitted) {
-		/* The headers are in: the header deadline is met, the idle timeout grows. */
+		/*
+		 * The headers are in: the header deadline is met, the idle timeout grows, and
+		 * a body is due within body_timeout (kept or not: a refused body is read too).
+		 */
 		req->admitted = true;
-		if (req->hc != NULL)
-			conn_disarm(req->hc);
+		if (req->hc != NULL) {
+			if (request_has_body(req))
+				conn_arm(req->hc, srv->cfg.body_timeout, true);
+			else
+				conn_disarm(req->hc);
+		}
 		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
 			srv->cfg.conn_timeout);
 		req->method = method;
@@ -983,6 +1062,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	/* The body is in: no deadline while the answer is made and sent (streams last). */
+	if (req->hc != NULL)
+		conn_disarm(req->hc);
 	return dispatch(req);
 }
 
@@ -996,7 +1078,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	/* A kept-alive connection owes the next request's headers within the deadline. */
 	if (req->hc != NULL && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-		conn_arm(req->hc);
+		conn_arm(req->hc, req->srv->cfg.header_timeout, false);
 	request_clear_params(req);
 	/* Bodies carry enrollment tokens and secrets from devices. */
 	if (req->body != NULL)
@@ -1285,6 +1367,7 @@ server_free(struct http_server *srv)
 		unlink(srv->unix_path);
 	free(srv->unix_path);
 	free(srv->trust_pem);
+	ratelimit_free(srv->limiter);
 	pthread_mutex_destroy(&srv->lock);
 	pthread_mutex_destroy(&srv->park_lock);
 	pthread_cond_destroy(&srv->park_cond);
@@ -1314,6 +1397,8 @@ http_server_start(struct http_server **ret, const struct http_config *cfg)
 		srv->cfg.threads = 1;
 	if (srv->cfg.header_timeout == 0)
 		srv->cfg.header_timeout = srv->cfg.conn_timeout;
+	if (srv->cfg.body_timeout == 0)
+		srv->cfg.body_timeout = srv->cfg.conn_timeout;
 	srv->listen_fd = -1;
 	if (cfg->tls_cert_pem != NULL) {
 		srv->tls = true;
@@ -1348,6 +1433,11 @@ http_server_start(struct http_server **ret, const struct http_config *cfg)
 		r = srv->listen_fd;
 		srv->listen_fd = -1;
 		goto err;
+	}
+	if (cfg->limits.source_rate != 0 || cfg->limits.global_rate != 0) {
+		r = ratelimit_new(&srv->limiter, &cfg->limits);
+		if (r < 0)
+			goto err;
 	}
 	r = -pthread_create(&srv->keeper, NULL, keeper_main, srv);
 	if (r < 0)

@@ -604,6 +604,13 @@ main(int argc, char *argv[])
 	hc.max_connections_per_ip = (unsigned int)e.conf.max_connections_per_ip;
 	hc.header_timeout = (unsigned int)e.conf.header_timeout;
 	hc.conn_timeout = (unsigned int)e.conf.conn_timeout;
+	hc.body_timeout = (unsigned int)e.conf.body_timeout;
+	hc.limits.source_rate = (uint32_t)e.conf.rl_source_rate;
+	hc.limits.source_burst = (uint32_t)e.conf.rl_source_burst;
+	hc.limits.global_rate = (uint32_t)e.conf.rl_global_rate;
+	hc.limits.global_burst = (uint32_t)e.conf.rl_global_burst;
+	hc.limits.sources = (uint32_t)e.conf.rl_sources;
+	hc.limits.ipv6_prefix = (uint8_t)e.conf.rl_ipv6_prefix;
 	hc.stream_wait = api_events_wait;
 	raise_nofile((rlim_t)e.conf.max_connections + 256);
 	hc.routes = api_routes;

@@ -40,6 +40,8 @@ static struct labelled enrollments[MAX_LABELLED];
 static size_t n_enrollments;
 static struct labelled attest_failures[MAX_LABELLED];
 static size_t n_attest_failures;
+static struct labelled refused[MAX_LABELLED];
+static size_t n_refused;
 static struct labelled devices[MAX_LABELLED];
 static size_t n_devices;
 /* per tenant: v = longest current down time; pool size and use in their own tables */
@@ -62,28 +64,35 @@ labelled_find(struct labelled *arr, size_t *n, const char *a, const char *b)
 	return &arr[(*n)++];
 }
 
-void
-metrics_count_enrollment(const char *result)
+/* Count one more of @a in @arr. */
+static void
+labelled_count(struct labelled *arr, size_t *n, const char *a)
 {
 	struct labelled *l;
 
 	pthread_mutex_lock(&metrics_lock);
-	l = labelled_find(enrollments, &n_enrollments, result, "");
+	l = labelled_find(arr, n, a, "");
 	if (l != NULL)
 		l->v++;
 	pthread_mutex_unlock(&metrics_lock);
 }
 
 void
+metrics_count_enrollment(const char *result)
+{
+	labelled_count(enrollments, &n_enrollments, result);
+}
+
+void
 metrics_count_attest_failure(const char *reason)
 {
-	struct labelled *l;
+	labelled_count(attest_failures, &n_attest_failures, reason);
+}
 
-	pthread_mutex_lock(&metrics_lock);
-	l = labelled_find(attest_failures, &n_attest_failures, reason, "");
-	if (l != NULL)
-		l->v++;
-	pthread_mutex_unlock(&metrics_lock);
+void
+metrics_count_refused(const char *reason)
+{
+	labelled_count(refused, &n_refused, reason);
 }
 
 void
@@ -198,6 +207,13 @@ metrics_render(void)
 	for (size_t i = 0; i < n_attest_failures; i++)
 		fprintf(f, "enrolld_attestation_failures_total{reason=\"%s\"} %llu\n",
 			attest_failures[i].a, (unsigned long long)attest_failures[i].v);
+	fputs("# HELP enrolld_http_refused_total Requests and connections refused or cut to bound "
+	      "what clients cost, by reason.\n"
+	      "# TYPE enrolld_http_refused_total counter\n",
+		f);
+	for (size_t i = 0; i < n_refused; i++)
+		fprintf(f, "enrolld_http_refused_total{reason=\"%s\"} %llu\n", refused[i].a,
+			(unsigned long long)refused[i].v);
 	fputs("# HELP enrolld_devices Devices by tenant and state (up, down, never, revoked).\n"
 	      "# TYPE enrolld_devices gauge\n",
 		f);
