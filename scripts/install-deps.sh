@@ -21,11 +21,16 @@ PKGS=(
 	debootstrap qemu-utils e2fsprogs
 	# Debian packages (debian/, tests/integration/debian_packages.sh)
 	debhelper lintian fakeroot debootstrap
+	# the dashboard's browser test: headless Chromium driven by puppeteer-core from npm
+	chromium nodejs npm
 )
 
 missing=()
+# what installed packages provide (NodeSource's nodejs provides npm, and conflicts with it)
+provided=$(dpkg-query -W -f='${db:Status-Abbrev} ${Provides}\n' 2>/dev/null | sed -n 's/^ii *//p')
 for p in "${PKGS[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' &&
+		! grep -qE "(^| |,)$p( |,|\(|$)" <<<"$provided"; then
 		missing+=("$p")
 	fi
 done
