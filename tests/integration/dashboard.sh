@@ -95,7 +95,8 @@ fl_cp_start || fatal "enrolld did not start"
 fl_tenants_create || fatal "tenants"
 for i in 1 2 3; do
 	fl_gw_setup "$i" || fatal "g$i: swtpm and configuration"
-	fl_ekd "$i" provision >/dev/null 2>>"$FL_T/g$i/provision.log" || fatal "g$i: provision"
+	fl_ekd "$i" provision >/dev/null 2>>"$FL_T/g$i/provision.log" ||
+		fatal "g$i: provision: $(tail -n 3 "$FL_T/g$i/provision.log")"
 	fl_ekd "$i" enroll 2>>"$FL_T/g$i/enroll.log" || fatal "g$i: enroll: $(tail -n 3 "$FL_T/g$i/enroll.log")"
 	fl_gw_start "$i" || fatal "g$i: edge-keyd run"
 done
@@ -122,6 +123,11 @@ check "  nosniff, no-referrer, no-cache and an ETag ($ETAG)" test \
 	"$(hdr X-Content-Type-Options <"$FL_T/h") $(hdr Referrer-Policy <"$FL_T/h") $(hdr Cache-Control <"$FL_T/h")" = \
 	"nosniff no-referrer no-cache" -a -n "$ETAG"
 check "  If-None-Match with its ETag: 304" test "$(cc -o /dev/null -w '%{http_code}' -H "If-None-Match: $ETAG" "$FL_URL/ui/")" = 304
+check "  ... also weak and in a list: 304" test \
+	"$(cc -o /dev/null -w '%{http_code}' -H "If-None-Match: \"0000\", W/$ETAG" "$FL_URL/ui/")" = 304
+check "  another ETag: 200 with the page" test \
+	"$(cc -o /dev/null -w '%{http_code} %{size_download}' -H 'If-None-Match: "0000"' "$FL_URL/ui/")" = \
+	"200 $(stat -c %s "$FL_T/page")"
 cc -I "$FL_URL/ui/app.js" >"$FL_T/h"
 check "HEAD /ui/app.js: 200 text/javascript" test \
 	"$(head -n1 "$FL_T/h" | cut -d' ' -f2) $(hdr Content-Type <"$FL_T/h")" = "200 text/javascript; charset=utf-8"
