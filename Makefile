@@ -133,6 +133,8 @@ build/gen/ui_assets.inc: $(UI_ASSETS) scripts/embed-ui.sh
 	@mkdir -p $(@D)
 	$(Q)./scripts/embed-ui.sh $(UI_ASSETS) >$@
 $(call obj,enrolld/api_ui.c) build/fuzz/obj/enrolld/api_ui.o: build/gen/ui_assets.inc
+test_enrolld_ui_LDFLAGS := -Wl,--wrap=http_request_param,--wrap=http_request_header \
+	-Wl,--wrap=http_response_header,--wrap=http_error
 
 # A unit test may fake a dependency with --wrap: set test_<name>_LDFLAGS here.
 # test_example_LDFLAGS := -Wl,--wrap=foo
