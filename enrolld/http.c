@@ -11,9 +11,11 @@
  * Connections are served event-driven: libmicrohttpd's epoll loop in a small pool of
  * threads (server.threads), so idle or slow connections cost a socket and a little memory,
  * not a thread. Limits: connections per source address, connections in all, a deadline for
- * the request headers (enforced by the housekeeping thread below, since libmicrohttpd
- * itself only has an idle timeout). Streams (SSE) never block a pool thread: a stream with
- * nothing to send is suspended and resumed by the housekeeping thread.
+ * the request headers and one for the body (enforced by the housekeeping thread below,
+ * since libmicrohttpd itself only has an idle timeout), and token buckets per source and
+ * in all for the routes anyone may call that cost us (ratelimit.c, limit() below). Streams
+ * (SSE) never block a pool thread: a stream with nothing to send is suspended and resumed
+ * by the housekeeping thread.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
