@@ -96,9 +96,13 @@ api_store_error(struct http_request *req, int err, const char *what)
 		return http_error(req, err, "not_found", "%s not found", what);
 	case -EEXIST:
 		return http_error(req, err, "conflict", "%s conflicts with an existing one", what);
-	case -ENOSPC:
+	case -EADDRNOTAVAIL:
 		return http_error(req, -EAGAIN, "address_pool_exhausted",
 			"the tenant's prefix has no free address left");
+	case -ENOSPC:
+		/* the state's file system or its map limit: nothing of the request was written */
+		return http_error(req, -ENOSPC, "storage_full",
+			"the control plane's state storage is full; nothing was changed");
 	case -ESHUTDOWN:
 		return http_error(req, -EAGAIN, "shutting_down", "the service is shutting down");
 	default:

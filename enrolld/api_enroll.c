@@ -527,7 +527,7 @@ enroll_error(struct http_request *req, int r)
 	case -EALREADY:
 		metrics_count_enrollment("rejected");
 		return http_error(req, -ESTALE, "session_used", "this session was already used");
-	case -ENOSPC:
+	case -EADDRNOTAVAIL:
 		metrics_count_enrollment("exhausted");
 		return http_error(req, -EAGAIN, "address_pool_exhausted",
 			"the tenant's prefix has no free address left");

@@ -330,7 +330,7 @@ peer_store_error(struct http_request *req, int r)
 		metrics_count_enrollment("rejected");
 		return http_error(req, -EPERM, "tpm_required",
 			"the tenant accepts TPM-attested devices only (policy require_tpm)");
-	case -ENOSPC:
+	case -EADDRNOTAVAIL:
 		metrics_count_enrollment("exhausted");
 		return http_error(req, -EAGAIN, "address_pool_exhausted",
 			"the tenant's prefix has no free address left");

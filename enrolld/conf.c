@@ -23,6 +23,7 @@ static const char *const conf_known[] = {
 	"server.body_timeout",
 	"state.db_path",
 	"state.key_dir",
+	"state.max_size_mib",
 	"auth.admin_token_file",
 	"auth.provisioning_token_file",
 	"auth.tenant_tokens_dir",
@@ -98,6 +99,8 @@ static const struct long_opt long_opts[] = {
 	LOPT("server", "header_timeout", 1, 600, 10, header_timeout),
 	LOPT("server", "connection_timeout", 1, 3600, 30, conn_timeout),
 	LOPT("server", "body_timeout", 1, 600, 30, body_timeout),
+	/* the map starts at STORE_DEFAULT_MAP_SIZE (1 GiB) or this, whichever is smaller */
+	LOPT("state", "max_size_mib", 1, 1L << 24, 65536, max_size_mib),
 	LOPT("attestation", "session_ttl", 5, 3600, 60, session_ttl),
 	/* the in-memory session table holds 65536 (api_enroll.c) */
 	LOPT("attestation", "max_sessions", 1, 65536, 4096, max_sessions),

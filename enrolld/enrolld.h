@@ -44,6 +44,7 @@ struct enrolld_conf {
 	/* [state] */
 	char *db_path;
 	char *key_dir; /* tenant interface private keys, default <db_path>/keys */
+	long max_size_mib; /* the LMDB map may grow to this */
 	/* [auth] files holding tokens, mode 0600 */
 	char *admin_token_file;
 	char *provisioning_token_file;

@@ -23,16 +23,54 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "common/log.h"
 #include "common/wg.h"
 #include "enrolld/enrolld.h"
 
+/*
+ * What a tick costs, at 100,000 devices. The devices are not read from the store at every
+ * tick: the monitor keeps every device (id, tenant, key, state) in memory, loads them once,
+ * and then follows the store's event log, which has an event in the same commit as every
+ * change of a device's key or state (enrolled, rotated, revoked; a deletion needs the device
+ * revoked first); each event's device is read again. A gap in the log (trimmed events) or
+ * more changes than a tenth of the fleet reads everything again. Each interface's peers are
+ * found by a hash of the public key, not sorted. What is left per tick is the read of the
+ * interfaces themselves (common/wg_uapi.c) and one pass over the devices.
+ */
+#define HEALTH_RELOAD_FRACTION 10
+
 struct hentry {
 	uint64_t id;
+	uint32_t tenant; /* index in health.tnames */
+	uint8_t dstate;	 /* enum store_device_state */
+	bool known;	 /* hp.state was read from the store (or set by a tick) */
+	uint8_t key[WG_KEY_LEN];
 	struct health_peer hp;
 	int64_t last_advance; /* unix seconds; 0 = never seen traffic */
+};
+
+/* A peer as the tick needs it: what the interface said, nothing else. */
+struct hpeer {
+	uint8_t key[WG_KEY_LEN];
+	int64_t last_handshake;
+	uint64_t rx_bytes;
+	uint64_t tx_bytes;
+};
+
+/* One tenant's interface at this tick, with an open-addressing index by key. */
+struct hiface {
+	struct hpeer *peers;
+	size_t n_peers;
+	uint32_t *slots; /* 1 + index in peers, 0 = empty; a power of two, at least 2 x n */
+	size_t mask;
+	bool present; /* in the store's tenant list at this tick */
+	const struct store_tenant *t;
+	uint64_t count[3]; /* up, down, never */
+	uint64_t n_revoked, n_devs;
+	int64_t down_longest;
 };
 
 struct health {
@@ -40,10 +78,16 @@ struct health {
 	struct plane *p;
 	unsigned int interval;
 	unsigned int default_keepalive;
-	pthread_mutex_t lock; /* entries */
-	struct hentry *entries; /* sorted by id */
+	pthread_mutex_t lock;	/* entries, last_tick: the API reads them */
+	struct hentry *entries; /* every device, sorted by id; written by the tick only */
 	size_t n_entries;
 	int64_t last_tick;
+	/* the tick's own state (one tick at a time: the thread, or a caller in tests) */
+	bool loaded;
+	uint64_t seq;	    /* events up to this one are reflected in entries */
+	char (*tnames)[STORE_NAME_MAX]; /* tenant names seen, never reordered */
+	size_t n_tnames;
+	uint64_t seed; /* of the key hash: device keys are chosen by devices */
 	pthread_mutex_t stop_lock;
 	pthread_cond_t stop_cond;
 	bool stopping;
@@ -57,14 +101,6 @@ cmp_entry(const void *a, const void *b)
 	const struct hentry *x = a, *y = b;
 
 	return x->id < y->id ? -1 : x->id > y->id;
-}
-
-static int
-cmp_peer_ptr(const void *a, const void *b)
-{
-	const struct wg_peer *const *x = a, *const *y = b;
-
-	return memcmp((*x)->public_key, (*y)->public_key, WG_KEY_LEN);
 }
 
 static const struct hentry *
@@ -88,23 +124,6 @@ state_name(int state)
 	}
 }
 
-/* Grow-by-one helpers for the tick's arrays. */
-static int
-push_entry(struct hentry **arr, size_t *n, size_t *cap, const struct hentry *e)
-{
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 64;
-		struct hentry *na = realloc(*arr, nc * sizeof(*na));
-
-		if (na == NULL)
-			return -ENOMEM;
-		*arr = na;
-		*cap = nc;
-	}
-	(*arr)[(*n)++] = *e;
-	return 0;
-}
-
 static int
 push_health(struct store_health **arr, size_t *n, size_t *cap, const struct store_health *h)
 {
@@ -121,140 +140,396 @@ push_health(struct store_health **arr, size_t *n, size_t *cap, const struct stor
 	return 0;
 }
 
+/* The index of tenant @name in h->tnames, added if new; -ENOMEM. */
+static int
+tenant_index(struct health *h, const char *name, uint32_t *ret)
+{
+	char(*grown)[STORE_NAME_MAX];
+
+	for (size_t i = 0; i < h->n_tnames; i++) {
+		if (strcmp(h->tnames[i], name) == 0) {
+			*ret = (uint32_t)i;
+			return 0;
+		}
+	}
+	grown = realloc(h->tnames, (h->n_tnames + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -ENOMEM;
+	h->tnames = grown;
+	snprintf(h->tnames[h->n_tnames], STORE_NAME_MAX, "%s", name);
+	*ret = (uint32_t)h->n_tnames++;
+	return 0;
+}
+
+/* ---- the devices: loaded once, then kept up to date from the event log ---- */
+
+static int
+entry_of(struct health *h, const struct store_device *d, struct hentry *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->id = d->id;
+	e->dstate = d->state;
+	memcpy(e->key, d->wg_pubkey, WG_KEY_LEN);
+	return tenant_index(h, d->tenant, &e->tenant);
+}
+
+/* Every device of the store into *ret (sorted by id: the store lists them so). */
+static int
+load_all(struct health *h, struct hentry **ret, size_t *ret_n)
+{
+	struct store_device *devs = NULL;
+	struct hentry *arr = NULL;
+	size_t n = 0;
+	int r;
+
+	r = store_device_list_all(h->s, NULL, 0, &devs, &n);
+	if (r < 0)
+		return r;
+	if (n > 0) {
+		arr = calloc(n, sizeof(*arr));
+		if (arr == NULL) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		r = entry_of(h, &devs[i], &arr[i]);
+		if (r < 0)
+			goto out;
+	}
+	*ret = arr;
+	*ret_n = n;
+	arr = NULL;
+	r = 0;
+out:
+	free(arr);
+	free(devs);
+	return r;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The devices after the events since h->seq: @cur with every changed device read again
+ * (added, updated, or dropped when gone), into *ret (sorted by id). *ret_reload is set when
+ * the log cannot be followed (a gap) or the changes are many: the caller loads everything.
+ */
+static int
+follow_events(struct health *h, const struct hentry *cur, size_t n_cur, uint64_t *ret_seq,
+	struct hentry **ret, size_t *ret_n, bool *ret_reload)
+{
+	struct store_event *ev = NULL;
+	uint64_t *ids = NULL, seq = h->seq;
+	size_t n_ids = 0, cap_ids = 0, n_ev, limit;
+	struct hentry *next = NULL;
+	size_t n_next = 0, i = 0, j = 0;
+	int r;
+
+	*ret_reload = false;
+	limit = n_cur / HEALTH_RELOAD_FRACTION + 1000;
+	for (;;) {
+		r = store_events_read(h->s, seq, 1000, &ev, &n_ev);
+		if (r < 0)
+			goto out;
+		if (n_ev == 0)
+			break;
+		if (ev[0].seq != seq + 1)
+			goto reload; /* events were trimmed: some changes are unknown */
+		for (size_t k = 0; k < n_ev; k++) {
+			if (ev[k].kind == STORE_EV_UP || ev[k].kind == STORE_EV_DOWN ||
+			    ev[k].kind == STORE_EV_REINSTATED)
+				continue; /* no change of key or state */
+			if (n_ids == cap_ids) {
+				size_t nc = cap_ids ? cap_ids * 2 : 64;
+				uint64_t *na;
+
+				if (nc > limit)
+					goto reload;
+				na = realloc(ids, nc * sizeof(*na));
+				if (na == NULL) {
+					r = -ENOMEM;
+					goto out;
+				}
+				ids = na;
+				cap_ids = nc;
+			}
+			ids[n_ids++] = ev[k].device;
+		}
+		seq = ev[n_ev - 1].seq;
+		free(ev);
+		ev = NULL;
+	}
+	if (n_ids > 1)
+		qsort(ids, n_ids, sizeof(*ids), cmp_u64);
+	next = calloc(n_cur + n_ids + 1, sizeof(*next));
+	if (next == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Merge: the devices by id, each changed one as the store has it now. */
+	while (i < n_cur || j < n_ids) {
+		struct store_device d;
+		uint64_t id;
+
+		if (j == n_ids || (i < n_cur && cur[i].id < ids[j])) {
+			next[n_next++] = cur[i++];
+			continue;
+		}
+		id = ids[j];
+		while (j < n_ids && ids[j] == id)
+			j++;
+		r = store_device_get(h->s, id, &d);
+		if (r == -ENOENT) {
+			if (i < n_cur && cur[i].id == id)
+				i++; /* deleted */
+			continue;
+		}
+		if (r < 0)
+			goto out;
+		if (i < n_cur && cur[i].id == id) {
+			struct hentry e = cur[i++];
+
+			if (memcmp(e.key, d.wg_pubkey, WG_KEY_LEN) != 0) {
+				/* a new key: the old key's counters say nothing about it */
+				memcpy(e.key, d.wg_pubkey, WG_KEY_LEN);
+				e.hp.seen = false;
+			}
+			e.dstate = d.state;
+			next[n_next++] = e;
+		} else {
+			r = entry_of(h, &d, &next[n_next++]);
+			if (r < 0)
+				goto out;
+		}
+	}
+	*ret_seq = seq;
+	*ret = next;
+	*ret_n = n_next;
+	next = NULL;
+	r = 0;
+	goto out;
+reload:
+	*ret_reload = true;
+	r = 0;
+out:
+	free(ev);
+	free(ids);
+	free(next);
+	return r;
+}
+
+/* ---- the interfaces: one read each, indexed by key ---- */
+
+static uint64_t
+key_hash(const struct health *h, const uint8_t key[static WG_KEY_LEN])
+{
+	uint64_t x;
+
+	/* splitmix64's finaliser over a word of the key and a secret seed */
+	memcpy(&x, key + 8, sizeof(x));
+	x ^= h->seed;
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static int
+iface_read(struct health *h, struct hiface *f)
+{
+	struct wg_device *dump = NULL;
+	size_t size = 16;
+	int r;
+
+	r = plane_dump(h->p, f->t, &dump);
+	if (r < 0) {
+		/* No interface: nobody of this tenant is reachable. Judged as silence. */
+		log_debug("health: tenant '%s': reading '%s': %s", f->t->name, f->t->ifname,
+			strerror(-r));
+		return 0;
+	}
+	if (dump->n_peers == 0 || dump->n_peers > UINT32_MAX / 4)
+		goto out;
+	f->peers = malloc(dump->n_peers * sizeof(*f->peers));
+	while (size < 2 * dump->n_peers)
+		size *= 2;
+	f->slots = calloc(size, sizeof(*f->slots));
+	if (f->peers == NULL || f->slots == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	f->mask = size - 1;
+	for (size_t i = 0; i < dump->n_peers; i++) {
+		const struct wg_peer *wp = &dump->peers[i];
+		struct hpeer *hp = &f->peers[f->n_peers];
+		size_t slot = key_hash(h, wp->public_key) & f->mask;
+
+		while (f->slots[slot] != 0) {
+			if (memcmp(f->peers[f->slots[slot] - 1].key, wp->public_key, WG_KEY_LEN) == 0)
+				break; /* twice in one dump: keep the first */
+			slot = (slot + 1) & f->mask;
+		}
+		if (f->slots[slot] != 0)
+			continue;
+		memcpy(hp->key, wp->public_key, WG_KEY_LEN);
+		hp->last_handshake = wp->last_handshake_sec;
+		hp->rx_bytes = wp->rx_bytes;
+		hp->tx_bytes = wp->tx_bytes;
+		f->slots[slot] = (uint32_t)++f->n_peers;
+	}
+	r = 0;
+out:
+	wg_device_free(dump);
+	return r;
+}
+
+static const struct hpeer *
+iface_find(const struct health *h, const struct hiface *f, const uint8_t key[static WG_KEY_LEN])
+{
+	size_t slot;
+
+	if (f->slots == NULL)
+		return NULL;
+	for (slot = key_hash(h, key) & f->mask; f->slots[slot] != 0; slot = (slot + 1) & f->mask)
+		if (memcmp(f->peers[f->slots[slot] - 1].key, key, WG_KEY_LEN) == 0)
+			return &f->peers[f->slots[slot] - 1];
+	return NULL;
+}
+
+/* ---- the tick ---- */
+
 struct tick {
-	struct hentry *next;
-	size_t n_next, cap_next;
 	struct store_health *changes;
 	size_t n_changes, cap_changes;
 	int64_t now;
 	int64_t prev_tick;
 };
 
+/* Judge one active device of a tenant whose interface is @f; @e is updated in place. */
 static int
-tick_tenant(struct health *h, struct tick *tk, const struct store_tenant *t)
+judge(struct health *h, struct tick *tk, struct hiface *f, struct hentry *e)
 {
-	struct store_device *devs = NULL, *revoked = NULL;
-	const struct wg_peer **peers = NULL;
-	struct wg_device *dump = NULL;
-	size_t n_devs = 0, n_revoked = 0;
-	uint64_t count[3] = { 0 }, first, last, pool = 0;
-	int64_t window, down_longest = 0;
+	int64_t window = 3 * (int64_t)(f->t->keepalive ? f->t->keepalive : h->default_keepalive);
+	const struct hpeer *peer = iface_find(h, f, e->key);
+	bool was_seen = e->hp.seen;
+	uint8_t persisted;
+
+	if (!e->known) {
+		struct store_health sh;
+
+		/* A device this monitor has not judged yet: start from what the store says. */
+		if (store_health_get(h->s, e->id, &sh) == 0) {
+			e->hp.state = sh.state;
+			e->hp.since = sh.since;
+		}
+		e->known = true;
+		was_seen = false;
+	}
+	persisted = e->hp.state;
+	e->hp.seen = peer != NULL;
+	if (peer != NULL) {
+		if (!was_seen) {
+			/* First sight: the handshake is the best date of its last traffic. */
+			if (peer->last_handshake > 0 && peer->rx_bytes > 0 &&
+			    peer->last_handshake > e->last_advance)
+				e->last_advance = peer->last_handshake;
+		} else if (peer->rx_bytes != e->hp.rx_bytes && peer->rx_bytes > 0) {
+			e->last_advance = tk->prev_tick ? tk->prev_tick : tk->now;
+		}
+		e->hp.last_handshake = peer->last_handshake;
+		e->hp.rx_bytes = peer->rx_bytes;
+		e->hp.tx_bytes = peer->tx_bytes;
+	}
+	if (e->last_advance > 0 && tk->now - e->last_advance <= window)
+		e->hp.state = STORE_HEALTH_UP;
+	else if (e->last_advance > 0 || persisted != STORE_HEALTH_NEVER)
+		e->hp.state = STORE_HEALTH_DOWN;
+	else
+		e->hp.state = STORE_HEALTH_NEVER;
+	if (e->hp.state != persisted) {
+		struct store_health ch = { .device = e->id, .state = e->hp.state, .since = tk->now };
+		int r;
+
+		e->hp.since = tk->now;
+		r = push_health(&tk->changes, &tk->n_changes, &tk->cap_changes, &ch);
+		if (r < 0)
+			return r;
+		log_info("health: device %llu of '%s' is %s (was %s)", (unsigned long long)e->id,
+			f->t->name, state_name(e->hp.state), state_name(persisted));
+	}
+	f->count[e->hp.state == STORE_HEALTH_UP ? 0 : e->hp.state == STORE_HEALTH_DOWN ? 1 : 2]++;
+	if (e->hp.state == STORE_HEALTH_DOWN && tk->now - e->hp.since > f->down_longest)
+		f->down_longest = tk->now - e->hp.since;
+	return 0;
+}
+
+/*
+ * The devices as they are now, loaded or followed from the event log, and the log position
+ * they reflect (*ret_seq). The caller publishes both together, or neither.
+ */
+static int
+devices_now(struct health *h, struct hentry **ret, size_t *ret_n, uint64_t *ret_seq)
+{
+	struct hentry *next = NULL, *loaded = NULL;
+	size_t n_next = 0, n_loaded = 0, i = 0;
+	uint64_t seq = 0;
+	bool reload = !h->loaded;
 	int r;
 
-	window = 3 * (int64_t)(t->keepalive ? t->keepalive : h->default_keepalive);
-	r = store_device_list_all(h->s, t->name, STORE_DEVICE_ACTIVE, &devs, &n_devs);
-	if (r < 0)
-		goto out;
-	r = store_device_list_all(h->s, t->name, STORE_DEVICE_REVOKED, &revoked, &n_revoked);
-	if (r < 0)
-		goto out;
-	r = plane_dump(h->p, t, &dump);
-	if (r < 0) {
-		/* No interface: nobody of this tenant is reachable. Judged below as silence. */
-		log_debug("health: tenant '%s': reading '%s': %s", t->name, t->ifname, strerror(-r));
-		dump = NULL;
-	}
-	if (dump != NULL && dump->n_peers > 0) {
-		peers = calloc(dump->n_peers, sizeof(*peers));
-		if (peers == NULL) {
-			r = -ENOMEM;
-			goto out;
-		}
-		for (size_t i = 0; i < dump->n_peers; i++)
-			peers[i] = &dump->peers[i];
-		qsort(peers, dump->n_peers, sizeof(*peers), cmp_peer_ptr);
-	}
-
-	for (size_t i = 0; i < n_devs; i++) {
-		const struct store_device *d = &devs[i];
-		const struct hentry *old;
-		struct hentry e = { .id = d->id };
-		const struct wg_peer *const *found = NULL;
-		struct wg_peer probe;
-		const struct wg_peer *pp = &probe;
-		uint8_t persisted;
-
-		memcpy(probe.public_key, d->wg_pubkey, WG_KEY_LEN);
-		if (peers != NULL)
-			found = bsearch(&pp, peers, dump->n_peers, sizeof(*peers), cmp_peer_ptr);
-		pthread_mutex_lock(&h->lock);
-		old = find_entry(h->entries, h->n_entries, d->id);
-		if (old != NULL)
-			e = *old;
-		pthread_mutex_unlock(&h->lock);
-		if (old == NULL) {
-			struct store_health sh;
-
-			if (store_health_get(h->s, d->id, &sh) == 0) {
-				e.hp.state = sh.state;
-				e.hp.since = sh.since;
-			}
-		}
-		persisted = e.hp.state;
-		e.hp.seen = found != NULL;
-		if (found != NULL) {
-			const struct wg_peer *peer = *found;
-
-			if (old == NULL || !old->hp.seen) {
-				/* First sight: the handshake is the best date of its last traffic. */
-				if (peer->last_handshake_sec > 0 && peer->rx_bytes > 0 &&
-				    peer->last_handshake_sec > e.last_advance)
-					e.last_advance = peer->last_handshake_sec;
-			} else if (peer->rx_bytes != old->hp.rx_bytes && peer->rx_bytes > 0) {
-				e.last_advance = tk->prev_tick ? tk->prev_tick : tk->now;
-			}
-			e.hp.last_handshake = peer->last_handshake_sec;
-			e.hp.rx_bytes = peer->rx_bytes;
-			e.hp.tx_bytes = peer->tx_bytes;
-		}
-		if (e.last_advance > 0 && tk->now - e.last_advance <= window)
-			e.hp.state = STORE_HEALTH_UP;
-		else if (e.last_advance > 0 || persisted != STORE_HEALTH_NEVER)
-			e.hp.state = STORE_HEALTH_DOWN;
-		else
-			e.hp.state = STORE_HEALTH_NEVER;
-		if (e.hp.state != persisted) {
-			struct store_health ch = { .device = d->id, .state = e.hp.state,
-				.since = tk->now };
-
-			e.hp.since = tk->now;
-			r = push_health(&tk->changes, &tk->n_changes, &tk->cap_changes, &ch);
-			if (r < 0)
-				goto out;
-			log_info("health: device %llu of '%s' is %s (was %s)",
-				(unsigned long long)d->id, t->name, state_name(e.hp.state),
-				state_name(persisted));
-		}
-		count[e.hp.state == STORE_HEALTH_UP ? 0 : e.hp.state == STORE_HEALTH_DOWN ? 1 : 2]++;
-		if (e.hp.state == STORE_HEALTH_DOWN && tk->now - e.hp.since > down_longest)
-			down_longest = tk->now - e.hp.since;
-		r = push_entry(&tk->next, &tk->n_next, &tk->cap_next, &e);
+	if (!reload) {
+		r = follow_events(h, h->entries, h->n_entries, &seq, &next, &n_next, &reload);
 		if (r < 0)
-			goto out;
+			return r;
 	}
-	metrics_set_devices(t->name, "up", count[0]);
-	metrics_set_devices(t->name, "down", count[1]);
-	metrics_set_devices(t->name, "never", count[2]);
-	metrics_set_devices(t->name, "revoked", n_revoked);
-	/* The IPv4 pool: usable offsets less the control plane's own; revoked devices keep theirs. */
-	if (addr_usable_range(&t->prefix4, &first, &last) == 0)
-		pool = last - first;
-	metrics_set_tenant(t->name, (uint64_t)down_longest, pool, n_devs + n_revoked);
-	r = 0;
-out:
-	free(peers);
-	wg_device_free(dump);
-	free(devs);
-	free(revoked);
-	return r;
+	if (!reload) {
+		*ret_seq = seq;
+		*ret = next;
+		*ret_n = n_next;
+		return 0;
+	}
+	/* The log's position first: a change after it is read again at the next tick. */
+	r = store_events_last(h->s, &seq);
+	if (r < 0)
+		return r;
+	r = load_all(h, &loaded, &n_loaded);
+	if (r < 0)
+		return r;
+	/* Keep what was learnt about the devices that are still there (same key). */
+	for (size_t k = 0; k < n_loaded && h->n_entries > 0; k++) {
+		while (i < h->n_entries && h->entries[i].id < loaded[k].id)
+			i++;
+		if (i < h->n_entries && h->entries[i].id == loaded[k].id &&
+		    memcmp(h->entries[i].key, loaded[k].key, WG_KEY_LEN) == 0) {
+			uint8_t dstate = loaded[k].dstate;
+			uint32_t tenant = loaded[k].tenant;
+
+			loaded[k] = h->entries[i];
+			loaded[k].dstate = dstate;
+			loaded[k].tenant = tenant;
+		}
+	}
+	*ret_seq = seq;
+	*ret = loaded;
+	*ret_n = n_loaded;
+	return 0;
 }
 
 int
 health_tick(struct health *h)
 {
 	struct store_tenant *ts = NULL;
+	struct hiface *fs = NULL;
+	struct hentry *next = NULL;
 	struct tick tk = { 0 };
-	size_t n_ts = 0;
+	size_t n_ts = 0, n_next = 0;
+	uint64_t first, last, seq = 0;
 	int r;
 
 	tk.now = (int64_t)time(NULL);
@@ -265,9 +540,64 @@ health_tick(struct health *h)
 	if (r < 0)
 		goto out;
 	for (size_t i = 0; i < n_ts; i++) {
-		r = tick_tenant(h, &tk, &ts[i]);
+		uint32_t k;
+
+		r = tenant_index(h, ts[i].name, &k);
 		if (r < 0)
 			goto out;
+	}
+	/* The devices after the tenants: a device's tenant is then always in tnames. */
+	r = devices_now(h, &next, &n_next, &seq);
+	if (r < 0)
+		goto out;
+	fs = calloc(h->n_tnames ? h->n_tnames : 1, sizeof(*fs));
+	if (fs == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n_ts; i++) {
+		uint32_t k;
+
+		(void)tenant_index(h, ts[i].name, &k); /* known: no allocation */
+		fs[k].t = &ts[i];
+		fs[k].present = true;
+		r = iface_read(h, &fs[k]);
+		if (r < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < n_next; i++) {
+		struct hentry *e = &next[i];
+		struct hiface *f = e->tenant < h->n_tnames ? &fs[e->tenant] : NULL;
+
+		if (f == NULL || !f->present)
+			continue; /* a tenant the store no longer lists */
+		if (e->dstate != STORE_DEVICE_ACTIVE) {
+			f->n_revoked += e->dstate == STORE_DEVICE_REVOKED;
+			/* if it comes back, it is judged afresh from what the store says */
+			e->known = false;
+			e->hp.seen = false;
+			continue;
+		}
+		f->n_devs++;
+		r = judge(h, &tk, f, e);
+		if (r < 0)
+			goto out;
+	}
+	for (size_t k = 0; k < h->n_tnames; k++) {
+		struct hiface *f = &fs[k];
+		uint64_t pool = 0;
+
+		if (!f->present)
+			continue;
+		metrics_set_devices(f->t->name, "up", f->count[0]);
+		metrics_set_devices(f->t->name, "down", f->count[1]);
+		metrics_set_devices(f->t->name, "never", f->count[2]);
+		metrics_set_devices(f->t->name, "revoked", f->n_revoked);
+		/* The IPv4 pool: usable offsets less the control plane's own; revoked keep theirs. */
+		if (addr_usable_range(&f->t->prefix4, &first, &last) == 0)
+			pool = last - first;
+		metrics_set_tenant(f->t->name, (uint64_t)f->down_longest, pool,
+			f->n_devs + f->n_revoked);
 	}
 	if (tk.n_changes > 0) {
 		r = store_health_update(h->s, tk.changes, tk.n_changes);
@@ -278,19 +608,24 @@ health_tick(struct health *h)
 			goto out;
 		}
 	}
-	if (tk.n_next > 1)
-		qsort(tk.next, tk.n_next, sizeof(*tk.next), cmp_entry);
 	pthread_mutex_lock(&h->lock);
 	free(h->entries);
-	h->entries = tk.next;
-	h->n_entries = tk.n_next;
+	h->entries = next;
+	h->n_entries = n_next;
 	h->last_tick = tk.now;
 	pthread_mutex_unlock(&h->lock);
-	tk.next = NULL;
+	h->seq = seq;
+	h->loaded = true;
+	next = NULL;
 	r = (int)tk.n_changes;
 out:
+	for (size_t k = 0; fs != NULL && k < h->n_tnames; k++) {
+		free(fs[k].peers);
+		free(fs[k].slots);
+	}
+	free(fs);
 	free(ts);
-	free(tk.next);
+	free(next);
 	free(tk.changes);
 	return r;
 }
@@ -352,6 +687,8 @@ health_new(struct health **ret, struct store *s, struct plane *p, unsigned int i
 	h->p = p;
 	h->interval = interval ? interval : 5;
 	h->default_keepalive = default_keepalive ? default_keepalive : 25;
+	if (getrandom(&h->seed, sizeof(h->seed), 0) != sizeof(h->seed))
+		h->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)h;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->stop_lock, NULL);
 	pthread_condattr_init(&ca);
@@ -384,5 +721,6 @@ health_free(struct health *h)
 	pthread_mutex_destroy(&h->stop_lock);
 	pthread_mutex_destroy(&h->lock);
 	free(h->entries);
+	free(h->tnames);
 	free(h);
 }

@@ -981,6 +981,10 @@ fail:
 	status = http_status_of(r);
 	if (req->err_code[0] == '\0')
 		http_error(req, r, "internal", "internal error: %s", strerror(-r));
+	/* ours, not the client's: the operator must see it (503s are transient, counted) */
+	if (status >= 500 && status != MHD_HTTP_SERVICE_UNAVAILABLE)
+		log_warnx("%s %s: %u %s: %s", http_request_method(req), route->pattern, status,
+			req->err_code, req->err_msg);
 	mr = send_error(req->conn, status, req->err_code, req->err_msg, req->retry_after);
 out:
 	metrics_observe_request(route ? route->pattern : "unmatched", status, elapsed(&req->started));

@@ -341,7 +341,7 @@ do_backup(struct enrolld *e, const char *dir)
 	char err[256];
 	int r;
 
-	r = store_open(&e->store, e->conf.db_path, NULL);
+	r = open_store(e);
 	if (r < 0) {
 		log_warnx("cannot open the database in '%s': %s %s", e->conf.db_path, strerror(-r),
 			store_errmsg());
@@ -362,6 +362,17 @@ do_backup(struct enrolld *e, const char *dir)
 	return 0;
 }
 
+/* The store as the configuration sizes it ([state] max_size_mib). */
+static int
+open_store(struct enrolld *e)
+{
+	struct store_options o = { 0 };
+
+	o.map_size_max = (uint64_t)e->conf.max_size_mib << 20;
+	o.map_size = o.map_size_max < STORE_DEFAULT_MAP_SIZE ? o.map_size_max
+							     : STORE_DEFAULT_MAP_SIZE;
+	return store_open(&e->store, e->conf.db_path, &o);
+}
 /*
  * Every connection is a descriptor: make room for max_connections and the rest (LMDB,
  * wireguard-go sockets, logs) up to the hard limit.
@@ -397,7 +408,7 @@ start_services(struct enrolld *e)
 	char err[256];
 	int r;
 
-	r = store_open(&e->store, e->conf.db_path, NULL);
+	r = open_store(e);
 	if (r < 0)
 		fatalx("cannot open the database in '%s': %s %s", e->conf.db_path, strerror(-r),
 			store_errmsg());

@@ -42,6 +42,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -193,6 +194,29 @@ mdb_errno(int rc)
 	default:
 		return rc > 0 ? -rc : -EIO;
 	}
+}
+
+/*
+ * A commit that could not write. LMDB reports a full file system as ENOSPC, or as EIO when
+ * a write came up short ("filesystem full?" in mdb_page_flush); nothing of the transaction
+ * counts then and the environment stays usable. Either, with less than STORE_FULL_MARGIN
+ * left on the file system, is -ENOSPC: storage full, like a map that may not grow.
+ */
+#define STORE_FULL_MARGIN (UINT64_C(1) << 20)
+
+static int
+commit_error(struct store *s, int rc)
+{
+	mdb_filehandle_t fd;
+	struct statvfs st;
+	int r = mdb_errno(rc);
+
+	if ((rc == EIO || rc == ENOSPC) && mdb_env_get_fd(s->env, &fd) == 0 &&
+		fstatvfs(fd, &st) == 0 && (uint64_t)st.f_bavail * st.f_frsize < STORE_FULL_MARGIN) {
+		snprintf(errmsg, sizeof(errmsg), "the file system is full");
+		r = -ENOSPC;
+	}
+	return r;
 }
 
 static int64_t
@@ -512,7 +536,7 @@ run_batch(struct store *s, struct op *batch, size_t n, uint64_t *ret_last_event)
 			if (rc == MDB_MAP_FULL) {
 				w.map_full = true;
 			} else if (rc != 0) {
-				r = mdb_errno(rc);
+				r = commit_error(s, rc);
 				for (op = batch; op; op = op->next)
 					if (op->ret >= 0)
 						op->ret = r;

@@ -6,7 +6,8 @@
  * enrolld's durable state in LMDB (docs/state.md has the data model and the rules).
  *
  * - Every function returns 0 (or a count) or a negative errno; MDB_* codes are converted
- *   here and nowhere else (MDB_MAP_FULL that cannot be grown -> -ENOSPC, MDB_NOTFOUND ->
+ *   here and nowhere else (MDB_MAP_FULL that cannot be grown, like a full file system,
+ *   -> -ENOSPC; an exhausted prefix is -EADDRNOTAVAIL; MDB_NOTFOUND ->
  *   -ENOENT, ...). store_errmsg() gives the last LMDB message of the calling thread for a
  *   log line. Nothing here logs above debug.
  * - Writes are durable when the call returns (no MDB_NOSYNC/MDB_NOMETASYNC). They all go
@@ -288,8 +289,9 @@ enum store_enroll_result {
  * Enroll, in one write transaction: session (exists, matches, not expired, not used ->
  * used), revocation of the EK (-EPERM), authorisation (token: exists, same tenant, not
  * revoked (-EACCES), not expired (-ETIMEDOUT), a use left (-EACCES) -> one use consumed;
- * else a registration (-EACCES)), then the device: new (lowest free address, -ENOSPC when
- * the prefix is full), or the EK's existing device (keeps its address; new key = rotation).
+ * else a registration (-EACCES)), then the device: new (lowest free address,
+ * -EADDRNOTAVAIL when the prefix is full), or the EK's existing device (keeps its address;
+ * new key = rotation).
  * -EEXIST if the key belongs to another device or the EK to a device of another tenant.
  * X.509 (kind STORE_ATTEST_X509): -EPROTONOSUPPORT if the tenant requires a TPM,
  * -EKEYREVOKED if the serial is revoked in the tenant; no token or registration.
