@@ -61,7 +61,7 @@ addr_format(int family, const uint8_t addr[static 16], char *buf, size_t len)
 	if (addr_len(family) == 0)
 		return -EAFNOSUPPORT;
 	if (inet_ntop(family, addr, buf, len) == NULL)
-		return -ENOSPC;
+		return -EADDRNOTAVAIL;
 	return 0;
 }
 
@@ -112,7 +112,7 @@ addr_prefix_format(const struct addr_prefix *p, char *buf, size_t len)
 		return r;
 	r = snprintf(buf, len, "%s/%u", a, p->plen);
 	if (r < 0 || (size_t)r >= len)
-		return -ENOSPC;
+		return -EADDRNOTAVAIL;
 	return 0;
 }
 
@@ -203,7 +203,7 @@ addr_usable_range(const struct addr_prefix *p, uint64_t *ret_first, uint64_t *re
 		return -EAFNOSUPPORT;
 	hb = host_bits(p);
 	if (hb == 0)
-		return -ENOSPC;
+		return -EADDRNOTAVAIL;
 	if (p->family == AF_INET) {
 		if (hb == 1) {
 			/* RFC 3021: a /31 has no network or broadcast address. */
@@ -255,7 +255,7 @@ addr_alloc_begin(struct addr_alloc *a, const struct addr_prefix *p, const uint8_
 	int r;
 
 	r = addr_usable_range(p, &n.cand, &n.last);
-	if (r == -ENOSPC)
+	if (r == -EADDRNOTAVAIL)
 		n.full = true;
 	else if (r < 0)
 		return r;
@@ -290,7 +290,7 @@ int
 addr_alloc_end(const struct addr_alloc *a, uint64_t *ret_off)
 {
 	if (a->full)
-		return -ENOSPC;
+		return -EADDRNOTAVAIL;
 	*ret_off = a->cand;
 	return 0;
 }

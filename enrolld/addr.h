@@ -56,7 +56,7 @@ int addr_offset(const struct addr_prefix *p, const uint8_t addr[static 16], uint
 /* The address at host offset @off of @p (no range check: use addr_usable_range). */
 void addr_at(const struct addr_prefix *p, uint64_t off, uint8_t ret_addr[static 16]);
 
-/* First and last usable offsets; -ENOSPC if the prefix has none. */
+/* First and last usable offsets; -EADDRNOTAVAIL if the prefix has none. */
 int addr_usable_range(const struct addr_prefix *p, uint64_t *ret_first, uint64_t *ret_last);
 /* Whether @addr is a usable host address of @p (not network/broadcast, inside). */
 bool addr_is_usable(const struct addr_prefix *p, const uint8_t addr[static 16]);
@@ -82,7 +82,7 @@ int addr_alloc_begin(struct addr_alloc *a, const struct addr_prefix *p, const ui
  * caller may stop walking.
  */
 bool addr_alloc_feed(struct addr_alloc *a, uint64_t used);
-/* The lowest free usable offset, or -ENOSPC. */
+/* The lowest free usable offset, or -EADDRNOTAVAIL. */
 int addr_alloc_end(const struct addr_alloc *a, uint64_t *ret_off);
 
 #endif

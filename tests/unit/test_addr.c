@@ -63,7 +63,7 @@ test_usable_range(void **state)
 	assert_int_equal(first, 0);
 	assert_int_equal(last, 1);
 	p = prefix("10.0.0.1/32");
-	assert_int_equal(addr_usable_range(&p, &first, &last), -ENOSPC);
+	assert_int_equal(addr_usable_range(&p, &first, &last), -EADDRNOTAVAIL);
 	p = prefix("fd00::/64");
 	assert_int_equal(addr_usable_range(&p, &first, &last), 0);
 	assert_int_equal(first, 1);
@@ -73,7 +73,7 @@ test_usable_range(void **state)
 	assert_int_equal(first, 1);
 	assert_int_equal(last, 3);
 	p = prefix("fd00::/128");
-	assert_int_equal(addr_usable_range(&p, &first, &last), -ENOSPC);
+	assert_int_equal(addr_usable_range(&p, &first, &last), -EADDRNOTAVAIL);
 }
 
 static void
@@ -165,7 +165,7 @@ test_alloc_lowest_free(void **state)
 	assert_int_equal(off, 5);
 	assert_int_equal(alloc(&p, NULL, used1, 3, 0, &off), 0);
 	assert_int_equal(off, 3);
-	assert_int_equal(alloc(&p, "10.0.0.1", used_all, 5, 0, &off), -ENOSPC);
+	assert_int_equal(alloc(&p, "10.0.0.1", used_all, 5, 0, &off), -EADDRNOTAVAIL);
 	assert_int_equal(alloc(&p, NULL, used_all, 5, 0, &off), 0);
 	assert_int_equal(off, 1);
 	/* Network (0) and broadcast (7) in the used list change nothing. */
@@ -174,20 +174,20 @@ test_alloc_lowest_free(void **state)
 	/* A low-water mark starts the search higher; beyond the end is exhaustion. */
 	assert_int_equal(alloc(&p, NULL, NULL, 0, 4, &off), 0);
 	assert_int_equal(off, 4);
-	assert_int_equal(alloc(&p, NULL, NULL, 0, 7, &off), -ENOSPC);
-	assert_int_equal(alloc(&p, "10.0.0.6", NULL, 0, 6, &off), -ENOSPC);
+	assert_int_equal(alloc(&p, NULL, NULL, 0, 7, &off), -EADDRNOTAVAIL);
+	assert_int_equal(alloc(&p, "10.0.0.6", NULL, 0, 6, &off), -EADDRNOTAVAIL);
 
 	/* /31: both addresses usable; /32: none. */
 	p = prefix("10.0.0.0/31");
 	assert_int_equal(alloc(&p, "10.0.0.0", NULL, 0, 0, &off), 0);
 	assert_int_equal(off, 1);
 	p = prefix("10.0.0.9/32");
-	assert_int_equal(alloc(&p, NULL, NULL, 0, 0, &off), -ENOSPC);
+	assert_int_equal(alloc(&p, NULL, NULL, 0, 0, &off), -EADDRNOTAVAIL);
 
 	/* IPv6 /64: the top of the space does not wrap around. */
 	p = prefix("fd00::/64");
 	const uint64_t top[] = { UINT64_MAX - 1, UINT64_MAX };
-	assert_int_equal(alloc(&p, NULL, top, 2, UINT64_MAX - 1, &off), -ENOSPC);
+	assert_int_equal(alloc(&p, NULL, top, 2, UINT64_MAX - 1, &off), -EADDRNOTAVAIL);
 	assert_int_equal(alloc(&p, NULL, top, 1, UINT64_MAX - 1, &off), 0);
 	assert_true(off == UINT64_MAX);
 }

@@ -504,16 +504,16 @@ test_address_rules(void **state)
 		assert_string_equal(addr4(&dev[i], buf + 32), buf);
 		assert_int_equal(dev[i].has_addr6, 0);
 	}
-	/* Exhausted: -ENOSPC and nothing written (no device, no event, no token use). */
+	/* Exhausted: -EADDRNOTAVAIL and nothing written (no device, no event, no token use). */
 	registration(f->s, "v4", 200);
 	seq = last_seq(f->s);
-	assert_int_equal(enroll_reg(f->s, "v4", 200, 200, &d), -ENOSPC);
+	assert_int_equal(enroll_reg(f->s, "v4", 200, 200, &d), -EADDRNOTAVAIL);
 	assert_int_equal(last_seq(f->s), seq);
 	assert_int_equal(store_device_by_ek(f->s, (fill(a, 0xe0, 200), a), &d), -ENOENT);
 
 	/* A revoked device keeps its address reserved... */
 	assert_int_equal(store_device_revoke(f->s, dev[1].id, &d), 0);
-	assert_int_equal(enroll_reg(f->s, "v4", 200, 200, &d), -ENOSPC);
+	assert_int_equal(enroll_reg(f->s, "v4", 200, 200, &d), -EADDRNOTAVAIL);
 	/* ...an active one cannot be deleted... */
 	assert_int_equal(store_device_delete(f->s, dev[2].id), -EBUSY);
 	/* ...and deleting the revoked one frees the lowest address for the next device. */
@@ -538,7 +538,7 @@ test_address_rules(void **state)
 	req_init(&req, "small", 302, 302);
 	req.has_token = true;
 	memcpy(req.token_hash, tok.hash, 32);
-	assert_int_equal(store_enroll(f->s, &req, &d), -ENOSPC);
+	assert_int_equal(store_enroll(f->s, &req, &d), -EADDRNOTAVAIL);
 	assert_int_equal(store_token_get(f->s, tok.hash, &got), 0);
 	assert_int_equal(got.uses_left, 98);
 	assert_int_equal(addr_parse(&fam, a, "10.9.0.2"), 0);
@@ -836,7 +836,7 @@ test_concurrent_enroll(void **state)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&start);
 	for (int i = 0; i < THREADS; i++) {
-		if (rs[i].ret == -ENOSPC) {
+		if (rs[i].ret == -EADDRNOTAVAIL) {
 			full++;
 			continue;
 		}
