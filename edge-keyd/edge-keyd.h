@@ -243,6 +243,8 @@ int ekd_status(const struct ekd_conf *conf, bool as_json);
 /* ---- wgquick.c: TPM custody under wg-quick / systemd-networkd ---- */
 /* Unseal the key and set it on @ifname (never written to a file). */
 int ekd_setkey(const struct ekd_conf *conf, const char *ifname);
+/* Write the unsealed key to @fd, a socket to systemd-networkd (root or systemd-network). */
+int ekd_networkd_key(const struct ekd_conf *conf, int fd);
 /* Print the enrolled device's wg-quick file, PostUp = edge-keyd [-c @conf_path] setkey %i. */
 int ekd_wgquick(const struct ekd_conf *conf, const char *conf_path, FILE *out);
 

@@ -47,6 +47,8 @@ usage(FILE *f)
 		"                         runs `edge-keyd setkey %%i` (TPM custody kept)\n"
 		"  setkey IFNAME          unseal the WireGuard key and set it on IFNAME; the key\n"
 		"                         is never written to a file\n"
+		"  networkd-key           write the key to standard output, which must be a socket\n"
+		"                         to systemd-networkd (edge-keyd-key.socket)\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE  configuration file (default %s)\n"
@@ -464,6 +466,8 @@ main(int argc, char **argv)
 		r = daemon_run(&d);
 	} else if (strcmp(cmd, "setkey") == 0) {
 		r = ekd_setkey(&d.conf, arg);
+	} else if (strcmp(cmd, "networkd-key") == 0) {
+		r = ekd_networkd_key(&d.conf, STDOUT_FILENO);
 	} else if (strcmp(cmd, "wg-quick") == 0) {
 		r = ekd_wgquick(&d.conf, conf_given ? d.conf_path : NULL, stdout);
 	} else {

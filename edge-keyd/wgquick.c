@@ -7,14 +7,24 @@
  *   edge-keyd [-c CONF] setkey IF  unseal the WireGuard key from the TPM and give it to
  *                                  interface IF (kernel or wireguard-go): the key goes from
  *                                  the TPM to the interface in memory, never to a file
+ *   edge-keyd [-c CONF] networkd-key
+ *                                  the same for systemd-networkd, which refuses a WireGuard
+ *                                  .netdev without a key but reads PrivateKeyFile= from an
+ *                                  AF_UNIX socket: write the key to standard output, which
+ *                                  must be such a socket with root or systemd-network at
+ *                                  the other end (edge-keyd-key.socket, Accept=yes)
  */
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <net/if.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "common/key.h"
 #include "common/log.h"
@@ -58,6 +68,85 @@ out:
 	explicit_bzero(key, sizeof(key));
 	wg_device_free(dev); /* wipes its copy of the key */
 	wg_ctl_free(ctl);
+	return r;
+}
+
+/*
+ * Who may read the key from @fd: a connected AF_UNIX stream socket whose peer is root or
+ * the systemd-network user. A terminal, a file, a pipe or another user is refused before
+ * the TPM is touched, so `edge-keyd networkd-key > file` never leaves the key in a file.
+ */
+static int
+networkd_peer_check(int fd)
+{
+	struct sockaddr_un sa;
+	struct ucred cred;
+	struct passwd *pw;
+	socklen_t len = sizeof(sa);
+	int type = 0;
+
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 || sa.sun_family != AF_UNIX) {
+		log_warnx("networkd-key: standard output is not an AF_UNIX socket: the key is "
+			"only handed to systemd-networkd (edge-keyd-key.socket)");
+		return -ENOTSOCK;
+	}
+	len = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) {
+		log_warnx("networkd-key: standard output is not a stream socket");
+		return -ENOTSOCK;
+	}
+	len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warnx("networkd-key: no peer credentials: %s", strerror(errno));
+		return -ENOTCONN;
+	}
+	if (cred.uid == 0)
+		return 0;
+	pw = getpwnam("systemd-network");
+	if (pw != NULL && pw->pw_uid == cred.uid)
+		return 0;
+	log_warnx("networkd-key: refused: peer pid %d uid %u is neither root nor "
+		"systemd-network", (int)cred.pid, (unsigned)cred.uid);
+	return -EPERM;
+}
+
+int
+ekd_networkd_key(const struct ekd_conf *conf, int fd)
+{
+	uint8_t key[WG_KEY_LEN];
+	char b64[WG_KEY_B64_LEN];
+	size_t off = 0;
+	ssize_t n;
+	int r;
+
+	r = networkd_peer_check(fd);
+	if (r < 0)
+		return r;
+	r = ekd_unseal(conf, key);
+	if (r < 0) {
+		log_warnx("networkd-key: cannot unseal the WireGuard key: %s", strerror(-r));
+		goto out;
+	}
+	/* the shape of a key file (wg genkey): 44 characters and a newline */
+	key_to_base64(b64, key);
+	explicit_bzero(key, sizeof(key));
+	b64[WG_KEY_B64_LEN - 1] = '\n';
+	while (off < sizeof(b64)) {
+		n = write(fd, b64 + off, sizeof(b64) - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			log_warnx("networkd-key: write: %s", strerror(-r));
+			goto out;
+		}
+		off += (size_t)n;
+	}
+	log_info("networkd-key: WireGuard key handed to systemd-networkd");
+	r = 0;
+out:
+	explicit_bzero(key, sizeof(key));
+	explicit_bzero(b64, sizeof(b64));
 	return r;
 }
 

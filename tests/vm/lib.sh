@@ -255,3 +255,79 @@ vm_cleanup() {
 		rm -rf "$VM_T"
 	fi
 }
+
+# --- configuration pieces for scenario scripts (added with tests/vm/seed.sh) ---
+#   vm_wan_network ROOT ADDRESS    the WAN's systemd-networkd file in a payload (eth0, /24)
+#   vm_tls DIR IP                  a throw-away CA (DIR/ca.pem, ca.key) and a server certificate
+#                                  for IP (DIR/tls.pem, tls.key), valid 2 days
+#   vm_cp_enrolld ROOT DIR IP ADMIN PROV   enrolld in a control-plane payload: TLS from DIR,
+#                                  the two tokens, the fixtures' EK CA, kernel backend with
+#                                  VRFs and nftables; /usr/local/sbin/api METHOD PATH [BODY]
+#                                  prints "STATUS BODY" (admin token, or $TOKEN)
+#   vm_gw_edgekeyd ROOT DIR URL PROV   edge-keyd in a gateway payload: device:/dev/tpmrm0,
+#                                  tenant acme, kernel wg0, the control plane's CA from DIR
+vm_wan_network() { # ROOT ADDRESS
+	mkdir -p "$1/etc/systemd/network"
+	printf '[Match]\nName=eth0\n[Network]\nAddress=%s/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+		"$2" >"$1/etc/systemd/network/10-wan.network"
+}
+
+vm_tls() { # DIR IP
+	mkdir -p "$1"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=vm CA" -keyout "$1/ca.key" -out "$1/ca.pem" 2>/dev/null &&
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+			-keyout "$1/tls.key" -out "$1/tls.csr" 2>/dev/null &&
+		printf 'subjectAltName=IP:%s\n' "$2" >"$1/ext" &&
+		openssl x509 -req -in "$1/tls.csr" -CA "$1/ca.pem" -CAkey "$1/ca.key" \
+			-CAcreateserial -days 2 -extfile "$1/ext" -out "$1/tls.pem" 2>/dev/null
+}
+
+vm_cp_enrolld() { # ROOT DIR IP ADMIN PROV
+	local r=$1 trust
+	trust=$(swtpm_fixture_trust) || return 1
+	install -d -m 0755 "$r/etc/enrolld" "$r/etc/enrolld/ek-ca" "$r/usr/local/sbin" &&
+		cp "$trust"/* "$r/etc/enrolld/ek-ca/" &&
+		install -m 0600 "$2/tls.pem" "$2/tls.key" "$r/etc/enrolld/" &&
+		install -m 0644 "$2/ca.pem" "$r/etc/enrolld/ca.pem" || return 1
+	(umask 077; echo "$4" >"$r/etc/enrolld/admin.token"; echo "$5" >"$r/etc/enrolld/prov.token")
+	printf '%s\n' "[server]" "listen = $3" "port = 8443" "tls_cert = /etc/enrolld/tls.pem" \
+		"tls_key = /etc/enrolld/tls.key" "[state]" "db_path = /var/lib/enrolld" "[auth]" \
+		"admin_token_file = /etc/enrolld/admin.token" \
+		"provisioning_token_file = /etc/enrolld/prov.token" "[attestation]" \
+		"ek_ca_dir = /etc/enrolld/ek-ca" "[wireguard]" "backend = kernel" "vrf = yes" \
+		"nftables = yes" "reconcile_interval = 5" "[health]" "interval = 2" \
+		>"$r/etc/enrolld/enrolld.conf"
+	cat >"$r/usr/local/sbin/api" <<API
+#!/bin/sh
+m=\$1 p=\$2
+shift 2
+tok=\${TOKEN:-\$(cat /etc/enrolld/admin.token)}
+b=\$(mktemp)
+st=\$(curl -s --max-time 30 --cacert /etc/enrolld/ca.pem -H "Authorization: Bearer \$tok" \\
+	-X "\$m" -o "\$b" -w '%{http_code}' \${1:+-H 'Content-Type: application/json' --data "\$1"} \\
+	"https://$3:8443\$p")
+echo "\$st \$(cat "\$b")"
+rm -f "\$b"
+API
+	chmod 0755 "$r/usr/local/sbin/api"
+}
+
+vm_gw_edgekeyd() { # ROOT DIR URL PROV
+	local r=$1
+	install -d -m 0755 "$r/etc/edge-keyd" && install -m 0644 "$2/ca.pem" "$r/etc/edge-keyd/cp-ca.pem" ||
+		return 1
+	(umask 077; echo "$4" >"$r/etc/edge-keyd/prov.token")
+	printf '%s\n' "[device]" "state_dir = /var/lib/edge-keyd" "tcti = device:/dev/tpmrm0" \
+		"ek_type = rsa2048" "ak_type = ecc" "label = vm-gw" "[server]" "url = $3" \
+		"ca_file = /etc/edge-keyd/cp-ca.pem" "tenant = acme" \
+		"provisioning_token_file = /etc/edge-keyd/prov.token" "[wireguard]" "interface = wg0" \
+		"backend = kernel" "check_interval = 2" >"$r/etc/edge-keyd/edge-keyd.conf"
+}
+
+vm_agent_sane() { # NAME: a failing command is seen failing (the agent is live, not a yes-man)
+	local out rc
+	out=$(vm_sh "$1" 'echo agent-$((6 * 7)); exit 3')
+	rc=$?
+	[ "$out" = agent-42 ] && [ $rc -eq 3 ]
+}
