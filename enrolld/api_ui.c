@@ -92,18 +92,26 @@ ui_etag_matches(const char *header, const char *etag)
 	return false;
 }
 
+/* On every answer of the dashboard's routes. */
+static const char *const ui_headers[][2] = {
+	{ "Content-Security-Policy", UI_CSP },
+	{ "X-Content-Type-Options", "nosniff" },
+	{ "Referrer-Policy", "no-referrer" },
+	{ "X-Frame-Options", "DENY" },
+	{ "Cross-Origin-Opener-Policy", "same-origin" },
+	{ "Cross-Origin-Resource-Policy", "same-origin" },
+};
+
 static int
 ui_security_headers(struct http_request *req)
 {
-	int r = 0;
+	for (size_t i = 0; i < sizeof(ui_headers) / sizeof(ui_headers[0]); i++) {
+		int r = http_response_header(req, ui_headers[i][0], ui_headers[i][1]);
 
-	r |= http_response_header(req, "Content-Security-Policy", UI_CSP);
-	r |= http_response_header(req, "X-Content-Type-Options", "nosniff");
-	r |= http_response_header(req, "Referrer-Policy", "no-referrer");
-	r |= http_response_header(req, "X-Frame-Options", "DENY");
-	r |= http_response_header(req, "Cross-Origin-Opener-Policy", "same-origin");
-	r |= http_response_header(req, "Cross-Origin-Resource-Policy", "same-origin");
-	return r < 0 ? -E2BIG : 0;
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 static int
