@@ -65,6 +65,9 @@ const struct http_route api_routes[] = {
 	{ "GET", "/v1/tenants/{name}/revoked-serials", api_serial_list, FLEET, NULL },
 	{ "DELETE", "/v1/tenants/{name}/revoked-serials/{serial}", api_serial_unrevoke, FLEET,
 		NULL },
+	{ "POST", "/v1/tenants/{name}/device-crls", api_device_crl_add, FLEET, NULL },
+	{ "GET", "/v1/tenants/{name}/device-crls", api_device_crl_list, FLEET, NULL },
+	{ "DELETE", "/v1/tenants/{name}/device-crls/{id}", api_device_crl_remove, FLEET, NULL },
 	/* the dashboard's files (public: the page holds no data, the API needs a token) */
 	{ "GET", "/ui", NULL, ANYONE, api_ui_redirect },
 	{ "HEAD", "/ui", NULL, ANYONE, api_ui_redirect },

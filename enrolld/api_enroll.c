@@ -197,6 +197,10 @@ static int
 reject(struct http_request *req, int r, enum attest_reason reason)
 {
 	if (r == -EACCES) {
+		/* the operator's to fix: every device under that CA is refused meanwhile */
+		if (reason == ATTEST_EK_CRL_EXPIRED || reason == ATTEST_EK_CRL_INVALID)
+			log_warnx("enrollment refused: %s: %s", attest_reason_code(reason),
+				attest_reason_message(reason));
 		metrics_count_attest_failure(attest_reason_code(reason));
 		metrics_count_enrollment("rejected");
 		return http_error(req, reason == ATTEST_SESSION_EXPIRED ? -ETIMEDOUT :

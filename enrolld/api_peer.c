@@ -148,6 +148,11 @@ reason_rank(enum x509_reason r)
 {
 	/* the most telling failure: one that reached a trusted CA beats "untrusted" */
 	switch (r) {
+	case X509_REASON_REVOKED:
+		return 5;
+	case X509_REASON_CRL_EXPIRED:
+	case X509_REASON_CRL_INVALID:
+		return 4;
 	case X509_REASON_EXPIRED:
 	case X509_REASON_NOT_YET_VALID:
 		return 3;
@@ -174,7 +179,7 @@ peer_authenticate(struct http_request *req, struct enrolld *e, struct x509_peer 
 	const char *want = http_request_query(req, "tenant");
 	char found[STORE_NAME_MAX] = "", subject[160];
 	unsigned int n_ok = 0;
-	bool want_ok = false;
+	bool want_ok = false, want_refused = false;
 	int64_t now = (int64_t)time(NULL);
 	size_t n = 0, i, j;
 	int r;
@@ -201,6 +206,11 @@ peer_authenticate(struct http_request *req, struct enrolld *e, struct x509_peer 
 			goto out;
 		for (j = i; j < n && strcmp(cas[j].tenant, cas[i].tenant) == 0; j++)
 			(void)x509_trust_add_der(trust, cas[j].der, cas[j].der_len);
+		r = api_x509_trust_add_crls(e, cas[i].tenant, trust);
+		if (r < 0) {
+			r = api_store_error(req, r, "device CRLs");
+			goto out;
+		}
 		r = x509_peer_verify(peer, trust, now, &reason);
 		x509_trust_free(trust);
 		trust = NULL;
@@ -211,16 +221,34 @@ peer_authenticate(struct http_request *req, struct enrolld *e, struct x509_peer 
 			if (want != NULL && strcmp(want, cas[i].tenant) == 0)
 				want_ok = true;
 		} else if (r == -EACCES) {
-			if (reason_rank(reason) > reason_rank(worst))
+			/* the tenant asked for decides (its CRLs are its own) */
+			if (want != NULL && strcmp(want, cas[i].tenant) == 0) {
 				worst = reason;
+				want_refused = true;
+			} else if (!want_refused && reason_rank(reason) > reason_rank(worst)) {
+				worst = reason;
+			}
 		} else {
 			goto out;
 		}
 	}
 	x509_peer_subject(peer, subject, sizeof(subject));
-	if (n_ok == 0) {
+	if (n_ok == 0 || want_refused) {
 		log_info("x509: certificate '%s' refused: %s", subject, x509_reason_code(worst));
-		r = cert_refusal(req, worst, worst == X509_REASON_EXPIRED ?
+		if (worst == X509_REASON_CRL_EXPIRED || worst == X509_REASON_CRL_INVALID)
+			log_warnx("x509: a CRL of a CA in the chain of '%s' is %s: every device "
+				  "under that CA is refused until a fresh CRL is installed",
+				subject, worst == X509_REASON_CRL_EXPIRED ?
+				"past its nextUpdate" : "unusable");
+		r = cert_refusal(req, worst, worst == X509_REASON_REVOKED ?
+			"the client certificate (or a CA above it) is revoked by its issuer's CRL" :
+			worst == X509_REASON_CRL_EXPIRED ?
+			"the CRL of a CA in the certificate's chain has expired: certificates of "
+			"that CA are refused until the operator installs a fresh CRL" :
+			worst == X509_REASON_CRL_INVALID ?
+			"the CRL of a CA in the certificate's chain cannot be used (signature, "
+			"validity or scope): certificates of that CA are refused" :
+			worst == X509_REASON_EXPIRED ?
 			"the client certificate (or its CA) has expired" :
 			worst == X509_REASON_NOT_YET_VALID ?
 			"the client certificate is not valid yet" :

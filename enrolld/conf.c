@@ -29,6 +29,7 @@ static const char *const conf_known[] = {
 	"auth.tenant_tokens_dir",
 	"attestation.ek_ca_dir",
 	"attestation.session_ttl",
+	"attestation.crl_dir",
 	"attestation.max_sessions",
 	"ratelimit.per_source_rate",
 	"ratelimit.per_source_burst",
@@ -77,6 +78,7 @@ conf_clear(struct enrolld_conf *conf)
 	free(conf->provisioning_token_file);
 	free(conf->tenant_tokens_dir);
 	free(conf->ek_ca_dir);
+	free(conf->crl_dir);
 	free(conf->wireguard_go);
 	free(conf->uapi_dir);
 	free(conf->nft);
@@ -171,6 +173,7 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 		dup_opt(&c.provisioning_token_file, cfg, "auth", "provisioning_token_file", NULL) < 0 ||
 		dup_opt(&c.tenant_tokens_dir, cfg, "auth", "tenant_tokens_dir", NULL) < 0 ||
 		dup_opt(&c.ek_ca_dir, cfg, "attestation", "ek_ca_dir", NULL) < 0 ||
+		dup_opt(&c.crl_dir, cfg, "attestation", "crl_dir", NULL) < 0 ||
 		dup_opt(&c.wireguard_go, cfg, "wireguard", "wireguard_go", "wireguard-go") < 0 ||
 		dup_opt(&c.uapi_dir, cfg, "wireguard", "uapi_dir", "/var/run/wireguard") < 0 ||
 		dup_opt(&c.nft, cfg, "wireguard", "nft", "nft") < 0) {

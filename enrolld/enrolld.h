@@ -51,6 +51,7 @@ struct enrolld_conf {
 	char *tenant_tokens_dir; /* one file per tenant, named after it */
 	/* [attestation] */
 	char *ek_ca_dir;
+	char *crl_dir;    /* CRLs of EK and device CAs, re-read on SIGHUP */
 	long session_ttl; /* seconds a challenge may be completed in */
 	long max_sessions; /* open sessions (challenged, neither completed nor expired) */
 	/* [ratelimit] the endpoints anyone may call; a rate of 0 turns its limit off */
@@ -329,6 +330,7 @@ struct tenant_token {
 };
 
 struct attest_trust;
+struct crl_set;
 struct enroll_sessions;
 
 struct enrolld {
@@ -344,6 +346,8 @@ struct enrolld {
 	struct plane *plane;
 	struct health *health;
 	struct attest_trust *trust; /* NULL: enrollment is unavailable (no ek_ca_dir) */
+	pthread_mutex_t crl_lock;   /* crls (SIGHUP replaces them) */
+	struct crl_set *crls;       /* attestation.crl_dir; NULL without it */
 	struct enroll_sessions *sessions;
 	struct http_server *http;
 	pthread_t reconciler;
@@ -384,6 +388,14 @@ int api_ui_asset(struct http_request *req, char **ret_text, const char **ret_con
 	void *ctx);
 int api_ui_redirect(struct http_request *req, char **ret_text, const char **ret_content_type,
 	void *ctx);
+
+/* api_crl.c: revocation lists of the tenants' device CAs */
+int api_device_crl_add(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_crl_list(struct http_request *req, json_t **ret_body, void *ctx);
+int api_device_crl_remove(struct http_request *req, json_t **ret_body, void *ctx);
+/* Add to @t the CRLs a device certificate of @tenant is checked against (crl_dir's, the tenant's). */
+struct x509_trust;
+int api_x509_trust_add_crls(struct enrolld *e, const char *tenant, struct x509_trust *t);
 
 /* api_fleet.c */
 int api_tenant_create(struct http_request *req, json_t **ret_body, void *ctx);

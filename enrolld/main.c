@@ -27,6 +27,7 @@
 #include "common/sdnotify.h"
 #include "common/secmem.h"
 #include "enrolld/attest/attest.h"
+#include "enrolld/attest/crl.h"
 #include "enrolld/enrolld.h"
 
 #define TOKEN_MAX ENROLLD_TOKEN_MAX
@@ -217,6 +218,45 @@ authenticate(void *ctx, const char *token, unsigned int *ret_role, char *ret_ten
 	pthread_mutex_unlock(&e->token_lock);
 	return r;
 }
+
+/*
+ * attestation.crl_dir: read every CRL, then hand the set to both chain checks (EK
+ * certificates: the attestation trust; device certificates: e->crls, taken per request).
+ * A file that does not parse refuses the whole load and the previous set stays. Expired
+ * CRLs are loaded (they fail closed for their issuer: docs/security.md) and named here.
+ */
+static int
+load_crls(struct enrolld *e, const char *when)
+{
+	struct crl_set *set = NULL, *old;
+	char why[512], issuer[160];
+	size_t n_expired;
+	int r;
+
+	if (e->conf.crl_dir == NULL)
+		return 0;
+	r = crl_set_load_dir(e->conf.crl_dir, &set, why, sizeof(why));
+	if (r < 0) {
+		log_warnx("%s: CRL directory: %s", when, why);
+		return r;
+	}
+	n_expired = crl_set_expired(set, time(NULL), issuer, sizeof(issuer));
+	if (n_expired > 0)
+		log_warnx("%s: %zu CRL(s) in '%s' are past their nextUpdate (the first of issuer "
+			  "'%s'): certificates of those issuers are refused (crl_expired) until "
+			  "fresh CRLs are installed",
+			when, n_expired, e->conf.crl_dir, issuer);
+	pthread_mutex_lock(&e->crl_lock);
+	old = e->crls;
+	e->crls = set;
+	pthread_mutex_unlock(&e->crl_lock);
+	crl_set_free(old);
+	if (e->trust != NULL)
+		attest_trust_set_crls(e->trust, set);
+	log_info("%s: %zu CRL(s) loaded from '%s'", when, crl_set_count(set), e->conf.crl_dir);
+	return 0;
+}
+
 
 /* Set once every tenant interface matched the store: readiness (sd_notify) waits for it. */
 static atomic_bool reconciled;
@@ -421,6 +461,7 @@ start_services(struct enrolld *e)
 		r = attest_trust_load(e->conf.ek_ca_dir, &e->trust);
 		if (r < 0)
 			fatalx("EK trust anchors in '%s': %s", e->conf.ek_ca_dir, strerror(-r));
+		attest_trust_set_crls(e->trust, e->crls);
 	} else {
 		log_warnx("attestation.ek_ca_dir is not set: devices cannot enroll");
 	}
@@ -547,6 +588,7 @@ main(int argc, char *argv[])
 	log_init(foreground || check || backup != NULL, "enrolld");
 	log_setverbose(verbose);
 	pthread_mutex_init(&e.token_lock, NULL);
+	pthread_mutex_init(&e.crl_lock, NULL);
 	pthread_mutex_init(&e.stop_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -576,6 +618,8 @@ main(int argc, char *argv[])
 			fatalx("%s: EK trust anchors in '%s': %s", conf_path, e.conf.ek_ca_dir,
 				strerror(-r));
 	}
+	if (load_crls(&e, conf_path) < 0)
+		fatalx("%s: cannot load the CRLs of attestation.crl_dir", conf_path);
 	if (check) {
 		printf("configuration OK\n");
 		r = 0;
@@ -676,6 +720,8 @@ main(int argc, char *argv[])
 				else
 					log_warnx("SIGHUP: keeping the previous TLS certificate");
 			}
+			if (e.conf.crl_dir != NULL && load_crls(&e, "SIGHUP") < 0)
+				log_warnx("SIGHUP: keeping the previous CRLs");
 			if (ready)
 				(void)sdnotify("READY=1");
 			continue;
@@ -695,6 +741,7 @@ out:
 		free(e.tls_key_pem);
 	}
 	free(e.tls_cert_pem);
+	crl_set_free(e.crls);
 	conf_clear(&e.conf);
 	return r;
 }

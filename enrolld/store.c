@@ -18,8 +18,9 @@
  *   health        id (u64 BE) -> struct store_health
  *   device_cas    tenant NUL SHA-256(CA DER) -> struct store_device_ca     (X.509 path)
  *   x509_revoked  tenant NUL len serial -> struct store_x509_revoked        (X.509 path)
+ *   device_crls   tenant NUL SHA-256(issuer Name DER) -> struct store_device_crl || DER
  *
- * device_cas and x509_revoked came after format 1 shipped: they are new databases, created
+ * device_cas, x509_revoked and device_crls came after format 1 shipped: they are new databases, created
  * empty when an older environment is opened, so format 1 stays readable without a bump.
  *
  * Values are the fixed-layout structs of store.h; their sizes are pinned below so a layout
@@ -58,6 +59,7 @@ _Static_assert(sizeof(struct store_event) == 64, "event record layout changed");
 _Static_assert(sizeof(struct store_health) == 24, "health record layout changed");
 _Static_assert(sizeof(struct store_device_ca) == 8464, "device CA record layout changed");
 _Static_assert(sizeof(struct store_x509_revoked) == 144, "x509 revocation layout changed");
+_Static_assert(sizeof(struct store_device_crl) == 248, "device CRL record layout changed");
 
 enum {
 	DB_META,
@@ -76,6 +78,7 @@ enum {
 	DB_HEALTH,
 	DB_DEVICE_CAS,
 	DB_X509_REVOKED,
+	DB_DEVICE_CRLS,
 	DB_COUNT,
 };
 
@@ -96,6 +99,7 @@ static const char *const db_names[DB_COUNT] = {
 	[DB_HEALTH] = "health",
 	[DB_DEVICE_CAS] = "device_cas",
 	[DB_X509_REVOKED] = "x509_revoked",
+	[DB_DEVICE_CRLS] = "device_crls",
 };
 
 struct revocation {
@@ -1233,6 +1237,195 @@ store_device_ca_list(struct store *s, const char *tenant, struct store_device_ca
 		return -ENOENT;
 	key_tenant(&prefix, tenant);
 	return collect(s, DB_DEVICE_CAS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
+}
+
+/* ---- device CA revocation lists ------------------------------------------------------------ */
+
+/* Is @a newer than @b? crlNumber if both have one, else thisUpdate. */
+static bool
+crl_newer(const struct store_device_crl *a, const struct store_device_crl *b)
+{
+	if (a->number_len > 0 && b->number_len > 0) {
+		if (a->number_len != b->number_len)
+			return a->number_len > b->number_len;
+		return memcmp(a->number, b->number, a->number_len) > 0;
+	}
+	return a->this_update > b->this_update;
+}
+
+static int
+apply_device_crl_put(struct wtx *w, void *arg)
+{
+	const struct store_device_crl *crl = arg;
+	struct store_device_crl old;
+	struct store_tenant t;
+	struct key key;
+	MDB_val k, v;
+	int rc, r, replaced = 0;
+
+	r = get_tenant(w->s, w->txn, crl->tenant, &t);
+	if (r < 0)
+		return r;
+	key_tenant_hash(&key, crl->tenant, crl->issuer_hash);
+	k = kval(&key);
+	rc = mdb_get(w->txn, w->s->dbi[DB_DEVICE_CRLS], &k, &v);
+	if (rc == 0) {
+		if (v.mv_size < sizeof(old))
+			return -EUCLEAN;
+		memcpy(&old, v.mv_data, sizeof(old));
+		if (!crl_newer(crl, &old))
+			return -ESTALE;
+		replaced = 1;
+	} else if (rc != MDB_NOTFOUND) {
+		return mdb_errno(rc);
+	}
+	r = w_put(w, DB_DEVICE_CRLS, &key, crl, sizeof(*crl) + crl->der_len, 0);
+	return r < 0 ? r : replaced;
+}
+
+int
+store_device_crl_put(struct store *s, const struct store_device_crl *crl, const uint8_t *der)
+{
+	struct store_device_crl *rec;
+	int r;
+
+	if (!tenant_name_ok(crl->tenant) || !str_ok(crl->issuer, sizeof(crl->issuer)) ||
+	    crl->der_len == 0 || crl->der_len > STORE_CRL_DER_MAX ||
+	    crl->number_len > STORE_CRL_NUMBER_MAX || is_zero(crl->issuer_hash, STORE_HASH_LEN))
+		return -EINVAL;
+	/* the record and the DER, contiguous: the value as stored */
+	rec = calloc(1, sizeof(*rec) + crl->der_len);
+	if (rec == NULL)
+		return -ENOMEM;
+	memcpy(rec->tenant, crl->tenant, strlen(crl->tenant));
+	memcpy(rec->issuer, crl->issuer, strlen(crl->issuer));
+	memcpy(rec->issuer_hash, crl->issuer_hash, STORE_HASH_LEN);
+	rec->created = crl->created ? crl->created : store_now(s);
+	rec->this_update = crl->this_update;
+	rec->next_update = crl->next_update;
+	memcpy(rec->number, crl->number, crl->number_len);
+	rec->number_len = crl->number_len;
+	rec->der_len = crl->der_len;
+	memcpy((uint8_t *)(rec + 1), der, crl->der_len);
+	r = submit(s, apply_device_crl_put, rec);
+	free(rec);
+	return r;
+}
+
+static int
+apply_device_crl_remove(struct wtx *w, void *arg)
+{
+	const struct hash_key *hk = arg;
+	struct key key;
+
+	key_tenant_hash(&key, hk->tenant, hk->hash);
+	return w_del(w, DB_DEVICE_CRLS, &key);
+}
+
+int
+store_device_crl_remove(struct store *s, const char *tenant,
+	const uint8_t issuer_hash[static STORE_HASH_LEN])
+{
+	struct hash_key hk = { tenant, issuer_hash };
+
+	if (!tenant_name_ok(tenant))
+		return -ENOENT;
+	return submit(s, apply_device_crl_remove, &hk);
+}
+
+/* Visit the CRL records of @tenant (NULL: all) in one read transaction. */
+int
+store_device_crl_each(struct store *s, const char *tenant,
+	int (*fn)(void *ctx, const struct store_device_crl *crl, const uint8_t *der), void *ctx)
+{
+	struct store_device_crl rec;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k = { 0 }, v;
+	struct key prefix;
+	int rc, r;
+
+	if (tenant != NULL) {
+		if (!tenant_name_ok(tenant))
+			return -ENOENT;
+		key_tenant(&prefix, tenant);
+		k = kval(&prefix);
+	}
+	r = rtxn_begin(s, &txn);
+	if (r < 0)
+		return r;
+	rc = mdb_cursor_open(txn, s->dbi[DB_DEVICE_CRLS], &cur);
+	if (rc != 0) {
+		r = mdb_errno(rc);
+		goto out;
+	}
+	r = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, tenant ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (tenant != NULL && (k.mv_size < prefix.len ||
+					      memcmp(k.mv_data, prefix.b, prefix.len) != 0))
+			break;
+		if (v.mv_size < sizeof(rec)) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		memcpy(&rec, v.mv_data, sizeof(rec));
+		if (v.mv_size != sizeof(rec) + rec.der_len) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		r = fn(ctx, &rec, (const uint8_t *)v.mv_data + sizeof(rec));
+		if (r < 0)
+			goto out;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		r = mdb_errno(rc);
+	else
+		r = 0;
+out:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	rtxn_end(s, txn);
+	return r;
+}
+
+struct crl_list {
+	struct store_device_crl *arr;
+	size_t n, cap;
+};
+
+static int
+crl_list_add(void *ctx, const struct store_device_crl *crl, const uint8_t *der)
+{
+	struct crl_list *l = ctx;
+	struct store_device_crl *tmp;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 8;
+		tmp = realloc(l->arr, l->cap * sizeof(*tmp));
+		if (tmp == NULL)
+			return -ENOMEM;
+		l->arr = tmp;
+	}
+	l->arr[l->n++] = *crl;
+	return 0;
+}
+
+int
+store_device_crl_list(struct store *s, const char *tenant, struct store_device_crl **ret,
+	size_t *ret_n)
+{
+	struct crl_list l = { 0 };
+	int r;
+
+	r = store_device_crl_each(s, tenant, crl_list_add, &l);
+	if (r < 0) {
+		free(l.arr);
+		return r;
+	}
+	*ret = l.arr;
+	*ret_n = l.n;
+	return 0;
 }
 
 /* ---- revoked certificate serials ------------------------------------------------------------ */

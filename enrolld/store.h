@@ -134,6 +134,44 @@ int store_device_ca_remove(struct store *s, const char *tenant,
 int store_device_ca_list(struct store *s, const char *tenant, struct store_device_ca **ret,
 	size_t *ret_n);
 
+/* ---- device CA revocation lists per tenant (X.509 enrollment) --------------------------- */
+
+#define STORE_CRL_DER_MAX (1 << 20)
+#define STORE_CRL_NUMBER_MAX 20
+
+/* On disk: this record, then der_len bytes of the CRL's DER. One CRL per issuer. */
+struct store_device_crl {
+	char tenant[STORE_NAME_MAX];
+	uint8_t issuer_hash[STORE_HASH_LEN]; /* SHA-256 of the issuer Name's DER: the key */
+	char issuer[STORE_SUBJECT_MAX];
+	int64_t created;
+	int64_t this_update;
+	int64_t next_update; /* 0: none */
+	uint8_t number[STORE_CRL_NUMBER_MAX]; /* crlNumber, big endian */
+	uint8_t number_len;                   /* 0: the CRL has none */
+	uint8_t reserved[3];
+	uint32_t der_len;
+};
+
+/*
+ * Store @crl with its DER @der, replacing the tenant's CRL of the same issuer only by a
+ * newer one (a higher crlNumber when both have one, else a later thisUpdate): 0 added,
+ * 1 replaced, -ESTALE not newer than the stored one (a rollback would un-revoke),
+ * -ENOENT no tenant, -EINVAL bad record.
+ */
+int store_device_crl_put(struct store *s, const struct store_device_crl *crl, const uint8_t *der);
+int store_device_crl_remove(struct store *s, const char *tenant,
+	const uint8_t issuer_hash[static STORE_HASH_LEN]);
+/* The records without their DER. @tenant NULL = every tenant's. */
+int store_device_crl_list(struct store *s, const char *tenant, struct store_device_crl **ret,
+	size_t *ret_n);
+/*
+ * Call @fn for each CRL of @tenant (record and DER, valid during the call only), in one
+ * read transaction; a negative return of @fn stops and is returned.
+ */
+int store_device_crl_each(struct store *s, const char *tenant,
+	int (*fn)(void *ctx, const struct store_device_crl *crl, const uint8_t *der), void *ctx);
+
 /* ---- revoked certificate serials per tenant ------------------------------------------------ */
 
 struct store_x509_revoked {

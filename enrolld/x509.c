@@ -16,10 +16,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "enrolld/attest/crl.h"
 #include "enrolld/x509.h"
 
 struct x509_trust {
 	STACK_OF(X509) *cas;
+	struct crl_set *crls; /* the CAs' revocation lists (crl.h: checked where present) */
 };
 
 struct x509_peer {
@@ -45,6 +47,12 @@ x509_reason_code(enum x509_reason reason)
 		return "certificate_not_yet_valid";
 	case X509_REASON_BAD_USAGE:
 		return "certificate_usage";
+	case X509_REASON_REVOKED:
+		return "certificate_revoked";
+	case X509_REASON_CRL_EXPIRED:
+		return "crl_expired";
+	case X509_REASON_CRL_INVALID:
+		return "crl_invalid";
 	}
 	return "untrusted_certificate";
 }
@@ -60,7 +68,8 @@ x509_trust_new(struct x509_trust **ret)
 	if (t == NULL)
 		return -ENOMEM;
 	t->cas = sk_X509_new_null();
-	if (t->cas == NULL) {
+	if (t->cas == NULL || crl_set_new(&t->crls) < 0) {
+		sk_X509_free(t->cas);
 		free(t);
 		return -ENOMEM;
 	}
@@ -74,6 +83,7 @@ x509_trust_free(struct x509_trust *t)
 	if (t == NULL)
 		return;
 	sk_X509_pop_free(t->cas, X509_free);
+	crl_set_free(t->crls);
 	free(t);
 }
 
@@ -107,6 +117,18 @@ x509_trust_add_der(struct x509_trust *t, const uint8_t *der, size_t len)
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+int
+x509_trust_add_crl_der(struct x509_trust *t, const uint8_t *der, size_t len)
+{
+	return crl_set_add_der(t->crls, der, len);
+}
+
+int
+x509_trust_add_crls(struct x509_trust *t, const struct crl_set *crls)
+{
+	return crl_set_add_all(t->crls, crls);
 }
 
 size_t
@@ -339,6 +361,21 @@ reason_of(int err)
 	case X509_V_ERR_INVALID_PURPOSE:
 	case X509_V_ERR_INVALID_CA:
 		return X509_REASON_BAD_USAGE;
+	case X509_V_ERR_CERT_REVOKED:
+		return X509_REASON_REVOKED;
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+		return X509_REASON_CRL_EXPIRED;
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+	case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+	case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+	case X509_V_ERR_KEYUSAGE_NO_CRL_SIGN:
+	case X509_V_ERR_DIFFERENT_CRL_SCOPE:
+	case X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION:
+		return X509_REASON_CRL_INVALID;
 	default:
 		return X509_REASON_UNTRUSTED;
 	}
@@ -385,6 +422,8 @@ x509_peer_verify(const struct x509_peer *p, const struct x509_trust *t, int64_t 
 	/* clientAuth in extendedKeyUsage when the extension is there (RFC 5280 4.2.1.12) */
 	X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_SSL_CLIENT);
 	X509_VERIFY_PARAM_set_depth(param, X509_CHAIN_MAX);
+	crl_set_apply(t->crls, ctx);
+	X509_STORE_CTX_set_verify_cb(ctx, crl_verify_cb);
 	ok = X509_verify_cert(ctx);
 	if (ok == 1) {
 		*ret_reason = X509_REASON_OK;

@@ -27,6 +27,9 @@ enum x509_reason {
 	X509_REASON_EXPIRED,         /* chains, but notAfter is past (leaf or a CA) */
 	X509_REASON_NOT_YET_VALID,   /* chains, but notBefore is ahead */
 	X509_REASON_BAD_USAGE,       /* extendedKeyUsage without clientAuth, or a CA certificate */
+	X509_REASON_REVOKED,         /* listed in its issuer's CRL (leaf or a CA) */
+	X509_REASON_CRL_EXPIRED,     /* an issuer in the chain has a CRL past its nextUpdate */
+	X509_REASON_CRL_INVALID,     /* an issuer's CRL cannot be used (signature, time, scope) */
 };
 
 /* A stable machine code for the API ("untrusted_certificate", ...). */
@@ -39,6 +42,14 @@ int x509_trust_new(struct x509_trust **ret);
 void x509_trust_free(struct x509_trust *t);
 /* Add one CA certificate (DER). -EBADMSG if it does not parse. */
 int x509_trust_add_der(struct x509_trust *t, const uint8_t *der, size_t len);
+/*
+ * Revocation lists for the CAs (crl.h has the policy: a CA with a CRL is checked, fail
+ * closed if its CRL cannot be used; a CA without one is not). -EBADMSG if it does not
+ * parse. x509_trust_add_crls() shares the CRLs of a set (the CRL directory's).
+ */
+struct crl_set;
+int x509_trust_add_crl_der(struct x509_trust *t, const uint8_t *der, size_t len);
+int x509_trust_add_crls(struct x509_trust *t, const struct crl_set *crls);
 /* How many CAs it holds. */
 size_t x509_trust_count(const struct x509_trust *t);
 
@@ -74,7 +85,8 @@ void x509_peer_free(struct x509_peer *p);
 
 /*
  * Verify @p against @t at unix time @now: the chain, validity periods, the client-auth
- * purpose (extendedKeyUsage clientAuth if the extension is present; a CA leaf is refused).
+ * purpose (extendedKeyUsage clientAuth if the extension is present; a CA leaf is refused),
+ * revocation where @t has a CRL of an issuer.
  * Returns 0 or -EACCES with *ret_reason saying why.
  */
 int x509_peer_verify(const struct x509_peer *p, const struct x509_trust *t, int64_t now,

@@ -67,6 +67,9 @@ enum attest_reason {
 	ATTEST_EK_CERT_CRITICAL_EXT,	/* "ek_cert_unhandled_critical_extension" */
 	ATTEST_EK_CERT_KEY_USAGE,	/* "ek_cert_key_usage" */
 	ATTEST_EK_CERT_INVALID,		/* "ek_cert_invalid" (any other chain error) */
+	ATTEST_EK_CERT_REVOKED,		/* "ek_cert_revoked" (a CA's CRL lists it) */
+	ATTEST_EK_CRL_EXPIRED,		/* "ek_crl_expired" (the issuer's CRL is past nextUpdate) */
+	ATTEST_EK_CRL_INVALID,		/* "ek_crl_invalid" (the issuer's CRL cannot be used) */
 	/* EK public area */
 	ATTEST_EK_PUBLIC_MALFORMED,	/* "ek_public_malformed" */
 	ATTEST_EK_PUBLIC_UNSUPPORTED,	/* "ek_public_unsupported" */
@@ -122,6 +125,13 @@ struct attest_trust;
  */
 int attest_trust_load(const char *dir, struct attest_trust **ret_trust);
 void attest_trust_free(struct attest_trust *trust);
+/*
+ * Check the EK chains against these CRLs from now on (crl.h has the policy); replaces the
+ * previous set. Takes a reference to @crls (NULL: no revocation checks). Safe while other
+ * threads verify: each verification uses the set current when it started.
+ */
+struct crl_set;
+void attest_trust_set_crls(struct attest_trust *trust, struct crl_set *crls);
 
 /* ---- EK and AK ---------------------------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,13 @@
 
 #include "common/log.h"
 #include "enrolld/attest/attest_int.h"
+#include "enrolld/attest/crl.h"
 
 struct attest_trust {
 	X509_STORE *anchors;
 	STACK_OF(X509) *intermediates;
+	pthread_mutex_t lock; /* crls: replaced on SIGHUP while others verify */
+	struct crl_set *crls;
 };
 
 void
@@ -33,7 +37,22 @@ attest_trust_free(struct attest_trust *trust)
 		return;
 	X509_STORE_free(trust->anchors);
 	sk_X509_pop_free(trust->intermediates, X509_free);
+	crl_set_free(trust->crls);
+	pthread_mutex_destroy(&trust->lock);
 	free(trust);
+}
+
+void
+attest_trust_set_crls(struct attest_trust *trust, struct crl_set *crls)
+{
+	struct crl_set *old;
+
+	crl_set_ref(crls);
+	pthread_mutex_lock(&trust->lock);
+	old = trust->crls;
+	trust->crls = crls;
+	pthread_mutex_unlock(&trust->lock);
+	crl_set_free(old);
 }
 
 /* Add one certificate: self-signed ones are anchors, the rest may serve as intermediates. */
@@ -104,6 +123,7 @@ attest_trust_load(const char *dir, struct attest_trust **ret_trust)
 	t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&t->lock, NULL);
 	t->anchors = X509_STORE_new();
 	t->intermediates = sk_X509_new_null();
 	if (t->anchors == NULL || t->intermediates == NULL)
@@ -169,6 +189,7 @@ only_tcg_san_unhandled(X509 *x)
 static int
 verify_cb(int ok, X509_STORE_CTX *ctx)
 {
+	ok = crl_verify_cb(ok, ctx);
 	if (!ok && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION &&
 	    X509_STORE_CTX_get_error_depth(ctx) == 0 &&
 	    only_tcg_san_unhandled(X509_STORE_CTX_get_current_cert(ctx))) {
@@ -205,6 +226,21 @@ reason_from_x509(int err)
 		return ATTEST_EK_CERT_CA_INVALID;
 	case X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION:
 		return ATTEST_EK_CERT_CRITICAL_EXT;
+	case X509_V_ERR_CERT_REVOKED:
+		return ATTEST_EK_CERT_REVOKED;
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+		return ATTEST_EK_CRL_EXPIRED;
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+	case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+	case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+	case X509_V_ERR_KEYUSAGE_NO_CRL_SIGN:
+	case X509_V_ERR_DIFFERENT_CRL_SCOPE:
+	case X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION:
+		return ATTEST_EK_CRL_INVALID;
 	default:
 		return ATTEST_EK_CERT_INVALID;
 	}
@@ -214,17 +250,25 @@ static int
 verify_chain(const struct attest_trust *trust, X509 *cert, time_t now, enum attest_reason *reason)
 {
 	X509_STORE_CTX *ctx = NULL;
+	struct crl_set *crls;
 	int ret;
 
+	/* the set current now, for this whole verification (SIGHUP may replace it) */
+	pthread_mutex_lock((pthread_mutex_t *)&trust->lock);
+	crls = crl_set_ref(trust->crls);
+	pthread_mutex_unlock((pthread_mutex_t *)&trust->lock);
 	ctx = X509_STORE_CTX_new();
-	if (ctx == NULL)
+	if (ctx == NULL) {
+		crl_set_free(crls);
 		return attest_reject(reason, ATTEST_ERR_INTERNAL);
+	}
 	if (X509_STORE_CTX_init(ctx, trust->anchors, cert, trust->intermediates) != 1) {
 		ret = attest_reject(reason, ATTEST_ERR_INTERNAL);
 		goto out;
 	}
 	X509_STORE_CTX_set_time(ctx, 0, now);
 	X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
+	crl_set_apply(crls, ctx);
 	if (X509_verify_cert(ctx) == 1) {
 		ret = 0;
 	} else {
@@ -236,6 +280,7 @@ verify_chain(const struct attest_trust *trust, X509 *cert, time_t now, enum atte
 	}
 out:
 	X509_STORE_CTX_free(ctx);
+	crl_set_free(crls);
 	ERR_clear_error();
 	return ret;
 }

@@ -41,6 +41,15 @@ static const struct {
 	[ATTEST_EK_CERT_INVALID] = { "ek_cert_invalid",
 		"the EK certificate chain failed verification for another reason; see the "
 		"server's debug log for the OpenSSL error" },
+	[ATTEST_EK_CERT_REVOKED] = { "ek_cert_revoked",
+		"the EK certificate, or a CA certificate in its chain, is revoked by its "
+		"issuer's CRL (attestation.crl_dir)" },
+	[ATTEST_EK_CRL_EXPIRED] = { "ek_crl_expired",
+		"the CRL of a CA in the EK chain is past its nextUpdate: devices under that CA "
+		"are refused until a fresh CRL is put into attestation.crl_dir (and SIGHUP)" },
+	[ATTEST_EK_CRL_INVALID] = { "ek_crl_invalid",
+		"the CRL of a CA in the EK chain cannot be used (bad signature, not valid yet, "
+		"wrong scope): devices under that CA are refused until it is replaced" },
 	[ATTEST_EK_PUBLIC_MALFORMED] = { "ek_public_malformed",
 		"the EK public area is not one well-formed TPM2B_PUBLIC (truncated, oversized "
 		"or garbage)" },

@@ -14,7 +14,8 @@
  *                               its template and issue its certificate here, signed with
  *                               CADIR/signkey.pem as CADIR/issuercert.pem (the fixtures'
  *                               CA). A fresh swtpm state (empty directory) is then a new
- *                               device in milliseconds.
+ *                               device in milliseconds. CADIR/ek-serial (hex), if it
+ *                               exists, is the certificate's serial (else a random one).
  *     --token T / --tenant N    authorisation as protocol.md
  *     --wg-private FILE         use this WireGuard key (base64) instead of the sealed one
  *                               (the quote binds whichever key is sent)
@@ -143,6 +144,21 @@ issue_ek_cert(const char *ca_dir, const uint8_t *pub, size_t pub_len, uint8_t **
 		die("getentropy");
 	serial[0] &= 0x7f;
 	bn = BN_bin2bn(serial, sizeof(serial), NULL);
+	/* CADIR/ek-serial (hex) fixes the serial: a test can then revoke it with a CRL */
+	snprintf(path, sizeof(path), "%s/ek-serial", ca_dir);
+	{
+		char hex[64] = "";
+		FILE *f = fopen(path, "re");
+
+		if (f != NULL) {
+			if (fgets(hex, sizeof(hex), f) == NULL)
+				hex[0] = '\0';
+			fclose(f);
+			hex[strcspn(hex, "\r\n")] = '\0';
+			if (hex[0] == '\0' || !BN_hex2bn(&bn, hex))
+				die("'%s': not a hex serial", path);
+		}
+	}
 	sn = BN_to_ASN1_INTEGER(bn, NULL);
 	X509_set_serialNumber(x, sn);
 	ASN1_INTEGER_free(sn);

@@ -20,6 +20,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "enrolld/attest/crl.h"
 #include "enrolld/x509.h"
 
 #define NOW 1700000000
@@ -174,6 +175,192 @@ test_verify_reasons(void **state)
 	cert_free(&via);
 }
 
+/* A CRL of @issuer's name, signed with @key, listing @serials (n of them), DER. */
+static uint8_t *
+make_crl(const struct cert *issuer, EVP_PKEY *key, int64_t this_update, int64_t next_update,
+	const long *serials, int n, long number, size_t *ret_len)
+{
+	X509_CRL *crl = X509_CRL_new();
+	ASN1_TIME *t = ASN1_TIME_new();
+	unsigned char *der = NULL;
+	uint8_t *out;
+	int len;
+
+	X509_CRL_set_version(crl, 1);
+	X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer->x));
+	ASN1_TIME_set(t, (time_t)this_update);
+	X509_CRL_set1_lastUpdate(crl, t);
+	ASN1_TIME_set(t, (time_t)next_update);
+	X509_CRL_set1_nextUpdate(crl, t);
+	for (int i = 0; i < n; i++) {
+		X509_REVOKED *rv = X509_REVOKED_new();
+		ASN1_INTEGER *sn = ASN1_INTEGER_new();
+
+		ASN1_INTEGER_set(sn, serials[i]);
+		X509_REVOKED_set_serialNumber(rv, sn);
+		ASN1_TIME_set(t, (time_t)this_update);
+		X509_REVOKED_set_revocationDate(rv, t);
+		X509_CRL_add0_revoked(crl, rv);
+		ASN1_INTEGER_free(sn);
+	}
+	if (number > 0) {
+		ASN1_INTEGER *num = ASN1_INTEGER_new();
+
+		ASN1_INTEGER_set(num, number);
+		X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0);
+		ASN1_INTEGER_free(num);
+	}
+	X509_CRL_sort(crl);
+	assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+	len = i2d_X509_CRL(crl, &der);
+	assert_true(len > 0);
+	out = malloc((size_t)len);
+	memcpy(out, der, (size_t)len);
+	*ret_len = (size_t)len;
+	OPENSSL_free(der);
+	ASN1_TIME_free(t);
+	X509_CRL_free(crl);
+	return out;
+}
+
+/* A trust of @ca (and nothing else) with one CRL. */
+static struct x509_trust *
+trust_crl(const struct cert *ca, const uint8_t *crl, size_t len)
+{
+	struct x509_trust *t = trust_of(ca);
+
+	assert_int_equal(x509_trust_add_crl_der(t, crl, len), 0);
+	return t;
+}
+
+static void
+test_verify_crl(void **state)
+{
+	struct cert ca = make("factory A", NULL, 1, NOW - 100 * DAY, NOW + 900 * DAY, true, NULL);
+	struct cert other = make("factory X", NULL, 1, NOW - DAY, NOW + DAY, true, NULL);
+	struct cert good = make("dev1", &ca, 10, NOW - DAY, NOW + DAY, false, "clientAuth");
+	struct cert bad = make("dev2", &ca, 11, NOW - DAY, NOW + DAY, false, "clientAuth");
+	struct cert inter = make("line 2", &ca, 16, NOW - DAY, NOW + DAY, true, NULL);
+	struct cert via = make("dev7", &inter, 17, NOW - DAY, NOW + DAY, false, "clientAuth");
+	static const long revoke_bad[] = { 11 }, revoke_inter[] = { 16 };
+	static const uint8_t junk[] = { 0x30, 0x03, 0x02, 0x01, 0x01 };
+	uint8_t *crl, *old, *forged, *foreign, *upper, *young;
+	size_t crl_len, old_len, forged_len, foreign_len, upper_len, young_len;
+	struct x509_trust *t;
+	int r;
+
+	crl = make_crl(&ca, ca.k, NOW - DAY, NOW + 7 * DAY, revoke_bad, 1, 5, &crl_len);
+	old = make_crl(&ca, ca.k, NOW - 9 * DAY, NOW - DAY, revoke_bad, 1, 4, &old_len);
+	young = make_crl(&ca, ca.k, NOW + DAY, NOW + 9 * DAY, revoke_bad, 1, 6, &young_len);
+	forged = make_crl(&ca, other.k, NOW - DAY, NOW + 7 * DAY, NULL, 0, 7, &forged_len);
+	foreign = make_crl(&other, other.k, NOW - DAY, NOW + 7 * DAY, revoke_bad, 1, 1,
+		&foreign_len);
+	upper = make_crl(&ca, ca.k, NOW - DAY, NOW + 7 * DAY, revoke_inter, 1, 8, &upper_len);
+
+	/* the CA's CRL lists serial 11: that device is refused, the others are not */
+	t = trust_crl(&ca, crl, crl_len);
+	assert_int_equal(verify(&bad, NULL, t, &r), X509_REASON_REVOKED);
+	assert_int_equal(r, -EACCES);
+	assert_int_equal(verify(&good, NULL, t, &r), X509_REASON_OK);
+	assert_int_equal(r, 0);
+	/* the intermediate has no CRL: not checked; the CA's CRL does not list it */
+	assert_int_equal(verify(&via, &inter, t, &r), X509_REASON_OK);
+	assert_string_equal(x509_reason_code(X509_REASON_REVOKED), "certificate_revoked");
+	x509_trust_free(t);
+
+	/* every certificate of the chain is checked: a revoked intermediate stops its leaves */
+	t = trust_crl(&ca, upper, upper_len);
+	assert_int_equal(verify(&via, &inter, t, &r), X509_REASON_REVOKED);
+	assert_int_equal(verify(&bad, NULL, t, &r), X509_REASON_OK);
+	x509_trust_free(t);
+
+	/* an expired CRL fails closed for its issuer, even for a device it does not list */
+	t = trust_crl(&ca, old, old_len);
+	assert_int_equal(verify(&good, NULL, t, &r), X509_REASON_CRL_EXPIRED);
+	assert_int_equal(r, -EACCES);
+	assert_string_equal(x509_reason_code(X509_REASON_CRL_EXPIRED), "crl_expired");
+	/* ... unless a current one of the same issuer is there too: the newest usable wins */
+	assert_int_equal(x509_trust_add_crl_der(t, crl, crl_len), 0);
+	assert_int_equal(verify(&good, NULL, t, &r), X509_REASON_OK);
+	assert_int_equal(verify(&bad, NULL, t, &r), X509_REASON_REVOKED);
+	x509_trust_free(t);
+
+	/* a CRL not valid yet, or signed by another key under the CA's name: fail closed */
+	t = trust_crl(&ca, young, young_len);
+	assert_int_equal(verify(&good, NULL, t, &r), X509_REASON_CRL_INVALID);
+	x509_trust_free(t);
+	t = trust_crl(&ca, forged, forged_len);
+	assert_int_equal(verify(&good, NULL, t, &r), X509_REASON_CRL_INVALID);
+	assert_string_equal(x509_reason_code(X509_REASON_CRL_INVALID), "crl_invalid");
+	x509_trust_free(t);
+
+	/* a CRL of another issuer only: this CA has none, so its devices are not checked */
+	t = trust_crl(&ca, foreign, foreign_len);
+	assert_int_equal(verify(&bad, NULL, t, &r), X509_REASON_OK);
+	assert_int_equal(x509_trust_add_crl_der(t, junk, sizeof(junk)), -EBADMSG);
+	x509_trust_free(t);
+
+	free(crl);
+	free(old);
+	free(young);
+	free(forged);
+	free(foreign);
+	free(upper);
+	cert_free(&ca);
+	cert_free(&other);
+	cert_free(&good);
+	cert_free(&bad);
+	cert_free(&inter);
+	cert_free(&via);
+}
+
+static void
+test_crl_parse(void **state)
+{
+	struct cert ca = make("factory A", NULL, 1, NOW - 100 * DAY, NOW + 900 * DAY, true, NULL);
+	struct cert other = make("factory X", NULL, 1, NOW - DAY, NOW + DAY, true, NULL);
+	static const long serials[] = { 11, 12, 13 };
+	struct crl_info info;
+	uint8_t *crl, *der = NULL;
+	size_t crl_len, len;
+	char *pem, *two;
+	BIO *b = BIO_new(BIO_s_mem());
+	const unsigned char *p;
+	X509_CRL *x;
+	long n;
+
+	crl = make_crl(&ca, ca.k, NOW - DAY, NOW + 7 * DAY, serials, 3, 258, &crl_len);
+	p = crl;
+	x = d2i_X509_CRL(NULL, &p, (long)crl_len);
+	PEM_write_bio_X509_CRL(b, x);
+	n = BIO_get_mem_data(b, &pem);
+	pem = strndup(pem, (size_t)n);
+	assert_int_equal(crl_parse_pem(pem, strlen(pem), &der, &len, &info), 0);
+	assert_int_equal(len, crl_len);
+	assert_memory_equal(der, crl, len);
+	assert_string_equal(info.issuer, "CN=factory A");
+	assert_int_equal(info.this_update, NOW - DAY);
+	assert_int_equal(info.next_update, NOW + 7 * DAY);
+	assert_int_equal(info.number_len, 2);
+	assert_int_equal(info.number[0], 1);
+	assert_int_equal(info.number[1], 2);
+	assert_int_equal(info.n_revoked, 3);
+	/* signed by the CA named as issuer, not by another */
+	assert_int_equal(crl_check_issuer(der, len, ca.der, ca.len), 0);
+	assert_int_equal(crl_check_issuer(der, len, other.der, other.len), -EACCES);
+	free(der);
+	assert_int_equal(crl_parse_pem("hello", 5, &der, &len, &info), -EBADMSG);
+	assert_int_equal(asprintf(&two, "%s%s", pem, pem) > 0, 1);
+	assert_int_equal(crl_parse_pem(two, strlen(two), &der, &len, &info), -EBADMSG);
+	free(two);
+	free(pem);
+	free(crl);
+	X509_CRL_free(x);
+	BIO_free(b);
+	cert_free(&ca);
+	cert_free(&other);
+}
+
 static void
 identity_of(const struct cert *c, uint8_t id[X509_ID_LEN])
 {
@@ -319,6 +506,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_verify_reasons),
+		cmocka_unit_test(test_verify_crl),
+		cmocka_unit_test(test_crl_parse),
 		cmocka_unit_test(test_identity),
 		cmocka_unit_test(test_peer_malformed),
 		cmocka_unit_test(test_serial_parse),
