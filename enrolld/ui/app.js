@@ -239,6 +239,7 @@
 			buf += chunk;
 			let nl;
 			while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+				if (buf[nl] === '\r' && nl === buf.length - 1) break; // a \n may follow in the next chunk
 				const line = buf.slice(0, nl);
 				buf = buf.slice(nl + (buf.startsWith('\r\n', nl) ? 2 : 1));
 				if (line === '') {
@@ -501,7 +502,7 @@
 		sel.replaceChildren(el('option', { value: '', text: 'All tenants' }), ...st.tenants.map((t) => el('option', { value: t.name, text: t.name })));
 		sel.value = st.tenants.some((t) => t.name === cur) ? cur : '';
 		$('who').textContent =
-			st.tenants.length === 1 ? `signed in · tenant ${st.tenants[0].name}` : `signed in · ${st.tenants.length} tenants`;
+			st.tenants.length === 1 ? `signed in · sees tenant ${st.tenants[0].name}` : `signed in · sees ${st.tenants.length} tenants`;
 	}
 
 	function matches(d) {
