@@ -138,6 +138,7 @@ test_enrolld_ui_LDFLAGS := -Wl,--wrap=http_request_param,--wrap=http_request_hea
 
 # A unit test may fake a dependency with --wrap: set test_<name>_LDFLAGS here.
 # test_example_LDFLAGS := -Wl,--wrap=foo
+test_edgekeyd_wgquick_LDFLAGS := -Wl,--wrap=ekd_unseal
 test_wg_uapi_LDFLAGS := -Wl,--wrap=wg_genl_open,--wrap=wg_genl_close,--wrap=wg_genl_get_device \
 	-Wl,--wrap=wg_genl_set_device,--wrap=wg_genl_last_error
 # test_enrolld_plane: a fake interface instead of wireguard-go, rtnetlink no-ops.
