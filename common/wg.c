@@ -180,6 +180,44 @@ wg_set_device(struct wg_ctl *ctl, const struct wg_device *dev)
 	return r;
 }
 
+int
+wg_get_peer_stats(struct wg_ctl *ctl, const char *ifname, struct wg_peer_stats **ret,
+	size_t *ret_n)
+{
+	struct wg_peer_stats *st = NULL;
+	struct wg_device *dev = NULL;
+	int r;
+
+	ctl->err[0] = '\0';
+	if (ifname == NULL || ifname[0] == '\0')
+		return -EINVAL;
+	if (strnlen(ifname, IFNAMSIZ) == IFNAMSIZ)
+		return -ENAMETOOLONG;
+	if (wg_ctl_backend_of(ctl, ifname) == WG_BACKEND_UAPI)
+		return wg_uapi_get_peer_stats(ctl->uapi_dir, ifname, ret, ret_n, ctl->err,
+			sizeof(ctl->err));
+	r = wg_get_device(ctl, ifname, &dev);
+	if (r < 0)
+		return r;
+	if (dev->n_peers > 0) {
+		st = calloc(dev->n_peers, sizeof(*st));
+		if (st == NULL) {
+			wg_device_free(dev);
+			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < dev->n_peers; i++) {
+		memcpy(st[i].public_key, dev->peers[i].public_key, WG_KEY_LEN);
+		st[i].last_handshake_sec = dev->peers[i].last_handshake_sec;
+		st[i].rx_bytes = dev->peers[i].rx_bytes;
+		st[i].tx_bytes = dev->peers[i].tx_bytes;
+	}
+	*ret = st;
+	*ret_n = dev->n_peers;
+	wg_device_free(dev);
+	return 0;
+}
+
 /* ---- listing: kernel interfaces are links of kind "wireguard" (rtnetlink dump) ---- */
 
 struct name_list {

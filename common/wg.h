@@ -151,6 +151,23 @@ int wg_get_device(struct wg_ctl *ctl, const char *ifname, struct wg_device **ret
  * wiped.
  */
 int wg_set_device(struct wg_ctl *ctl, const struct wg_device *dev);
+/* A peer's public key, last handshake and counters: what a health monitor reads. */
+struct wg_peer_stats {
+	uint8_t public_key[WG_KEY_LEN];
+	int64_t last_handshake_sec; /* 0: never */
+	uint64_t rx_bytes;
+	uint64_t tx_bytes;
+};
+
+/*
+ * Read only the public key, last handshake and counters of every peer of @ifname, into a
+ * malloc()ed array the caller frees (NULL with *ret_n 0 when there are none). For the
+ * userspace backend this skips most of a full read's work (allowed IPs, endpoints, the
+ * peers array, preshared keys, which are not even decoded); for the kernel it is a full
+ * read, converted.
+ */
+int wg_get_peer_stats(struct wg_ctl *ctl, const char *ifname, struct wg_peer_stats **ret,
+	size_t *ret_n);
 /* Names of the WireGuard interfaces this host has (both backends). Free each and the array. */
 int wg_list_devices(struct wg_ctl *ctl, char ***ret_names, size_t *ret_n);
 
@@ -168,6 +185,8 @@ int wg_uapi_get_device(const char *uapi_dir, const char *ifname, struct wg_devic
 int wg_uapi_set_device(const char *uapi_dir, const struct wg_device *dev, char *errbuf,
 	size_t errlen);
 int wg_uapi_list_devices(const char *uapi_dir, char ***ret_names, size_t *ret_n);
+int wg_uapi_get_peer_stats(const char *uapi_dir, const char *ifname, struct wg_peer_stats **ret,
+	size_t *ret_n, char *errbuf, size_t errlen);
 
 /*
  * Pure parsers of untrusted input, exposed for unit and fuzz tests.

@@ -232,6 +232,10 @@ parse_endpoint(union wg_endpoint *ret, const char *s)
 struct uapi_parser {
 	struct wg_device *dev; /* NULL: a set reply, where only errno may appear */
 	size_t peer;	       /* 1 + index of the peer being read; 0 in the device section */
+	/* a stats read (dev is NULL): the peers' keys and counters only */
+	bool stats;
+	struct wg_peer_stats *st;
+	size_t n_st, cap_st;
 	bool have_errno;
 	bool done; /* the blank line was read */
 	int err;   /* -N from "errno=N" */
@@ -421,6 +425,55 @@ parse_peer_key(struct uapi_parser *p, enum uapi_key k, const char *value, size_t
 }
 
 /*
+ * A stats read keeps a peer's key, handshake time and counters. Every other line is
+ * checked for its place only: the private and preshared keys are not even decoded.
+ */
+static int
+parse_stats_key(struct uapi_parser *p, enum uapi_key k, const char *value, size_t vlen)
+{
+	struct wg_peer_stats *ps;
+	uint64_t v;
+
+	if (k >= UK_PRIVATE_KEY)
+		return p->n_st == 0 ? 0 : -EPROTO; /* device keys come before the first peer */
+	if (k == UK_PUBLIC_KEY) {
+		if (p->n_st == p->cap_st) {
+			size_t cap = p->cap_st ? p->cap_st * 2 : 64;
+
+			ps = realloc(p->st, cap * sizeof(*ps));
+			if (ps == NULL)
+				return -ENOMEM;
+			p->st = ps;
+			p->cap_st = cap;
+		}
+		ps = &p->st[p->n_st++];
+		memset(ps, 0, sizeof(*ps));
+		return key_from_hex(ps->public_key, value, vlen) < 0 ? -EINVAL : 0;
+	}
+	if (p->n_st == 0)
+		return -EPROTO; /* a peer key before any public_key */
+	ps = &p->st[p->n_st - 1];
+	switch (k) {
+	case UK_HANDSHAKE_SEC:
+		if (parse_u64(value, INT64_MAX, &v) < 0)
+			return -EINVAL;
+		ps->last_handshake_sec = (int64_t)v;
+		break;
+	case UK_RX_BYTES:
+		return parse_u64(value, UINT64_MAX, &ps->rx_bytes) < 0 ? -EINVAL : 0;
+	case UK_TX_BYTES:
+		return parse_u64(value, UINT64_MAX, &ps->tx_bytes) < 0 ? -EINVAL : 0;
+	case UK_PROTOCOL_VERSION:
+		if (parse_u64(value, UINT32_MAX, &v) < 0)
+			return -EINVAL;
+		return v == 1 ? 0 : -EPROTO;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/*
  * One line, without its '\n', parsed where it lies: @line[@len] (where the '\n' was) must
  * be writable, and the line is cut into key and value with NULs. The caller wipes the
  * buffer, which may have carried a key.
@@ -462,6 +515,9 @@ parse_line(struct uapi_parser *p, char *line, size_t len)
 	k = uapi_key_of(line, (size_t)(eq - line));
 	if (k == UK_ERRNO) {
 		r = parse_errno(p, eq + 1);
+	} else if (p->stats) {
+		r = k == UK_UNKNOWN ? 0 : parse_stats_key(p, k, eq + 1,
+			len - (size_t)(eq + 1 - line));
 	} else if (p->dev == NULL) {
 		r = -EPROTO; /* a set is answered with errno alone */
 	} else if (k == UK_UNKNOWN) {
@@ -633,6 +689,35 @@ out:
 		close(fd);
 	wg_device_free(dev);
 	return ret;
+}
+
+int
+wg_uapi_get_peer_stats(const char *uapi_dir, const char *ifname, struct wg_peer_stats **ret_st,
+	size_t *ret_n, char *errbuf, size_t errlen)
+{
+	struct uapi_parser p = { .stats = true, .errbuf = errbuf, .errlen = errlen };
+	int fd = -1, ret;
+
+	set_err(errbuf, errlen, "%s", "");
+	ret = check_ifname(ifname);
+	if (ret < 0)
+		return ret;
+	fd = uapi_connect(uapi_dir, ifname);
+	if (fd < 0)
+		return fd;
+	ret = send_all(fd, "get=1\n\n", 7);
+	if (ret == 0)
+		ret = read_reply(fd, &p);
+	if (ret == 0)
+		ret = p.err;
+	close(fd);
+	if (ret < 0) {
+		free(p.st);
+		return ret;
+	}
+	*ret_st = p.st;
+	*ret_n = p.n_st;
+	return 0;
 }
 
 /* ---- set: the request is written in chunks from one buffer that is wiped after each ---- */

@@ -247,6 +247,7 @@ char *metrics_render(void);
 /* ---- plane.c: the tenants' WireGuard interfaces ---- */
 struct plane;
 struct wg_device;
+struct wg_peer_stats;
 
 struct plane_config {
 	int backend;              /* enum enrolld_wg_backend */
@@ -291,6 +292,13 @@ int plane_device_sync(struct plane *p, struct store *s, const struct store_tenan
 int plane_reconcile(struct plane *p, struct store *s);
 /* Read @t's interface (peers with handshake and counters); caller wg_device_free()s. */
 int plane_dump(struct plane *p, const struct store_tenant *t, struct wg_device **ret);
+/*
+ * Only the peers' keys, last handshakes and counters of @t's interface (the health
+ * monitor's read; caller frees *ret). It does not wait for changes of the interface, nor
+ * they for it: a read of 100,000 peers does not hold up an enrollment.
+ */
+int plane_peer_stats(struct plane *p, const struct store_tenant *t, struct wg_peer_stats **ret,
+	size_t *ret_n);
 /* Render the device's wg-quick configuration (no PrivateKey line); caller frees. */
 char *plane_wg_quick(const struct store_tenant *t, const struct store_device *d,
 	const uint8_t server_pub[32]);

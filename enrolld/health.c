@@ -2,7 +2,7 @@
 /*
  * Reachability of the devices (DESIGN.md, "Health"). Handshakes renew only every two
  * minutes, so they cannot tell a silent device from a gone one; the receive counter
- * advances on every keepalive. Per tick, one wg_get_device per tenant interface, then per
+ * advances on every keepalive. Per tick, one read of each tenant's interface, then per
  * active device:
  *
  *   up     its rx counter advanced within 3 x keepalive (the tenant's, or the default)
@@ -37,8 +37,9 @@
  * change of a device's key or state (enrolled, rotated, revoked; a deletion needs the device
  * revoked first); each event's device is read again. A gap in the log (trimmed events) or
  * more changes than a tenth of the fleet reads everything again. Each interface's peers are
- * found by a hash of the public key, not sorted. What is left per tick is the read of the
- * interfaces themselves (common/wg_uapi.c) and one pass over the devices.
+ * found by a hash of the public key, not sorted, in a read of the keys and counters alone
+ * (plane_peer_stats: no allowed IPs, endpoints or preshared keys, and no wait for the lock
+ * enrollments take). What is left per tick is that read and one pass over the devices.
  */
 #define HEALTH_RELOAD_FRACTION 10
 
@@ -52,17 +53,9 @@ struct hentry {
 	int64_t last_advance; /* unix seconds; 0 = never seen traffic */
 };
 
-/* A peer as the tick needs it: what the interface said, nothing else. */
-struct hpeer {
-	uint8_t key[WG_KEY_LEN];
-	int64_t last_handshake;
-	uint64_t rx_bytes;
-	uint64_t tx_bytes;
-};
-
 /* One tenant's interface at this tick, with an open-addressing index by key. */
 struct hiface {
-	struct hpeer *peers;
+	struct wg_peer_stats *peers; /* as read */
 	size_t n_peers;
 	uint32_t *slots; /* 1 + index in peers, 0 = empty; a power of two, at least 2 x n */
 	size_t mask;
@@ -344,53 +337,40 @@ key_hash(const struct health *h, const uint8_t key[static WG_KEY_LEN])
 static int
 iface_read(struct health *h, struct hiface *f)
 {
-	struct wg_device *dump = NULL;
 	size_t size = 16;
 	int r;
 
-	r = plane_dump(h->p, f->t, &dump);
+	r = plane_peer_stats(h->p, f->t, &f->peers, &f->n_peers);
 	if (r < 0) {
 		/* No interface: nobody of this tenant is reachable. Judged as silence. */
 		log_debug("health: tenant '%s': reading '%s': %s", f->t->name, f->t->ifname,
 			strerror(-r));
+		f->peers = NULL;
+		f->n_peers = 0;
 		return 0;
 	}
-	if (dump->n_peers == 0 || dump->n_peers > UINT32_MAX / 4)
-		goto out;
-	f->peers = malloc(dump->n_peers * sizeof(*f->peers));
-	while (size < 2 * dump->n_peers)
+	if (f->n_peers == 0 || f->n_peers > UINT32_MAX / 4)
+		return 0;
+	while (size < 2 * f->n_peers)
 		size *= 2;
 	f->slots = calloc(size, sizeof(*f->slots));
-	if (f->peers == NULL || f->slots == NULL) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (f->slots == NULL)
+		return -ENOMEM;
 	f->mask = size - 1;
-	for (size_t i = 0; i < dump->n_peers; i++) {
-		const struct wg_peer *wp = &dump->peers[i];
-		struct hpeer *hp = &f->peers[f->n_peers];
-		size_t slot = key_hash(h, wp->public_key) & f->mask;
+	for (size_t i = 0; i < f->n_peers; i++) {
+		const uint8_t *key = f->peers[i].public_key;
+		size_t slot = key_hash(h, key) & f->mask;
 
-		while (f->slots[slot] != 0) {
-			if (memcmp(f->peers[f->slots[slot] - 1].key, wp->public_key, WG_KEY_LEN) == 0)
-				break; /* twice in one dump: keep the first */
+		while (f->slots[slot] != 0 &&
+		       memcmp(f->peers[f->slots[slot] - 1].public_key, key, WG_KEY_LEN) != 0)
 			slot = (slot + 1) & f->mask;
-		}
-		if (f->slots[slot] != 0)
-			continue;
-		memcpy(hp->key, wp->public_key, WG_KEY_LEN);
-		hp->last_handshake = wp->last_handshake_sec;
-		hp->rx_bytes = wp->rx_bytes;
-		hp->tx_bytes = wp->tx_bytes;
-		f->slots[slot] = (uint32_t)++f->n_peers;
+		if (f->slots[slot] == 0) /* twice in one read: the first counts */
+			f->slots[slot] = (uint32_t)i + 1;
 	}
-	r = 0;
-out:
-	wg_device_free(dump);
-	return r;
+	return 0;
 }
 
-static const struct hpeer *
+static const struct wg_peer_stats *
 iface_find(const struct health *h, const struct hiface *f, const uint8_t key[static WG_KEY_LEN])
 {
 	size_t slot;
@@ -398,7 +378,7 @@ iface_find(const struct health *h, const struct hiface *f, const uint8_t key[sta
 	if (f->slots == NULL)
 		return NULL;
 	for (slot = key_hash(h, key) & f->mask; f->slots[slot] != 0; slot = (slot + 1) & f->mask)
-		if (memcmp(f->peers[f->slots[slot] - 1].key, key, WG_KEY_LEN) == 0)
+		if (memcmp(f->peers[f->slots[slot] - 1].public_key, key, WG_KEY_LEN) == 0)
 			return &f->peers[f->slots[slot] - 1];
 	return NULL;
 }
@@ -417,7 +397,7 @@ static int
 judge(struct health *h, struct tick *tk, struct hiface *f, struct hentry *e)
 {
 	int64_t window = 3 * (int64_t)(f->t->keepalive ? f->t->keepalive : h->default_keepalive);
-	const struct hpeer *peer = iface_find(h, f, e->key);
+	const struct wg_peer_stats *peer = iface_find(h, f, e->key);
 	bool was_seen = e->hp.seen;
 	uint8_t persisted;
 
@@ -437,13 +417,13 @@ judge(struct health *h, struct tick *tk, struct hiface *f, struct hentry *e)
 	if (peer != NULL) {
 		if (!was_seen) {
 			/* First sight: the handshake is the best date of its last traffic. */
-			if (peer->last_handshake > 0 && peer->rx_bytes > 0 &&
-			    peer->last_handshake > e->last_advance)
-				e->last_advance = peer->last_handshake;
+			if (peer->last_handshake_sec > 0 && peer->rx_bytes > 0 &&
+			    peer->last_handshake_sec > e->last_advance)
+				e->last_advance = peer->last_handshake_sec;
 		} else if (peer->rx_bytes != e->hp.rx_bytes && peer->rx_bytes > 0) {
 			e->last_advance = tk->prev_tick ? tk->prev_tick : tk->now;
 		}
-		e->hp.last_handshake = peer->last_handshake;
+		e->hp.last_handshake = peer->last_handshake_sec;
 		e->hp.rx_bytes = peer->rx_bytes;
 		e->hp.tx_bytes = peer->tx_bytes;
 	}

@@ -68,6 +68,8 @@ struct plane {
 	char *nft;
 	pthread_mutex_t lock;
 	struct wg_ctl *wg;
+	pthread_mutex_t read_lock; /* wg_read: reads that need not wait for changes */
+	struct wg_ctl *wg_read;
 	struct rtnl *rtnl;
 	bool vrf_missing; /* the kernel said no to VRF once: do not ask again */
 	struct plane_tenant *tenants;
@@ -708,6 +710,18 @@ plane_dump(struct plane *p, const struct store_tenant *t, struct wg_device **ret
 	return r;
 }
 
+int
+plane_peer_stats(struct plane *p, const struct store_tenant *t, struct wg_peer_stats **ret,
+	size_t *ret_n)
+{
+	int r;
+
+	pthread_mutex_lock(&p->read_lock);
+	r = wg_get_peer_stats(p->wg_read, t->ifname, ret, ret_n);
+	pthread_mutex_unlock(&p->read_lock);
+	return r;
+}
+
 /* ---- reconciliation ------------------------------------------------------------------------ */
 
 /* Peers of the interface by public key: an array of pointers, sorted. */
@@ -923,6 +937,7 @@ plane_new(struct plane **ret, const struct plane_config *cfg)
 		return -ENOMEM;
 	p->cfg = *cfg;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->read_lock, NULL);
 	p->key_dir = strdup(cfg->key_dir);
 	p->wireguard_go = strdup(cfg->wireguard_go ? cfg->wireguard_go : "wireguard-go");
 	p->uapi_dir = strdup(cfg->uapi_dir ? cfg->uapi_dir : WG_UAPI_DEFAULT_DIR);
@@ -936,14 +951,18 @@ plane_new(struct plane **ret, const struct plane_config *cfg)
 	p->cfg.wireguard_go = p->wireguard_go;
 	p->cfg.uapi_dir = p->uapi_dir;
 	p->cfg.nft = p->nft;
-	r = wg_ctl_new(&p->wg);
-	if (r < 0)
-		goto err;
-	r = wg_ctl_set_uapi_dir(p->wg, p->uapi_dir);
-	if (r < 0)
-		goto err;
-	wg_ctl_set_backend(p->wg,
-		cfg->backend == ENROLLD_WG_USERSPACE ? WG_BACKEND_UAPI : WG_BACKEND_KERNEL);
+	for (int i = 0; i < 2; i++) {
+		struct wg_ctl **ctl = i == 0 ? &p->wg : &p->wg_read;
+
+		r = wg_ctl_new(ctl);
+		if (r < 0)
+			goto err;
+		r = wg_ctl_set_uapi_dir(*ctl, p->uapi_dir);
+		if (r < 0)
+			goto err;
+		wg_ctl_set_backend(*ctl,
+			cfg->backend == ENROLLD_WG_USERSPACE ? WG_BACKEND_UAPI : WG_BACKEND_KERNEL);
+	}
 	r = rtnl_open(&p->rtnl);
 	if (r < 0)
 		goto err;
@@ -973,7 +992,9 @@ plane_free(struct plane *p)
 	if (p->rtnl != NULL)
 		rtnl_close(p->rtnl);
 	wg_ctl_free(p->wg);
+	wg_ctl_free(p->wg_read);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->read_lock);
 	free(p->tenants);
 	free(p->key_dir);
 	free(p->wireguard_go);
