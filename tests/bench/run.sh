@@ -10,12 +10,16 @@
 # 100,000 both tools are refused, and the run says so. For each N in $NULL_SIZES
 # (default "100000") the two clients are then timed against wg_bench's null daemon (-F).
 # ROUNDS (default 3) repeats set and get. Results: docs/benchmarks.md.
-# BENCHES (default "enroll wg") picks the benchmarks; enroll is tests/bench/enroll_run.sh.
+# BENCHES (default "enroll plane wg") picks the benchmarks; enroll is
+# tests/bench/enroll_run.sh, plane (health tick, add one peer) tests/bench/plane_run.sh.
 set -u
 B=${B:-build}
-BENCHES=${BENCHES:-"enroll wg"}
+BENCHES=${BENCHES:-"enroll plane wg"}
 if [[ " $BENCHES " == *" enroll "* ]]; then
 	B=$B "$(dirname "$0")/enroll_run.sh" || exit 1
+fi
+if [[ " $BENCHES " == *" plane "* ]]; then
+	B=$B "$(dirname "$0")/plane_run.sh" || exit 1
 fi
 [[ " $BENCHES " == *" wg "* ]] || exit 0
 SIZES=${SIZES:-"10000 65536 100000"}
