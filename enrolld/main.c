@@ -50,7 +50,8 @@ usage(FILE *f)
 		"      --backup DIR   copy the database (consistent, compacted) into the empty\n"
 		"                     directory DIR and exit; safe while enrolld runs\n"
 		"\n"
-		"Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the token files.\n"
+		"Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the token files, the\n"
+		"TLS certificate and key, and the CRLs of attestation.crl_dir.\n"
 		"See docs/operations.md for the configuration reference.\n",
 		ENROLLD_DEFAULT_CONF);
 }
@@ -371,6 +372,17 @@ out:
 	return r;
 }
 
+/* The store as the configuration sizes it ([state] max_size_mib). */
+static int
+open_store(struct enrolld *e)
+{
+	struct store_options o = { 0 };
+
+	o.map_size_max = (uint64_t)e->conf.max_size_mib << 20;
+	o.map_size = o.map_size_max < STORE_DEFAULT_MAP_SIZE ? o.map_size_max
+							     : STORE_DEFAULT_MAP_SIZE;
+	return store_open(&e->store, e->conf.db_path, &o);
+}
 /*
  * --backup: a second process may open the LMDB environment while the daemon runs; the
  * copy is one read transaction, so it is consistent and the daemon's writers go on.
@@ -402,17 +414,6 @@ do_backup(struct enrolld *e, const char *dir)
 	return 0;
 }
 
-/* The store as the configuration sizes it ([state] max_size_mib). */
-static int
-open_store(struct enrolld *e)
-{
-	struct store_options o = { 0 };
-
-	o.map_size_max = (uint64_t)e->conf.max_size_mib << 20;
-	o.map_size = o.map_size_max < STORE_DEFAULT_MAP_SIZE ? o.map_size_max
-							     : STORE_DEFAULT_MAP_SIZE;
-	return store_open(&e->store, e->conf.db_path, &o);
-}
 /*
  * Every connection is a descriptor: make room for max_connections and the rest (LMDB,
  * wireguard-go sockets, logs) up to the hard limit.

@@ -19,6 +19,7 @@
  * Nothing here logs above debug.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -67,6 +68,14 @@ void crl_set_apply(const struct crl_set *s, X509_STORE_CTX *ctx);
  * Returns @ok otherwise. Call it first from a verify callback of one's own.
  */
 int crl_verify_cb(int ok, X509_STORE_CTX *ctx);
+
+/*
+ * Is @err (X509_V_ERR_*) a CRL of the chain that could not be used (not found where one
+ * exists, signature, validity other than expiry, scope, key usage)? Expiry
+ * (X509_V_ERR_CRL_HAS_EXPIRED) and revocation (X509_V_ERR_CERT_REVOKED) are not included:
+ * callers report them on their own.
+ */
+bool crl_error_unusable(int err);
 
 /* What is known about one CRL (the admin API's input). */
 struct crl_info {
