@@ -27,9 +27,10 @@
 #   powercut the gateway VM's qemu is SIGKILLed in the middle of `edge-keyd rotate`, twice:
 #            once after the new key was staged and before the control plane took it, once
 #            after the control plane took it (its journal says so) and before the gateway
-#            could commit it (the control plane's answers are delayed 3 s with netem, so
-#            the cut lands there); after each boot the gateway uses the key the control
-#            plane holds, the tunnel works, nothing is left staged
+#            could commit it (the answer, delayed 1 s by netem, is thrown away on the
+#            control plane at that journal line, so the gateway never gets it); after each
+#            boot the gateway uses the key the control plane holds, the tunnel works,
+#            nothing is left staged
 #   revoke   the device revoked through the REST API: the gateway can no longer reach the
 #            control plane through the tunnel, nor the control plane the gateway
 # Each scenario needs the ones before it: asking for one runs its predecessors too (only the
@@ -419,11 +420,11 @@ sc_pcr() {
 }
 
 # The control plane's API answers (TCP from port 8443, nothing else: ARP and WireGuard
-# must stay prompt) reach the gateway 3 s late: on or off.
+# stay prompt) leave 1 s late (netem in band 3 of a prio qdisc): on, or off.
 api_slow() {
 	if [ "$1" = on ]; then
-		onvm cp 'tc qdisc replace dev eth0 root handle 1: prio &&
-			tc qdisc replace dev eth0 parent 1:3 handle 30: netem delay 3000ms &&
+		onvm cp 'modprobe -q sch_netem; modprobe -q cls_u32; tc qdisc replace dev eth0 root handle 1: prio &&
+			tc qdisc replace dev eth0 parent 1:3 handle 30: netem delay 1000ms &&
 			tc filter replace dev eth0 parent 1: protocol ip prio 1 u32 match ip sport 8443 0xffff flowid 1:3'
 	else
 		onvm cp 'tc qdisc del dev eth0 root 2>/dev/null; true'
@@ -432,23 +433,30 @@ api_slow() {
 
 # Cut the gateway's power in the middle of `edge-keyd rotate`. WINDOW: staged (the new key
 # is sealed and staged, the control plane has not taken it: the cut comes as soon as
-# wg.sealed.next exists, well before the delayed requests end) or taken (the control plane
-# took it: its journal logged the rotation, and its answer, delayed 3 s, has not reached
-# the gateway, which cannot have committed it).
+# wg.sealed.next exists, before the requests are answered) or taken (the control plane took
+# it: a watcher on the control plane follows enrolld's journal and, at its "(rotated)" line,
+# throws away the answer still held in the 1 s delay and drops what TCP sends again, so the
+# gateway never learns it; then the cut: the gateway can only have it staged).
 powercut_in() { # WINDOW
 	local w=$1 n0 t
 	n0=$(onvm cp 'journalctl -u enrolld -o cat | grep -c "(rotated)"' | sed -n 's/^    | //p' | tail -n1)
+	if [ "$w" = taken ]; then
+		onvm cp 'rm -f /run/answer-dropped; setsid -f sh -c "timeout 200 journalctl -f -n 0 -u enrolld -o cat |
+			grep -m1 -F \"(rotated)\" && tc qdisc del dev eth0 parent 1:3 handle 30: &&
+			tc qdisc add dev eth0 parent 1:3 handle 30: netem loss 100% && touch /run/answer-dropped" \
+			</dev/null >/dev/null 2>&1' || { no "cannot start the watcher on the control plane"; return 1; }
+	fi
 	onvm gw 'systemctl reset-failed ekd-rotate 2>/dev/null; systemd-run --unit=ekd-rotate --collect edge-keyd -c /etc/edge-keyd/edge-keyd.conf rotate' ||
 		{ no "cannot start edge-keyd rotate"; return 1; }
 	t=$SECONDS
+	# bounded inside the guests too: an agent runs one command at a time
 	if [ "$w" = staged ]; then
 		onvm gw 'end=$((SECONDS + 50)); while [ $SECONDS -lt $end ]; do
 			[ -e /var/lib/edge-keyd/wg.sealed.next ] && exit 0; sleep 0.05; done; exit 1' 60 ||
 			{ no "no key was staged"; return 1; }
 	else
-		# bounded inside the guest too: the agent runs one command at a time
-		onvm cp "end=\$((SECONDS + 150)); while [ \$SECONDS -lt \$end ]; do
-			[ \$(journalctl -u enrolld -o cat | grep -c '(rotated)') -gt $n0 ] && exit 0; sleep 0.1; done; exit 1" 200 ||
+		onvm cp 'end=$((SECONDS + 150)); while [ $SECONDS -lt $end ]; do
+			[ -e /run/answer-dropped ] && exit 0; sleep 0.2; done; exit 1' 200 ||
 			{ no "the control plane never took the new key"; onvm gw 'journalctl -u ekd-rotate -b -o cat'; return 1; }
 	fi
 	vm_powercut gw
@@ -474,8 +482,6 @@ powercut_in() { # WINDOW
 
 sc_powercut() {
 	local w
-	# the control plane's packets reach the gateway 3 s late: a rotation's answers take
-	# seconds, so a cut lands between the control plane's commit and the gateway's
 	for w in staged taken; do
 		api_slow on || { no "no netem on the control plane"; return 1; }
 		powercut_in $w || { api_slow off; return 1; }
