@@ -830,6 +830,8 @@ ekd_rotate(const struct ekd_conf *conf)
 	int fd, r;
 
 	fd = rotate_lock(conf->state_dir);
+	if (fd == -ENOENT)
+		return rotate_locked(conf); /* no state directory: it says "not enrolled" */
 	if (fd < 0) {
 		if (fd == -EBUSY)
 			log_warnx("rotate: another rotation of '%s' is running", conf->state_dir);
