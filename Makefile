@@ -144,6 +144,8 @@ test_wg_uapi_LDFLAGS := -Wl,--wrap=wg_genl_open,--wrap=wg_genl_close,--wrap=wg_g
 # test_enrolld_plane: a fake interface instead of wireguard-go, rtnetlink no-ops.
 test_enrolld_plane_LDFLAGS := -Wl,--wrap=wg_set_device,--wrap=wgproc_ensure \
 	-Wl,--wrap=rtnl_addr_add,--wrap=rtnl_link_set_up,--wrap=rtnl_route_add
+# test_enrolld_health: a fake interface instead of plane_peer_stats.
+test_enrolld_health_LDFLAGS := -Wl,--wrap=plane_peer_stats
 # test_wg_genl plays the kernel: libmnl's socket calls are replaced by the test's.
 test_wg_genl_LDFLAGS := -Wl,--wrap=mnl_socket_open2,--wrap=mnl_socket_bind \
 	-Wl,--wrap=mnl_socket_setsockopt,--wrap=mnl_socket_get_portid,--wrap=mnl_socket_close \

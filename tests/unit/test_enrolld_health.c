@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests for enrolld/health.c against a real store: the monitor loads the devices once
+ * and then follows the store's event log, so a device enrolled, revoked or rotated after a
+ * tick must be judged by its current key and state at the next tick. The interface is
+ * faked: plane_peer_stats is replaced (--wrap) by a list of peers the test sets.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/wg.h"
+#include "enrolld/enrolld.h"
+
+#define MAX_FAKE 8
+
+static struct wg_peer_stats fake_peers[MAX_FAKE];
+static size_t n_fake;
+
+int __wrap_plane_peer_stats(struct plane *p, const struct store_tenant *t,
+	struct wg_peer_stats **ret, size_t *ret_n);
+
+int
+__wrap_plane_peer_stats(struct plane *p, const struct store_tenant *t,
+	struct wg_peer_stats **ret, size_t *ret_n)
+{
+	*ret = NULL;
+	*ret_n = n_fake;
+	if (n_fake > 0) {
+		*ret = malloc(n_fake * sizeof(**ret));
+		assert_non_null(*ret);
+		memcpy(*ret, fake_peers, n_fake * sizeof(**ret));
+	}
+	return 0;
+}
+
+/* The interface shows @key with traffic (a handshake now, @rx bytes received). */
+static void
+fake_peer(const uint8_t key[32], uint64_t rx)
+{
+	assert_true(n_fake < MAX_FAKE);
+	memset(&fake_peers[n_fake], 0, sizeof(fake_peers[n_fake]));
+	memcpy(fake_peers[n_fake].public_key, key, 32);
+	fake_peers[n_fake].last_handshake_sec = (int64_t)time(NULL);
+	fake_peers[n_fake].rx_bytes = rx;
+	n_fake++;
+}
+
+static void
+fill(uint8_t out[32], uint8_t tag, uint8_t n)
+{
+	memset(out, tag, 32);
+	out[0] = n;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+enroll(struct store *s, uint8_t ek, uint8_t key, struct store_device *d)
+{
+	struct store_enroll_req req = { 0 };
+
+	strcpy(req.tenant, "acme");
+	req.kind = STORE_ATTEST_TPM;
+	req.has_token = true;
+	fill(req.token_hash, 0x70, 0);
+	fill(req.ek_hash, 0xe0, ek);
+	fill(req.wg_pubkey, 0x40, key);
+	assert_true(store_enroll(s, &req, d) > 0);
+}
+
+static void
+test_follows_the_store(void **state)
+{
+	char dir[] = "/tmp/test_enrolld_health.XXXXXX";
+	struct store_tenant t = { 0 };
+	struct store_token tok = { 0 };
+	struct store_device d1, d2, d3, d;
+	struct health_peer hp;
+	struct store_health sh;
+	struct health *h = NULL;
+	struct store *s = NULL;
+	int i;
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(store_open(&s, dir, NULL), 0);
+	strcpy(t.name, "acme");
+	strcpy(t.ifname, "wg-acme");
+	strcpy(t.endpoint, "vpn.example.com:51820");
+	assert_int_equal(addr_prefix_parse(&t.prefix4, "10.20.0.0/24"), 0);
+	t.listen_port = 51820;
+	t.keepalive = 25;
+	assert_int_equal(store_tenant_create(s, &t), 0);
+	fill(tok.hash, 0x70, 0);
+	strcpy(tok.tenant, "acme");
+	tok.uses_left = 100;
+	assert_int_equal(store_token_create(s, &tok), 0);
+	enroll(s, 1, 1, &d1);
+	enroll(s, 2, 2, &d2);
+
+	/* d1 talks, d2 is silent; the monitor's first tick runs in its thread */
+	n_fake = 0;
+	fake_peer(d1.wg_pubkey, 100);
+	assert_int_equal(health_new(&h, s, NULL, 3600, 25), 0);
+	for (i = 0; i < 5000 && health_peer_get(h, d2.id, &hp) != 0; i++)
+		usleep(1000);
+	assert_int_equal(health_peer_get(h, d1.id, &hp), 0);
+	assert_true(hp.seen);
+	assert_int_equal(hp.state, STORE_HEALTH_UP);
+	assert_int_equal(hp.rx_bytes, 100);
+	assert_int_equal(health_peer_get(h, d2.id, &hp), 0);
+	assert_false(hp.seen);
+	assert_int_equal(hp.state, STORE_HEALTH_NEVER);
+	assert_int_equal(store_health_get(s, d1.id, &sh), 0);
+	assert_int_equal(sh.state, STORE_HEALTH_UP);
+
+	/* enrolled after the first tick: seen at the next one */
+	enroll(s, 3, 3, &d3);
+	fake_peer(d3.wg_pubkey, 7);
+	assert_int_equal(health_peer_get(h, d3.id, &hp), -ENOENT);
+	assert_true(health_tick(h) >= 0);
+	assert_int_equal(health_peer_get(h, d3.id, &hp), 0);
+	assert_true(hp.seen);
+	assert_int_equal(hp.state, STORE_HEALTH_UP);
+
+	/* revoked: no longer judged, though its key is still on the interface */
+	assert_int_equal(store_device_revoke(s, d1.id, &d), 0);
+	assert_true(health_tick(h) >= 0);
+	assert_int_equal(health_peer_get(h, d1.id, &hp), 0);
+	assert_false(hp.seen);
+
+	/* d2 rotates to a new key, which talks: judged by the new key */
+	enroll(s, 2, 9, &d);
+	assert_int_equal(d.id, d2.id);
+	fake_peer(d.wg_pubkey, 5);
+	assert_true(health_tick(h) >= 0);
+	assert_int_equal(health_peer_get(h, d2.id, &hp), 0);
+	assert_true(hp.seen);
+	assert_int_equal(hp.state, STORE_HEALTH_UP);
+	assert_int_equal(hp.rx_bytes, 5);
+
+	/* d3's key leaves the interface: not seen any more, and still up within 3 x 25 s */
+	n_fake = 0;
+	fake_peer(d.wg_pubkey, 5);
+	assert_true(health_tick(h) >= 0);
+	assert_int_equal(health_peer_get(h, d3.id, &hp), 0);
+	assert_false(hp.seen);
+	assert_int_equal(hp.state, STORE_HEALTH_UP);
+
+	health_free(h);
+	store_free(s);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_follows_the_store),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
