@@ -221,8 +221,12 @@ peer_authenticate(struct http_request *req, struct enrolld *e, struct x509_peer 
 			if (want != NULL && strcmp(want, cas[i].tenant) == 0)
 				want_ok = true;
 		} else if (r == -EACCES) {
-			/* the tenant asked for decides (its CRLs are its own) */
-			if (want != NULL && strcmp(want, cas[i].tenant) == 0) {
+			/*
+			 * The tenant asked for decides once its CAs issued the certificate (its
+			 * CRLs are its own); not issued by them at all is wrong_tenant below.
+			 */
+			if (want != NULL && strcmp(want, cas[i].tenant) == 0 &&
+			    reason != X509_REASON_UNTRUSTED) {
 				worst = reason;
 				want_refused = true;
 			} else if (!want_refused && reason_rank(reason) > reason_rank(worst)) {

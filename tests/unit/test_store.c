@@ -269,6 +269,104 @@ test_tenants(void **state)
 	free(list);
 }
 
+/* test_device_crls: count the DER bytes seen by store_device_crl_each */
+static int
+crl_seen(void *ctx, const struct store_device_crl *crl, const uint8_t *der)
+{
+	size_t *sum = ctx;
+
+	for (uint32_t i = 0; i < crl->der_len; i++)
+		assert_int_equal(der[i], (uint8_t)(crl->this_update + i));
+	*sum += crl->der_len;
+	return 0;
+}
+
+static int
+crl_stop(void *ctx, const struct store_device_crl *crl, const uint8_t *der)
+{
+	return -ECANCELED;
+}
+
+static void
+test_device_crls(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device_crl c, *list = NULL;
+	uint8_t der[3000];
+	size_t n, sum = 0;
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	make_tenant(f->s, "b", "10.1.0.0/24", NULL, 1001);
+	memset(&c, 0, sizeof(c));
+	strcpy(c.tenant, "a");
+	strcpy(c.issuer, "CN=factory A");
+	fill(c.issuer_hash, 0xc0, 1);
+	c.this_update = 100;
+	c.number[0] = 5;
+	c.number_len = 1;
+	c.der_len = 1000;
+	for (size_t i = 0; i < sizeof(der); i++)
+		der[i] = (uint8_t)(c.this_update + i);
+	assert_int_equal(store_device_crl_put(f->s, &c, der), 0);
+	/* the same or an older number: a rollback would un-revoke */
+	assert_int_equal(store_device_crl_put(f->s, &c, der), -ESTALE);
+	c.number[0] = 4;
+	c.this_update = 200;
+	assert_int_equal(store_device_crl_put(f->s, &c, der), -ESTALE);
+	/* a longer number is larger; a newer one replaces (with its own, larger DER) */
+	c.number[0] = 1;
+	c.number[1] = 0;
+	c.number_len = 2;
+	c.this_update = 50;
+	for (size_t i = 0; i < sizeof(der); i++)
+		der[i] = (uint8_t)(c.this_update + i);
+	c.der_len = 3000;
+	assert_int_equal(store_device_crl_put(f->s, &c, der), 1);
+	/* without numbers, thisUpdate decides */
+	fill(c.issuer_hash, 0xc0, 2);
+	c.number_len = 0;
+	c.der_len = 10;
+	assert_int_equal(store_device_crl_put(f->s, &c, der), 0);
+	assert_int_equal(store_device_crl_put(f->s, &c, der), -ESTALE);
+	c.this_update = 51;
+	for (size_t i = 0; i < sizeof(der); i++)
+		der[i] = (uint8_t)(c.this_update + i);
+	assert_int_equal(store_device_crl_put(f->s, &c, der), 1);
+	/* another tenant's, an unknown tenant, bad records */
+	strcpy(c.tenant, "b");
+	c.der_len = 7;
+	assert_int_equal(store_device_crl_put(f->s, &c, der), 0);
+	strcpy(c.tenant, "zzz");
+	assert_int_equal(store_device_crl_put(f->s, &c, der), -ENOENT);
+	strcpy(c.tenant, "a");
+	c.der_len = 0;
+	assert_int_equal(store_device_crl_put(f->s, &c, der), -EINVAL);
+
+	assert_int_equal(store_device_crl_list(f->s, "a", &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[0].der_len + list[1].der_len, 3010);
+	free(list);
+	assert_int_equal(store_device_crl_list(f->s, NULL, &list, &n), 0);
+	assert_int_equal(n, 3);
+	free(list);
+	assert_int_equal(store_device_crl_each(f->s, "a", crl_seen, &sum), 0);
+	assert_int_equal(sum, 3010);
+	assert_int_equal(store_device_crl_each(f->s, "a", crl_stop, NULL), -ECANCELED);
+	fill(c.issuer_hash, 0xc0, 1);
+	assert_int_equal(store_device_crl_remove(f->s, "a", c.issuer_hash), 0);
+	assert_int_equal(store_device_crl_remove(f->s, "a", c.issuer_hash), -ENOENT);
+	assert_int_equal(store_device_crl_list(f->s, "a", &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0].der_len, 10);
+	free(list);
+	/* what a reopen reads back */
+	store_free(f->s);
+	f->s = open_store(f->dir, 0, 0);
+	sum = 0;
+	assert_int_equal(store_device_crl_each(f->s, NULL, crl_seen, &sum), 0);
+	assert_int_equal(sum, 17);
+}
+
 static void
 test_registrations(void **state)
 {
@@ -981,6 +1079,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backup_and_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format_version, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_crls, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
