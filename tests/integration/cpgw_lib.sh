@@ -4,15 +4,20 @@
 #
 # The caller sets NSC NSG (netns), VC VG (veth ends), CP_IP GW_IP, API_PORT, T (temp dir),
 # ENROLLD, PIDS (array), and CG_FAIL: the name of its fatal-error function.
+# CG_WRAP (environment, default empty): a command the daemons run under, word-split, e.g.
+# valgrind with its options (tests/integration/valgrind_e2e.sh); CG_STOP_WAIT: seconds a
+# daemon has to exit after SIGTERM (default 5); CG_SLOW: a factor for every wait and for
+# enrolld's header_timeout (default 1: 10 s; under valgrind a client's first TLS handshake
+# alone can take longer, and the server then closes the connection before the request).
 
 SOCKDIR=/var/run/wireguard
 
-# SIGTERM, then SIGKILL if it is still there after 5 s (a daemon stuck in a call).
+# SIGTERM, then SIGKILL if it is still there after CG_STOP_WAIT s (a daemon stuck in a call).
 stop_pid() {
 	local p=$1 st
 	kill "$p" 2>/dev/null || return 0
 	# a dead child not reaped yet still answers kill -0: look at its state instead
-	for _ in $(seq 50); do
+	for _ in $(seq $((${CG_STOP_WAIT:-5} * 10))); do
 		st=$(ps -o stat= -p "$p" 2>/dev/null)
 		[ -n "$st" ] && [[ $st != Z* ]] || break
 		sleep 0.1
@@ -29,8 +34,8 @@ sock_pid() { # NETNS SOCKET
 
 inc() { ip netns exec "$NSC" "$@"; }
 ing() { ip netns exec "$NSG" "$@"; }
-wait_for() { # SECONDS command...: poll every 0.2 s
-	local n=$(($1 * 5))
+wait_for() { # SECONDS command...: poll every 0.2 s (SECONDS times CG_SLOW, default 1)
+	local n=$(($1 * 5 * ${CG_SLOW:-1}))
 	shift
 	for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
 	return 1
@@ -78,6 +83,7 @@ listen = $CP_IP
 port = $API_PORT
 tls_cert = $T/cp/tls.pem
 tls_key = $T/cp/tls.key
+header_timeout = $((10 * ${CG_SLOW:-1}))
 [state]
 db_path = $T/cp/db
 [auth]
@@ -94,7 +100,8 @@ reconcile_interval = 2
 interval = 1
 CONF
 	# not through inc(): $! must be enrolld itself (ip netns exec execs it)
-	ip netns exec "$NSC" "$ENROLLD" -d -c "$T/cp/enrolld.conf" >"$T/enrolld.log" 2>&1 &
+	# shellcheck disable=SC2086 # CG_WRAP is a command line
+	ip netns exec "$NSC" ${CG_WRAP:-} "$ENROLLD" -d -c "$T/cp/enrolld.conf" >"$T/enrolld.log" 2>&1 &
 	PIDS+=($!)
 	U=https://$CP_IP:$API_PORT
 	wait_for 10 inc curl -sf --cacert "$T/cp/ca.pem" "$U/healthz" -o /dev/null ||

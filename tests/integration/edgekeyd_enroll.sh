@@ -15,7 +15,9 @@
 # a revoked device is refused (device_revoked) and enrolls again once reinstated; SIGHUP
 # reloads; SIGTERM removes the interface.
 # EKD_TEST_EK_TYPE (rsa2048, p256, p384), EKD_TEST_AK_TYPE (ecc, rsa) and
-# EKD_TEST_PCR_POLICY (e.g. sha256:0,7) vary the gateway's TPM setup.
+# EKD_TEST_PCR_POLICY (e.g. sha256:0,7) vary the gateway's TPM setup. EKD_WRAP: a command
+# line edge-keyd runs under (and CG_WRAP, CG_SLOW for enrolld: cpgw_lib.sh), as
+# valgrind_e2e.sh does; KEEP_TMP=1 keeps the temp directory (logs, state) for a post-mortem.
 set -u
 B=${B:-build}
 EKD=$B/edge-keyd
@@ -58,6 +60,7 @@ cleanup() {
 	ip netns del "$NSC" 2>/dev/null
 	ip netns del "$NSG" 2>/dev/null
 	rm -f "$SOCKDIR/$WGC.sock" "$SOCKDIR/$WGG.sock"
+	[ -n "${KEEP_TMP:-}" ] && { echo "kept $T"; return; }
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -117,8 +120,10 @@ interface = $WGG
 backend = userspace
 check_interval = 1
 EOF
-ing "$EKD" -n -c "$T/gw/edge-keyd.conf" || fail "-n rejects the gateway's configuration"
-ekd() { ing timeout 60 "$EKD" -c "$T/gw/edge-keyd.conf" "$@"; }
+# shellcheck disable=SC2086 # EKD_WRAP: a command line edge-keyd runs under (valgrind_e2e.sh)
+ing ${EKD_WRAP:-} "$EKD" -n -c "$T/gw/edge-keyd.conf" || fail "-n rejects the gateway's configuration"
+# shellcheck disable=SC2086
+ekd() { ing timeout $((60 * ${CG_SLOW:-1})) ${EKD_WRAP:-} "$EKD" -c "$T/gw/edge-keyd.conf" "$@"; }
 
 step "provision: TPM prepared, EK pre-registered in acme"
 EK_ID=$(ekd provision 2>"$T/provision.log") || fail "provision"
@@ -163,7 +168,8 @@ fi
 
 step "run: the tunnel comes up, the control plane pings $GWA"
 # not through ekd(): $! must be edge-keyd itself (ip netns exec execs it)
-ip netns exec "$NSG" "$EKD" -c "$T/gw/edge-keyd.conf" -d run >"$T/edge-keyd.log" 2>&1 &
+# shellcheck disable=SC2086
+ip netns exec "$NSG" ${EKD_WRAP:-} "$EKD" -c "$T/gw/edge-keyd.conf" -d run >"$T/edge-keyd.log" 2>&1 &
 EKD_PID=$!
 wait_for 15 test -S "$SOCKDIR/$WGG.sock" || fail "edge-keyd did not start wireguard-go"
 ping_gw() { inc ping -c 1 -W 1 "$GWA" >/dev/null 2>&1; }
