@@ -109,11 +109,24 @@ maxrss_mb(void)
 	return ru.ru_maxrss / 1024;
 }
 
+/* What to stop on the way out of a failed run: the wireguard-go processes and the files. */
+static struct plane *fail_plane;
+static char fail_dir[256];
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
 static void
 die(const char *what, int r)
 {
 	fprintf(stderr, "plane_bench: %s: %s %s\n", what, strerror(r < 0 ? -r : r),
 		store_errmsg());
+	plane_free(fail_plane);
+	if (fail_dir[0] != '\0')
+		nftw(fail_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	exit(1);
 }
 
@@ -141,12 +154,6 @@ maximum(const double *v, int n)
 		if (v[i] > m)
 			m = v[i];
 	return m;
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
 }
 
 /* ---- the fleet in the store ---- */
@@ -377,6 +384,7 @@ setup(struct bench *b, const char *base, size_t n, size_t per_tenant, bool null_
 	snprintf(b->dir, sizeof(b->dir), "%s/plane_bench.XXXXXX", base);
 	if (mkdtemp(b->dir) == NULL)
 		die(b->dir, errno);
+	snprintf(fail_dir, sizeof(fail_dir), "%s", b->dir);
 	snprintf(path, sizeof(path), "%s/db", b->dir);
 	r = store_open(&b->s, path, &(struct store_options){ .map_size = UINT64_C(8) << 30,
 		.max_batch = 1024 });
@@ -410,6 +418,7 @@ setup(struct bench *b, const char *base, size_t n, size_t per_tenant, bool null_
 	r = plane_new(&b->p, &pc);
 	if (r < 0)
 		die("plane_new", r);
+	fail_plane = b->p;
 	t = now();
 	r = plane_reconcile(b->p, b->s);
 	if (r < 0)
@@ -428,6 +437,8 @@ setup(struct bench *b, const char *base, size_t n, size_t per_tenant, bool null_
 static void
 teardown(struct bench *b)
 {
+	fail_plane = NULL;
+	fail_dir[0] = '\0';
 	plane_free(b->p);
 	store_free(b->s);
 	nftw(b->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
