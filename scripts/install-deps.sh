@@ -15,6 +15,8 @@ PKGS=(
 	iproute2 iputils-ping curl jq openssl procps psmisc xxd
 	# man pages (scdoc) and the alert rules' checker (promtool, in Debian's prometheus)
 	scdoc prometheus
+	# both daemons end to end under memcheck (tests/integration/valgrind_e2e.sh)
+	valgrind
 	# kernel test of the generic-netlink backend
 	linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
 	# VM tests (tests/vm): the Debian image, its overlays and payload disks

@@ -5,20 +5,23 @@
 #   integration  every tests/integration/*.sh (exit 0 pass, 77 skip, else fail), except
 #                *_lib.sh: libraries the tests source
 #   kernel       tests/kernel/run.sh (generic netlink against the real kernel module, in qemu)
-#   vm           tests/vm/run.sh (the deployment stack in Debian VMs under systemd)
+#   vm           tests/vm/run.sh (the deployment stack in Debian VMs under systemd), then
+#                tests/vm/seed.sh (wg-quick@ and systemd-networkd on it)
 # With no argument it runs all five. It ends with one line "N passed, N failed, N skipped".
-# FUZZ_SECONDS (default 10) bounds each fuzz run; ONLY=<regex> filters test names.
+# FUZZ_SECONDS (default 10) bounds each fuzz run; ONLY=<regex> filters test names, SKIP=<regex>
+# leaves names out.
 set -u
 cd "$(dirname "$0")/.."
 B=${B:-build}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 ONLY=${ONLY:-}
+SKIP=${SKIP:-}
 passed=0 failed=0 skipped=0
 failures=()
 LOGDIR=$B/test-logs
 mkdir -p "$LOGDIR"
 
-want() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
+want() { { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; } && { [ -z "$SKIP" ] || ! [[ $1 =~ $SKIP ]]; }; }
 
 record() { # name rc logfile
 	case $2 in
@@ -97,23 +100,33 @@ run_kernel() {
 	done
 }
 
-run_vm() {
-	# one control-plane and one gateway VM, one result per scenario ("NAME RC" lines)
-	local log=$LOGDIR/vm.log res=$LOGDIR/vm.results scen=() s line rc rc_s
-	for s in cp gateway reboot revoke; do
-		want "vm/$s" && scen+=("$s")
+# One VM script: its scenarios (those the filters want) as NAME/SCENARIO results, from the
+# "SCENARIO RC" lines it writes; a scenario without a line gets the script's status.
+vm_script() { # NAME SCRIPT SCENARIO...
+	local name=$1 script=$2 log res scen=() s line rc rc_s
+	shift 2
+	for s in "$@"; do
+		want "$name/$s" && scen+=("$s")
 	done
 	[ ${#scen[@]} -gt 0 ] || return 0
+	log=$LOGDIR/$name.log res=$LOGDIR/$name.results
 	[[ $res == /* ]] || res=$PWD/$res
 	rm -f "$res"
-	B=$B VM_SCENARIOS="${scen[*]}" VM_RESULT_FILE=$res timeout 3600 \
-		bash tests/vm/run.sh >"$log" 2>&1
+	B=$B VM_SCENARIOS="${scen[*]}" VM_RESULT_FILE=$res timeout 3600 bash "$script" >"$log" 2>&1
 	rc=$?
 	for s in "${scen[@]}"; do
 		line=$(grep -E "^$s [0-9]+$" "$res" 2>/dev/null | tail -n1)
 		[ -n "$line" ] && rc_s=${line#* } || rc_s=$rc
-		record "vm/$s" "$rc_s" "$log"
+		record "$name/$s" "$rc_s" "$log"
 	done
+}
+
+run_vm() {
+	# a control-plane and a gateway VM, one result per scenario; then the seed's path
+	# (wg-quick@, systemd-networkd) in its own pair of VMs, after it: boots slow badly
+	# when two pairs run at once
+	vm_script vm tests/vm/run.sh cp gateway reboot pcr powercut revoke
+	vm_script vm-seed tests/vm/seed.sh wgquick-tpm wgquick-x509 networkd
 }
 
 stages=("$@")

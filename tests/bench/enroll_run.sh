@@ -47,7 +47,7 @@ start() {
 	ENROLLD=$1
 	rm -rf "$T/db"
 	PORT=$((PORT + 1))
-	# a capacity benchmark: enrolld's abuse limits (docs/abuse-limits.md) off, or the one
+	# a capacity benchmark: enrolld's abuse limits (docs/security.md, "Abuse limits") off, or the one
 	# source of all its devices would be held to them (a binary older than them has none)
 	local limits=()
 	grep -q per_source_rate "$1" && limits=("[ratelimit]" "per_source_rate = 0" "global_rate = 0")
