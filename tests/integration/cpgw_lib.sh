@@ -41,6 +41,20 @@ wait_for() { # SECONDS command...: poll every 0.2 s (SECONDS times CG_SLOW, defa
 	return 1
 }
 
+# A swtpm in NSG over the state directory DIR, on 127.0.0.1:PORT (control PORT+1), its
+# output appended to LOG; its PID in CG_SWTPM_PID and appended to PIDS. Returns 0 once the
+# TPM answers.
+cg_gw_swtpm() { # DIR PORT LOG
+	ip netns exec "$NSG" swtpm socket --tpm2 --tpmstate dir="$1" \
+		--flags not-need-init,startup-clear \
+		--server type=tcp,port="$2",bindaddr=127.0.0.1 \
+		--ctrl type=tcp,port=$(($2 + 1)),bindaddr=127.0.0.1 >>"$3" 2>&1 &
+	CG_SWTPM_PID=$!
+	PIDS+=($!)
+	wait_for 10 ing tpm2_getcap -T "swtpm:host=127.0.0.1,port=$2" properties-fixed \
+		>/dev/null 2>&1
+}
+
 # The two namespaces and the veth between them.
 cg_topology_up() {
 	ip netns add "$NSC" && ip netns add "$NSG" || "$CG_FAIL" "netns add"

@@ -96,12 +96,8 @@ wait_for 10 test -S "$SOCKDIR/$WGC.sock" || fail "enrolld did not bring up $WGC"
 
 step "gateway: swtpm in $NSG, edge-keyd configuration"
 swtpm_fixture_state ekgw "$T/gw/tpm" || fail "fixture state"
-ip netns exec "$NSG" swtpm socket --tpm2 --tpmstate dir="$T/gw/tpm" --flags not-need-init,startup-clear \
-	--server type=tcp,port=$TPM_PORT,bindaddr=127.0.0.1 \
-	--ctrl type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1 >"$T/swtpm.log" 2>&1 &
-PIDS+=($!)
+cg_gw_swtpm "$T/gw/tpm" "$TPM_PORT" "$T/swtpm.log" || fail "swtpm"
 TCTI="swtpm:host=127.0.0.1,port=$TPM_PORT"
-wait_for 10 ing tpm2_getcap -T "$TCTI" properties-fixed >/dev/null 2>&1 || fail "swtpm"
 cat >"$T/gw/edge-keyd.conf" <<EOF
 [device]
 state_dir = $T/gw/state

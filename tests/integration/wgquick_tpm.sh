@@ -117,16 +117,8 @@ wait_for 10 test -S "$SOCKDIR/$WGC.sock" || die "enrolld did not bring up $WGC"
 # ---- gateway: two TPMs (A: this device's, B: another device's), provision + enroll on A
 swtpm_fixture_state ekgw "$T/tpmA" || die "fixture state ekgw"
 swtpm_fixture_state other "$T/tpmB" || die "fixture state other"
-for i in "A:$TPM_PORT" "B:$TPMB_PORT"; do
-	p=${i#*:}
-	ip netns exec "$NSG" swtpm socket --tpm2 --tpmstate dir="$T/tpm${i%%:*}" \
-		--flags not-need-init,startup-clear \
-		--server type=tcp,port="$p",bindaddr=127.0.0.1 \
-		--ctrl type=tcp,port=$((p + 1)),bindaddr=127.0.0.1 >"$T/swtpm${i%%:*}.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 ing tpm2_getcap -T "swtpm:host=127.0.0.1,port=$p" properties-fixed \
-		>/dev/null 2>&1 || die "swtpm ${i%%:*}"
-done
+cg_gw_swtpm "$T/tpmA" "$TPM_PORT" "$T/swtpmA.log" || die "swtpm A"
+cg_gw_swtpm "$T/tpmB" "$TPMB_PORT" "$T/swtpmB.log" || die "swtpm B"
 TCTI="swtpm:host=127.0.0.1,port=$TPM_PORT"
 TCTIB="swtpm:host=127.0.0.1,port=$TPMB_PORT"
 cat >"$CONF" <<EOF
