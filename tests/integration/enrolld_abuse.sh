@@ -63,6 +63,12 @@ TOK=$(body .token)
 echo '{"session":"00000000000000000000000000000000","secret":"AA==","quote":"AA==","signature":"AA==","pcrs":"AA=="}' >"$T/complete.json"
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' /proc/$PID/status; }
+# Under ASan (B=build/san) freed memory sits in the sanitizer's quarantine (256 MiB): RSS
+# says nothing about enrolld's own bound there. The normal build's run checks it.
+rss_bounded() { # MAX_KB BASE_KB
+	case $B in *san*) echo "     (sanitizer build: RSS ${1} kB not checked)"; return 0 ;; esac
+	[ "$1" -le $(($2 + 65536)) ]
+}
 fds() { ls /proc/$PID/fd | wc -l; }
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' /proc/$PID/stat; }
 # One POST from source SRC: "status seconds retry-after code" (retry-after "-" if absent)
@@ -142,7 +148,7 @@ check "every 429 carries Retry-After, 1 to 2 s at $RATE/s" \
 check "the other source was served every time within ${PROBE_MAX}s ($PROBES probes)" \
 	[ $PROBES -ge 5 -a $PROBES_BAD = 0 ]
 check "memory stays bounded during the flood (RSS <= baseline + 64 MiB)" \
-	[ $max_rss -le $((base_rss + 65536)) ]
+	rss_bounded "$max_rss" "$base_rss"
 echo "     plain client of 127.0.0.1 during the flood: $plain"
 check "a plain client of the flooding source sees 429, Retry-After and the JSON error" \
 	[ "$(cut -d' ' -f1,4 <<<"$plain")" = "429 rate_limited" -a "$(cut -d' ' -f3 <<<"$plain")" -ge 1 ]
@@ -175,7 +181,7 @@ check "the flood held connections (>= $PER_IP at once)" \
 	[ "$(field idle_open_max "$F2")" -ge $PER_IP ]
 check "descriptors stay under a cap (<= baseline + 2 x per-source limit + 16)" \
 	[ $max_fds -le $((base_fds + 2 * PER_IP + 16)) ]
-check "memory stays under a cap (RSS <= baseline + 64 MiB)" [ $max_rss -le $((base_rss + 65536)) ]
+check "memory stays under a cap (RSS <= baseline + 64 MiB)" rss_bounded "$max_rss" "$base_rss"
 slow_life=$(field slow_life_max_ms "$F2")
 check "dripped bodies are cut at the body deadline (${BODY_TIMEOUT}s + 1.5s, longest ${slow_life} ms)" \
 	[ "$(field slow_closed "$F2")" -ge 40 -a "$slow_life" -gt 0 -a \
