@@ -12,7 +12,9 @@
  * "Advanced" is dated at the previous tick (the last moment the old value was seen), the
  * earliest the advance can have happened: a device whose link is cut is reported down at
  * most 3 x keepalive + one tick after its last packet, and one that keeps sending is never
- * reported down as long as keepalive + tick < 3 x keepalive.
+ * reported down as long as keepalive + tick < 3 x keepalive. A device that was up when the
+ * monitor started (enrolld restarted) is dated at the first tick: it is reported down at most
+ * 3 x keepalive + one tick after the start if its counter does not move.
  *
  * Transitions are written with store_health_update (one commit per tick, which appends the
  * up/down events the event stream serves), and the gauges of devices by tenant and state
@@ -409,6 +411,14 @@ judge(struct health *h, struct tick *tk, struct hiface *f, struct hentry *e)
 			e->hp.state = sh.state;
 			e->hp.since = sh.since;
 		}
+		/*
+		 * Up when the monitor starts (enrolld restarted): one counter reading cannot
+		 * tell whether it still talks, and its handshake is up to two minutes old. Date
+		 * its last traffic at this first tick, so it stays up unless its counter stands
+		 * still for a whole window (no false "down" for every device on each restart).
+		 */
+		if (e->hp.state == STORE_HEALTH_UP && e->last_advance < tk->now)
+			e->last_advance = tk->now;
 		e->known = true;
 		was_seen = false;
 	}

@@ -28,6 +28,8 @@ record() { # name rc logfile
 	0) passed=$((passed + 1)); printf 'PASS  %s\n' "$1" ;;
 	77) skipped=$((skipped + 1)); printf 'SKIP  %s (%s)\n' "$1" "$(tail -n1 "$3" 2>/dev/null)" ;;
 	*) failed=$((failed + 1)); failures+=("$1"); printf 'FAIL  %s (exit %s, log %s)\n' "$1" "$2" "$3"
+	   # the failed checks first (a long log's tail may not hold them), then the tail
+	   grep -m 20 -E '^[[:space:]|]*FAIL' "$3" | sed 's/^/      ! /'
 	   tail -n 40 "$3" | sed 's/^/      | /' ;;
 	esac
 }

@@ -94,6 +94,22 @@ async function waitHealth(page, id, want, ms) {
 	}
 }
 
+// Click what @sel names. The table is drawn again on every event of the stream (a health
+// change may land between finding a row's button and clicking it): retry a detached or
+// vanished element a few times before giving up.
+async function clickSel(page, sel) {
+	for (let i = 0; ; i++) {
+		try {
+			await page.waitForSelector(sel, { timeout: 5000 });
+			await page.click(sel);
+			return;
+		} catch (e) {
+			if (i >= 4) throw new Error(`cannot click ${sel}: ${e.message}`);
+			await sleep(200);
+		}
+	}
+}
+
 async function signIn(page, token) {
 	await page.waitForSelector('#signin:not([hidden]) #token', { timeout: 10000 });
 	await page.type('#token', token);
@@ -261,14 +277,14 @@ async function run(browser) {
 	const g2 = DEVICES[1];
 	const posts = () => requests.filter((r) => r.method === 'POST').length;
 	const postsBefore = posts();
-	await page.click(`tr[data-device-id="${g2.id}"] button.revoke`);
+	await clickSel(page, `tr[data-device-id="${g2.id}"] button.revoke`);
 	await page.waitForSelector('dialog#confirm[open]', { timeout: 5000 });
 	const dlgText = await page.$eval('#confirm-text', (n) => n.textContent);
 	check('Revoke asks for a confirmation naming the device', dlgText.includes(`Device ${g2.id}`) && dlgText.includes(g2.address), dlgText);
 	await page.click('#confirm-cancel');
 	await sleep(300);
 	check('Cancel closes it and revokes nothing', !(await page.$('dialog#confirm[open]')) && posts() === postsBefore && (await health(page, g2.id)) === 'up');
-	await page.click(`tr[data-device-id="${g2.id}"] button.revoke`);
+	await clickSel(page, `tr[data-device-id="${g2.id}"] button.revoke`);
 	await page.waitForSelector('dialog#confirm[open]', { timeout: 5000 });
 	await shot(page, 'dashboard-desktop-confirm.png');
 	await page.click('#confirm-ok');
@@ -284,7 +300,7 @@ async function run(browser) {
 	check('g1 and g3 stay up', (await health(page, g1.id)) === 'up' && (await health(page, DEVICES[2].id)) === 'up');
 
 	// ---- reinstate it
-	await page.click(`tr[data-device-id="${g2.id}"] button.reinstate`);
+	await clickSel(page, `tr[data-device-id="${g2.id}"] button.reinstate`);
 	await page.waitForSelector('dialog#confirm[open]', { timeout: 5000 });
 	await page.click('#confirm-ok');
 	try {

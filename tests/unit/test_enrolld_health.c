@@ -165,11 +165,81 @@ test_follows_the_store(void **state)
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * enrolld restarts: the store says d1 was up and d2 down, and their handshakes are older than
+ * the window (they renew every two minutes). The first tick of a new monitor keeps d1 up (no
+ * false "down" event for every device on each restart) and d2 down; d2 is up again when its
+ * counter moves.
+ */
+static void
+test_restart_keeps_state(void **state)
+{
+	char dir[] = "/tmp/test_enrolld_health.XXXXXX";
+	struct store_tenant t = { 0 };
+	struct store_token tok = { 0 };
+	struct store_device d1, d2;
+	struct store_health sh[2];
+	struct health_peer hp;
+	struct health *h = NULL;
+	struct store *s = NULL;
+	int64_t now = (int64_t)time(NULL);
+	int i;
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(store_open(&s, dir, NULL), 0);
+	strcpy(t.name, "acme");
+	strcpy(t.ifname, "wg-acme");
+	strcpy(t.endpoint, "vpn.example.com:51820");
+	assert_int_equal(addr_prefix_parse(&t.prefix4, "10.20.0.0/24"), 0);
+	t.listen_port = 51820;
+	t.keepalive = 25;
+	assert_int_equal(store_tenant_create(s, &t), 0);
+	fill(tok.hash, 0x70, 0);
+	strcpy(tok.tenant, "acme");
+	tok.uses_left = 100;
+	assert_int_equal(store_token_create(s, &tok), 0);
+	enroll(s, 1, 1, &d1);
+	enroll(s, 2, 2, &d2);
+	sh[0] = (struct store_health){ .device = d1.id, .state = STORE_HEALTH_UP, .since = now - 600 };
+	sh[1] = (struct store_health){ .device = d2.id, .state = STORE_HEALTH_DOWN, .since = now - 600 };
+	assert_true(store_health_update(s, sh, 2) >= 0);
+
+	n_fake = 0;
+	fake_peer(d1.wg_pubkey, 100);
+	fake_peer(d2.wg_pubkey, 200);
+	fake_peers[0].last_handshake_sec = now - 110; /* older than 3 x 25 s */
+	fake_peers[1].last_handshake_sec = now - 110;
+	assert_int_equal(health_new(&h, s, NULL, 3600, 25), 0);
+	for (i = 0; i < 5000 && health_peer_get(h, d2.id, &hp) != 0; i++)
+		usleep(1000);
+	assert_int_equal(health_peer_get(h, d1.id, &hp), 0);
+	assert_int_equal(hp.state, STORE_HEALTH_UP);
+	assert_int_equal(store_health_get(s, d1.id, &sh[0]), 0);
+	assert_int_equal(sh[0].state, STORE_HEALTH_UP);
+	assert_int_equal(sh[0].since, now - 600);
+	assert_int_equal(health_peer_get(h, d2.id, &hp), 0);
+	assert_int_equal(hp.state, STORE_HEALTH_DOWN);
+
+	/* the next tick: d1's counter moved, d2's too: both up */
+	fake_peers[0].rx_bytes = 132;
+	fake_peers[1].rx_bytes = 232;
+	assert_true(health_tick(h) >= 0);
+	assert_int_equal(health_peer_get(h, d1.id, &hp), 0);
+	assert_int_equal(hp.state, STORE_HEALTH_UP);
+	assert_int_equal(health_peer_get(h, d2.id, &hp), 0);
+	assert_int_equal(hp.state, STORE_HEALTH_UP);
+
+	health_free(h);
+	store_free(s);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_follows_the_store),
+		cmocka_unit_test(test_restart_keeps_state),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
