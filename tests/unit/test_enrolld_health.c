@@ -82,18 +82,13 @@ enroll(struct store *s, uint8_t ek, uint8_t key, struct store_device *d)
 	assert_true(store_enroll(s, &req, d) > 0);
 }
 
-static void
-test_follows_the_store(void **state)
+/* a store in DIR with tenant acme (keepalive 25), a token and two enrolled devices */
+static struct store *
+open_fleet(char *dir, struct store_device *d1, struct store_device *d2)
 {
-	char dir[] = "/tmp/test_enrolld_health.XXXXXX";
 	struct store_tenant t = { 0 };
 	struct store_token tok = { 0 };
-	struct store_device d1, d2, d3, d;
-	struct health_peer hp;
-	struct store_health sh;
-	struct health *h = NULL;
 	struct store *s = NULL;
-	int i;
 
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(store_open(&s, dir, NULL), 0);
@@ -108,15 +103,41 @@ test_follows_the_store(void **state)
 	strcpy(tok.tenant, "acme");
 	tok.uses_left = 100;
 	assert_int_equal(store_token_create(s, &tok), 0);
-	enroll(s, 1, 1, &d1);
-	enroll(s, 2, 2, &d2);
+	enroll(s, 1, 1, d1);
+	enroll(s, 2, 2, d2);
+	return s;
+}
+
+/* a monitor on S whose first tick (in its thread) has judged device LAST */
+static struct health *
+start_monitor(struct store *s, uint64_t last)
+{
+	struct health_peer hp;
+	struct health *h = NULL;
+	int i;
+
+	assert_int_equal(health_new(&h, s, NULL, 3600, 25), 0);
+	for (i = 0; i < 5000 && health_peer_get(h, last, &hp) != 0; i++)
+		usleep(1000);
+	return h;
+}
+
+static void
+test_follows_the_store(void **state)
+{
+	char dir[] = "/tmp/test_enrolld_health.XXXXXX";
+	struct store_device d1, d2, d3, d;
+	struct health_peer hp;
+	struct store_health sh;
+	struct health *h;
+	struct store *s;
+
+	s = open_fleet(dir, &d1, &d2);
 
 	/* d1 talks, d2 is silent; the monitor's first tick runs in its thread */
 	n_fake = 0;
 	fake_peer(d1.wg_pubkey, 100);
-	assert_int_equal(health_new(&h, s, NULL, 3600, 25), 0);
-	for (i = 0; i < 5000 && health_peer_get(h, d2.id, &hp) != 0; i++)
-		usleep(1000);
+	h = start_monitor(s, d2.id);
 	assert_int_equal(health_peer_get(h, d1.id, &hp), 0);
 	assert_true(hp.seen);
 	assert_int_equal(hp.state, STORE_HEALTH_UP);
@@ -175,31 +196,14 @@ static void
 test_restart_keeps_state(void **state)
 {
 	char dir[] = "/tmp/test_enrolld_health.XXXXXX";
-	struct store_tenant t = { 0 };
-	struct store_token tok = { 0 };
 	struct store_device d1, d2;
 	struct store_health sh[2];
 	struct health_peer hp;
-	struct health *h = NULL;
-	struct store *s = NULL;
+	struct health *h;
+	struct store *s;
 	int64_t now = (int64_t)time(NULL);
-	int i;
 
-	assert_non_null(mkdtemp(dir));
-	assert_int_equal(store_open(&s, dir, NULL), 0);
-	strcpy(t.name, "acme");
-	strcpy(t.ifname, "wg-acme");
-	strcpy(t.endpoint, "vpn.example.com:51820");
-	assert_int_equal(addr_prefix_parse(&t.prefix4, "10.20.0.0/24"), 0);
-	t.listen_port = 51820;
-	t.keepalive = 25;
-	assert_int_equal(store_tenant_create(s, &t), 0);
-	fill(tok.hash, 0x70, 0);
-	strcpy(tok.tenant, "acme");
-	tok.uses_left = 100;
-	assert_int_equal(store_token_create(s, &tok), 0);
-	enroll(s, 1, 1, &d1);
-	enroll(s, 2, 2, &d2);
+	s = open_fleet(dir, &d1, &d2);
 	sh[0] = (struct store_health){ .device = d1.id, .state = STORE_HEALTH_UP, .since = now - 600 };
 	sh[1] = (struct store_health){ .device = d2.id, .state = STORE_HEALTH_DOWN, .since = now - 600 };
 	assert_true(store_health_update(s, sh, 2) >= 0);
@@ -209,9 +213,7 @@ test_restart_keeps_state(void **state)
 	fake_peer(d2.wg_pubkey, 200);
 	fake_peers[0].last_handshake_sec = now - 110; /* older than 3 x 25 s */
 	fake_peers[1].last_handshake_sec = now - 110;
-	assert_int_equal(health_new(&h, s, NULL, 3600, 25), 0);
-	for (i = 0; i < 5000 && health_peer_get(h, d2.id, &hp) != 0; i++)
-		usleep(1000);
+	h = start_monitor(s, d2.id);
 	assert_int_equal(health_peer_get(h, d1.id, &hp), 0);
 	assert_int_equal(hp.state, STORE_HEALTH_UP);
 	assert_int_equal(store_health_get(s, d1.id, &sh[0]), 0);
