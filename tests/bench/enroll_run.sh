@@ -51,6 +51,10 @@ start() {
 	# source of all its devices would be held to them (a binary older than them has none)
 	local limits=()
 	grep -q per_source_rate "$1" && limits=("[ratelimit]" "per_source_rate = 0" "global_rate = 0")
+	# nor the per-source connection limit (64): with a new connection per request, 64 devices
+	# hold more than 64 (those still closing count) and the rest are refused (curl: HTTP 0)
+	local perip=
+	grep -q max_connections_per_ip "$1" && perip=1
 	if [ "$2" != http ]; then
 		ed_conf "${limits[@]}"
 		sed -i "/^\[server\]/a tls_cert = $T/tls.pem\ntls_key = $T/tls.key" "$T/e.conf"
@@ -62,6 +66,7 @@ start() {
 		U=http://127.0.0.1:$PORT
 		TLS=()
 	fi
+	[ -n "$perip" ] && sed -i 's/^\[server\]$/[server]\nmax_connections_per_ip = 0/' "$T/e.conf"
 	ed_start
 	local ifn
 	ifn=$(ed_ifname $((PORT % 1000)))
