@@ -11,7 +11,9 @@
 # (default "100000") the two clients are then timed against wg_bench's null daemon (-F).
 # ROUNDS (default 3) repeats set and get. Results: docs/benchmarks.md.
 # BENCHES (default "enroll plane wg") picks the benchmarks; enroll is
-# tests/bench/enroll_run.sh, plane (health tick, add one peer) tests/bench/plane_run.sh.
+# tests/bench/enroll_run.sh, plane (health tick, add one peer) tests/bench/plane_run.sh;
+# "kernel" (not in the default: a qemu VM, minutes) is tests/bench/kernel_run.sh, the same
+# comparison on kernel WireGuard links.
 set -u
 B=${B:-build}
 BENCHES=${BENCHES:-"enroll plane wg"}
@@ -20,6 +22,9 @@ if [[ " $BENCHES " == *" enroll "* ]]; then
 fi
 if [[ " $BENCHES " == *" plane "* ]]; then
 	B=$B "$(dirname "$0")/plane_run.sh" || exit 1
+fi
+if [[ " $BENCHES " == *" kernel "* ]]; then
+	B=$B "$(dirname "$0")/kernel_run.sh" || exit 1
 fi
 [[ " $BENCHES " == *" wg "* ]] || exit 0
 SIZES=${SIZES:-"10000 65536 100000"}

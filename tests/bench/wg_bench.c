@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * wg_bench: program N peers into a userspace WireGuard interface and read them back,
- * through our module (common/wg.h) and through wg(8), and print both times.
+ * wg_bench: program N peers into a WireGuard interface and read them back, through our
+ * module (common/wg.h) and through wg(8), and print both times.
  *
  *   wg_bench [-n N] [-r ROUNDS] [-w WG] IF_OURS IF_WG
  *   wg_bench -F [-n N] [-r ROUNDS] [-w WG] IFNAME
  *
- * IF_OURS and IF_WG are two fresh interfaces of the same kind (tests/bench/run.sh starts
- * two wireguard-go instances). Per tool:
+ * IF_OURS and IF_WG are two fresh interfaces of the same kind: two wireguard-go instances
+ * (tests/bench/run.sh) or two kernel links (tests/kernel/run.sh scenario "bench", in a VM).
+ * Per tool:
  *   set     N peers (one random public key, one /32 each), replacing all peers:
  *           ours: wg_set_device() with WG_DEVICE_F_REPLACE_PEERS;
  *           wg:   `wg setconf IF FILE` with a generated config, as an operator would;
@@ -15,7 +16,8 @@
  *           both from IF_OURS, taking turns at going first;
  *   remove  one peer (a revocation) from N: ours: wg_set_device() with one
  *           WG_PEER_F_REMOVE_ME peer; wg: `wg set IF peer KEY remove`.
- * set and get run ROUNDS times (default 3), interleaved, and the medians are reported.
+ * set and get run ROUNDS times (default 3), interleaved, and the medians are reported;
+ * within a round the tools take turns at going first (-W: wg(8) goes first in round 1).
  * Preparing the input (our struct, the config file) is timed apart: an operator has it.
  * The read-backs are checked: N peers, the same keys. The wg side runs as a child
  * process, so its times include exec and its own parsing; that is how it is used.
@@ -343,11 +345,15 @@ main(int argc, char **argv)
 	size_t n = 10000, lines;
 	bool null_mode = false;
 	long rss_before, conf_kb;
-	int c, r, fd, rounds = 3;
+	int c, r, fd, rounds = 3, wg_first = 0;
+	enum wg_backend backend;
 	FILE *f;
 
-	while ((c = getopt(argc, argv, "Fn:r:w:d:")) != -1) {
+	while ((c = getopt(argc, argv, "FWn:r:w:d:")) != -1) {
 		switch (c) {
+		case 'W':
+			wg_first = 1;
+			break;
 		case 'F':
 			null_mode = true;
 			break;
@@ -393,12 +399,15 @@ main(int argc, char **argv)
 	}
 	if ((r = wg_ctl_new(&ctl)) < 0 || (uapi_dir && (r = wg_ctl_set_uapi_dir(ctl, uapi_dir)) < 0))
 		die("wg_ctl_new", r);
-	if (wg_ctl_backend_of(ctl, if_ours) != WG_BACKEND_UAPI ||
-		wg_ctl_backend_of(ctl, if_wg) != WG_BACKEND_UAPI) {
-		fprintf(stderr, "wg_bench: %s and %s must both be userspace interfaces\n", if_ours,
-			if_wg);
+	backend = wg_ctl_backend_of(ctl, if_ours);
+	if (backend != wg_ctl_backend_of(ctl, if_wg) ||
+		(backend != WG_BACKEND_UAPI && backend != WG_BACKEND_KERNEL)) {
+		fprintf(stderr, "wg_bench: %s and %s must be interfaces of one kind (both "
+			"userspace or both kernel)\n", if_ours, if_wg);
 		return 1;
 	}
+	printf("backend: %s\n", backend == WG_BACKEND_UAPI ? "userspace (UAPI)" :
+		"kernel (generic netlink)");
 
 	/* ---- the inputs: our struct, wg's config file ---- */
 	rss_before = maxrss_mb();
@@ -446,28 +455,35 @@ main(int argc, char **argv)
 	 * daemons' garbage collector runs in the background). Each set replaces all N peers.
 	 */
 	for (int k = 0; k < rounds; k++) {
-		t = now();
-		r = wg_set_device(ctl, dev);
-		t_set[k] = now() - t;
-		if (r < 0) {
-			/* Say how long the refusal took, then show wg(8) meets the same wall. */
-			printf("set: ours refused after %.3f s: %s (%s)\n", t_set[k], strerror(-r),
-				wg_ctl_last_error(ctl));
-			t = now();
-			r = run((char *const[]){ (char *)wg, "setconf", (char *)if_wg, conf, NULL },
-				NULL);
-			printf("set: wg setconf exited %d after %.3f s\n", r, now() - t);
-			return 3;
+		/* the sets take turns at going first too (-W: wg(8) in the first round) */
+		for (int turn = 0; turn < 2; turn++) {
+			if ((turn == 0) == ((k + wg_first) % 2 == 0)) {
+				t = now();
+				r = wg_set_device(ctl, dev);
+				t_set[k] = now() - t;
+				if (r < 0) {
+					/* Say how long the refusal took, then show wg(8) meets
+					 * the same wall. */
+					printf("set: ours refused after %.3f s: %s (%s)\n", t_set[k],
+						strerror(-r), wg_ctl_last_error(ctl));
+					t = now();
+					r = run((char *const[]){ (char *)wg, "setconf", (char *)if_wg,
+							conf, NULL }, NULL);
+					printf("set: wg setconf exited %d after %.3f s\n", r, now() - t);
+					return 3;
+				}
+			} else {
+				t = now();
+				r = run((char *const[]){ (char *)wg, "setconf", (char *)if_wg, conf,
+						NULL }, NULL);
+				t_setconf[k] = now() - t;
+				if (r != 0) {
+					fprintf(stderr, "wg_bench: wg setconf exited %d\n", r);
+					return 1;
+				}
+			}
+			null_check_set(nd, n);
 		}
-		null_check_set(nd, n);
-		t = now();
-		r = run((char *const[]){ (char *)wg, "setconf", (char *)if_wg, conf, NULL }, NULL);
-		t_setconf[k] = now() - t;
-		if (r != 0) {
-			fprintf(stderr, "wg_bench: wg setconf exited %d\n", r);
-			return 1;
-		}
-		null_check_set(nd, n);
 		/*
 		 * Both tools read the same interface (ours), in turns: the first read of a
 		 * round pays for the daemon's garbage collection after the sets.
@@ -547,7 +563,7 @@ main(int argc, char **argv)
 	}
 	return 0;
 usage:
-	fprintf(stderr, "usage: wg_bench [-n N] [-r ROUNDS] [-w WG] [-d UAPI_DIR] IF_OURS IF_WG\n"
-		"       wg_bench -F [-n N] [-r ROUNDS] [-w WG] IFNAME\n");
+	fprintf(stderr, "usage: wg_bench [-W] [-n N] [-r ROUNDS] [-w WG] [-d UAPI_DIR] IF_OURS IF_WG\n"
+		"       wg_bench -F [-W] [-n N] [-r ROUNDS] [-w WG] IFNAME\n");
 	return 2;
 }

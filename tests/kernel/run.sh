@@ -8,6 +8,10 @@
 #            enrolld, wgctl, kenroll and nft in the VM (tenants through the REST API, their
 #            links, VRFs, routes and nftables rules; reconciliation of stored devices;
 #            revocation; SIGTERM)
+#   bench    not a test (not in the default list; tests/bench/kernel_run.sh, `make bench`):
+#            build/tests/bench/wg_bench against wg(8) on two kernel WireGuard links, for
+#            each N of KTEST_BENCH_N (tests/kernel/bench_vm.sh); the figures are in the
+#            VM output. TCG makes absolute times meaningless, the ratio holds.
 #
 # Builds an initramfs in a temp dir: busybox-static, the wireguard module and its
 # dependencies (plus veth, vrf, nf_tables), the scenarios' programs with the shared
@@ -32,6 +36,8 @@
 #   KTEST_TIMEOUT      seconds before the VM is killed (default 300); each scenario is
 #                      stopped after its share of it minus 45 s
 #   KTEST_KEEP=1       keep the temp dir (initramfs, serial log)
+#   KTEST_MEM          the VM's memory in MiB (default 1024)
+#   KTEST_BENCH_N      peer counts for "bench" (default "10000 100000"), KTEST_BENCH_ROUNDS (1)
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 B=${B:-build}
@@ -41,7 +47,7 @@ SCENARIOS=${KTEST_SCENARIOS:-genl enrolld}
 NSCEN=0
 for sc in $SCENARIOS; do
 	case $sc in
-	genl | enrolld) NSCEN=$((NSCEN + 1)) ;;
+	genl | enrolld | bench) NSCEN=$((NSCEN + 1)) ;;
 	*) echo "unknown scenario '$sc' in KTEST_SCENARIOS"; exit 1 ;;
 	esac
 done
@@ -120,12 +126,19 @@ if has_scen enrolld; then
 	done
 	NFT=$(command -v nft || true)
 	[ -n "$NFT" ] || echo "== nft not installed: the enrolld scenario runs with nftables = no"
-	IPROUTE2=
-	for c in /usr/sbin/ip /sbin/ip /usr/bin/ip /bin/ip; do
-		[ -x "$c" ] && ! [ "$(readlink -f "$c")" -ef "$BUSYBOX" ] &&
-			! readlink -f "$c" | grep -q busybox && { IPROUTE2=$c; break; }
-	done
-	[ -n "$IPROUTE2" ] || echo "== iproute2 not installed: ip -d link / master / vrf checks are skipped in the VM"
+fi
+IPROUTE2=
+for c in /usr/sbin/ip /sbin/ip /usr/bin/ip /bin/ip; do
+	[ -x "$c" ] && ! [ "$(readlink -f "$c")" -ef "$BUSYBOX" ] &&
+		! readlink -f "$c" | grep -q busybox && { IPROUTE2=$c; break; }
+done
+if has_scen enrolld && [ -z "$IPROUTE2" ]; then
+	echo "== iproute2 not installed: ip -d link / master / vrf checks are skipped in the VM"
+fi
+if has_scen bench; then
+	[ -x "$B/tests/bench/wg_bench" ] || fail "$B/tests/bench/wg_bench not built (make -j2)"
+	WG=$(command -v wg || true)
+	[ -n "$WG" ] && [ -n "$IPROUTE2" ] || fail "bench needs wg (wireguard-tools) and iproute2"
 fi
 
 if has_scen genl; then
@@ -225,6 +238,12 @@ if has_scen enrolld; then
 	fi
 	cp tests/kernel/enrolld_vm.sh "$R/bin/enrolld_vm.sh" || fail "copy enrolld_vm.sh"
 fi
+if has_scen bench; then
+	copy_prog "$B/tests/bench/wg_bench" wg_bench
+	copy_prog "$WG" wg
+	[ "$kt_ip2" = 1 ] || { copy_prog "$IPROUTE2" ip2; kt_ip2=1; }
+	cp tests/kernel/bench_vm.sh "$R/bin/bench_vm.sh" || fail "copy bench_vm.sh"
+fi
 
 # --- /init: one section per scenario ---
 {
@@ -246,7 +265,9 @@ echo "KTEST-INIT: modules loaded"
 scenario() { # NAME COMMAND...
 	echo "KTEST-SCENARIO: \$1"
 	shift
-	LD_LIBRARY_PATH=$libdirs KT_NFT=$kt_nft KT_IP2=$kt_ip2 timeout $SC_TIMEOUT "\$@" 2>&1
+	LD_LIBRARY_PATH=$libdirs KT_NFT=$kt_nft KT_IP2=$kt_ip2 \\
+		KT_BENCH_N="${KTEST_BENCH_N:-10000 100000}" KT_BENCH_ROUNDS=${KTEST_BENCH_ROUNDS:-1} \\
+		timeout $SC_TIMEOUT "\$@" 2>&1
 	rc=\$?
 	echo "KTEST-EXIT: \$rc"
 	if [ "\$rc" != 0 ]; then
@@ -258,6 +279,7 @@ INIT
 		case $sc in
 		genl) echo "scenario genl /bin/nltest" ;;
 		enrolld) echo "scenario enrolld /bin/sh /bin/enrolld_vm.sh" ;;
+		bench) echo "scenario bench /bin/sh /bin/bench_vm.sh" ;;
 		esac
 	done
 	echo "poweroff -f"
@@ -272,7 +294,7 @@ ACCEL=(-accel tcg -cpu max)
 [ "${KTEST_KVM:-0}" = 1 ] && ACCEL=(-accel kvm -cpu host)
 SERIAL=$T/serial.log
 start=$(date +%s)
-timeout -k 5 "$TIMEOUT" "$QEMU" "${ACCEL[@]}" -m 1024 -smp 1 -nic none -nographic -no-reboot \
+timeout -k 5 "$TIMEOUT" "$QEMU" "${ACCEL[@]}" -m "${KTEST_MEM:-1024}" -smp 1 -nic none -nographic -no-reboot \
 	-monitor none -serial "file:$SERIAL" \
 	-kernel "$KERNEL" -initrd "$T/initramfs.cpio" \
 	-append "console=ttyS0 quiet panic=-1 rdinit=/init" </dev/null >"$T/qemu.out" 2>&1 &
