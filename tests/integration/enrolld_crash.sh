@@ -1,18 +1,26 @@
 #!/bin/bash
 # Crash safety: devices enroll and rotate continuously while enrolld is killed with SIGKILL
-# exactly KILLS (50) times, each time at a random moment 20-400 ms after its listener came
-# up, and restarted on the same LMDB store (adopting the wireguard-go it left behind).
-# Devices retry when the server is gone. Once the kills are done the devices finish the
-# round they are in against a live server and stop. Afterwards:
-#   - every enrollment that was acknowledged (HTTP 200) is in the store, with the address
-#     and key the device was told (a device's last acknowledged key is its key there);
+# exactly KILLS (50) times and restarted on the same LMDB store (adopting the wireguard-go
+# it left behind). Every other kill is made by the first device that gets an
+# acknowledgement (HTTP 200) from the running instance, the moment it has it (the riskiest
+# moment: an answer just given); the others come a random 0-300 ms after the instance
+# served its first enrollment. Devices retry when the server is gone; once the kills are
+# done they finish the round they are in against a live server and stop. Checks:
+#   - before each new round a device reads its device back: the last acknowledged round is
+#     in the store (address and key), whatever kills came since (a later rotation would
+#     otherwise hide a lost one from the final check);
+#   - at the end every acknowledged enrollment is in the store with the address and key
+#     the device was told (its last acknowledged key is its key there), the device id and
+#     address never changed between a device's rounds;
 #   - no address is held twice, and each EK has one device;
 #   - after reconciliation the interface holds exactly the store's active devices;
 #   - enrolld's own consistency check (store_verify at every start) passed every time.
 # The kill cycle is what costs: a restart (store open and check, adopting wireguard-go, the
-# listener) is ~0.1-0.3 s, so the 50 kills take ~25 s on an idle machine. The devices have
-# no deadline while the kills go on, only 90 s to finish their last round afterwards, so a
-# slow machine makes the test longer, never fail.
+# listener) is ~0.2 s on an idle machine, and each instance must serve an enrollment before
+# it is killed. The devices run at nice 10 (they are the load, and a restart must not
+# queue behind them), have no deadline while the kills go on, and 90 s to finish their
+# last round afterwards: a slow machine makes the test longer, not failing.
+# CRASH_KILLS, CRASH_DEVICES: other counts (defaults 50, 16).
 set -u
 . "$(dirname "$0")/enrolld_lib.sh"
 ed_init crash
@@ -35,6 +43,7 @@ crash_start() {
 	before=$(grep -c 'listening on' "$T/log")
 	ip netns exec "$NS" "$ENROLLD" -d -c "$T/e.conf" 2>>"$T/log" &
 	ED_PID=$!
+	echo "$ED_PID" >"$T/pid"
 	for _ in $(seq 500); do
 		if [ "$(grep -c 'listening on' "$T/log")" -gt "$before" ]; then
 			START_S=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
@@ -53,7 +62,7 @@ crash_start() {
 # the device. Each acknowledged round: "round time device_id address result public_key" in
 # ack.I; each attempt: "step status" in att.I.
 device() { # i
-	local i=$1 r=0 out st id= addr res pub deadline= got tries=0
+	local i=$1 r=0 out st id= addr res pub deadline= got tries=0 p
 	while [ ! -e "$T/stop" ]; do
 		# The last acknowledged round is still in the store, whatever kills came since
 		# (a later rotation would hide its loss from the final check).
@@ -78,6 +87,16 @@ device() { # i
 			[ -z "$deadline" ] || [ $SECONDS -lt $deadline ] ||
 				{ echo "timeout in round $r" >"$T/refused.$i"; return 1; }
 			out=$(ed_enroll "d$i" --token "$TOK" --wg-private "$T/key.$i.$r")
+			# The killer asks for a kill right after an acknowledgement: the first device
+			# to have one kills enrolld at once (builtins only, no fork on the way).
+			if [[ $out == *'"http_status":200'* ]] && [ -e "$T/kill_next" ]; then
+				set -C
+				if { : >"$T/kill_taken"; } 2>/dev/null; then
+					read -r p <"$T/pid"
+					kill -9 "$p" 2>/dev/null
+				fi
+				set +C
+			fi
 			read -r step st id addr res <<<"$(jq -r '[.step, .http_status, .response.device_id,
 				.response.address, .response.result] | map(. // "-" | tostring) | join(" ")' \
 				<<<"$out" 2>/dev/null)"
@@ -110,16 +129,29 @@ starter=$!
 ED_BG_PIDS+=($starter)
 t_start=$SECONDS
 sleep 1 # every device under way
-kills=0 starts=() waits=() n_enrolled=0
+kills=0 starts=() waits=() n_enrolled=0 acked_kills=0
 while [ $kills -lt "$KILLS" ] && kill -0 "$starter" 2>/dev/null; do
-	# under load: at least one enrollment served by this instance (3 s at most), then a
-	# random 0-300 ms more
 	t0=$EPOCHREALTIME
-	for _ in $(seq 150); do
-		[ "$(grep -c ' enrolled in ' "$T/log")" -gt "$n_enrolled" ] && break
-		sleep 0.02
-	done
-	sleep "$(printf '0.%03d' $((RANDOM % 301)))"
+	if [ $((kills % 2)) = 1 ]; then
+		# every other kill: by the first device that gets an acknowledgement from this
+		# instance, the moment it has it (3 s at most, else here)
+		rm -f "$T/kill_taken"
+		: >"$T/kill_next"
+		for _ in $(seq 150); do
+			[ -e "$T/kill_taken" ] && break
+			sleep 0.02
+		done
+		rm -f "$T/kill_next"
+		[ -e "$T/kill_taken" ] && acked_kills=$((acked_kills + 1))
+	else
+		# the others: once this instance served an enrollment (3 s at most), a random
+		# 0-300 ms later
+		for _ in $(seq 150); do
+			[ "$(grep -c ' enrolled in ' "$T/log")" -gt "$n_enrolled" ] && break
+			sleep 0.02
+		done
+		sleep "$(printf '0.%03d' $((RANDOM % 301)))"
+	fi
 	waits+=("$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", (b - a) * 1000 }')")
 	ed_kill9
 	kills=$((kills + 1))
@@ -134,7 +166,9 @@ wait "$starter" # all device workers are done
 echo "     $kills SIGKILLs in $t_kills s; restart to listener: $(printf '%s\n' "${starts[@]}" |
 	sort -n | awk '{ a[NR] = $1; s += $1 } END { printf "mean %.2f s, median %.2f s, max %.2f s", s / NR, a[int((NR + 1) / 2)], a[NR] }'); killed $(printf '%s\n' "${waits[@]}" |
 	awk '{ s += $1 } END { printf "%.0f", s / NR }') ms after it listened, on average"
+echo "     $acked_kills of them by a device, the moment it had an acknowledgement"
 check "enrolld was killed exactly $KILLS times while the devices enrolled" [ "$kills" = "$KILLS" ]
+check "at least $((KILLS / 4)) kills came right after an acknowledgement" [ "$acked_kills" -ge $((KILLS / 4)) ]
 for f in "$T"/refused.*; do [ -f "$f" ] && echo "     refused: $(cat "$f")"; done
 check "no device was refused or ran out of time" [ "$(ls "$T"/refused.* 2>/dev/null | wc -l)" = 0 ]
 cat "$T"/lost.* 2>/dev/null | sed 's/^/     lost: /' | head -20
