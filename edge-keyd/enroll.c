@@ -785,8 +785,8 @@ enroll_patiently(const struct ekd_conf *conf, bool staged, struct ekd_enrollment
 		if (r != -EAGAIN || after == 0 || ++busy > EKD_BUSY_TRIES)
 			return r;
 		if (after > EKD_BUSY_WAIT_MAX) {
-			log_warnx("%scontrol plane busy, it asks to retry in %u s: giving up (%s)", what,
-				after, errbuf);
+			log_warnx("%scontrol plane busy, it asks to retry in %u s: giving up (%s)",
+				what, after, errbuf);
 			return r;
 		}
 		log_warnx("%scontrol plane busy, retrying in %u s (%s)", what, after, errbuf);

@@ -117,7 +117,10 @@ serve_once(void *arg)
 static void
 ask(const char *answer, long *ret_status, unsigned int *ret_after)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
 	socklen_t sl = sizeof(sa);
 	struct canned c = { .answer = answer };
 	struct client_opts o = { .allow_http = true, .timeout_sec = 5 };
