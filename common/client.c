@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -20,6 +22,7 @@ struct response {
 	int sink_err; /* what opts->on_data returned when it stopped the transfer */
 	curl_off_t last; /* when data last arrived, in µs since the transfer began */
 	bool idle; /* stopped by opts->idle_sec */
+	unsigned int retry_after; /* the last answer's Retry-After, seconds; 0: none */
 };
 
 static curl_off_t
@@ -74,6 +77,48 @@ on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+int
+client_retry_after_parse(const char *value, size_t len, unsigned int *ret_seconds)
+{
+	const char *p = value, *end = value + len;
+	unsigned long v = 0;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+		end--;
+	if (p == end)
+		return -EINVAL;
+	/* An HTTP-date begins with the day's name ("Wed, 21 Oct 2015 07:28:00 GMT"). */
+	if (isalpha((unsigned char)*p))
+		return -ENOTSUP;
+	for (const char *q = p; q < end; q++) {
+		if (*q < '0' || *q > '9')
+			return -EINVAL;
+		if (v <= CLIENT_RETRY_AFTER_MAX) /* past the cap the rest does not matter */
+			v = v * 10 + (unsigned long)(*q - '0');
+	}
+	*ret_seconds = v > CLIENT_RETRY_AFTER_MAX ? CLIENT_RETRY_AFTER_MAX : (unsigned int)v;
+	return 0;
+}
+
+/* Each header line of the answer (and of interim ones: 100 Continue). */
+static size_t
+on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	static const char name[] = "retry-after:";
+	struct response *r = userdata;
+	size_t n = size * nmemb;
+	unsigned int s;
+
+	if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0)
+		r->retry_after = 0; /* a new status line: a new answer */
+	else if (n >= sizeof(name) - 1 && strncasecmp(ptr, name, sizeof(name) - 1) == 0 &&
+		client_retry_after_parse(ptr + sizeof(name) - 1, n - (sizeof(name) - 1), &s) == 0)
+		r->retry_after = s;
+	return n;
+}
+
 static int
 curl_to_errno(CURLcode c)
 {
@@ -113,6 +158,8 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 	errbuf[0] = '\0';
 	*ret_status = 0;
 	*ret_json = NULL;
+	if (opts->ret_retry_after != NULL)
+		*opts->ret_retry_after = 0;
 	if (strncmp(url, "https://", 8) != 0 && !(opts->allow_http && strncmp(url, "http://", 7) == 0)) {
 		snprintf(errbuf, errlen, "'%s': only https:// URLs are allowed", url);
 		return -EPERM;
@@ -159,6 +206,8 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT,
 		opts->timeout_sec > 0 ? opts->timeout_sec : opts->timeout_sec < 0 ? 0L : 30L);
 	if (opts->idle_sec > 0) {
@@ -199,6 +248,8 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 	*ret_status = status;
 	*ret_json = resp.len ? json_loadb(resp.buf, resp.len, 0, NULL) : NULL;
+	if (opts->ret_retry_after != NULL)
+		*opts->ret_retry_after = resp.retry_after;
 	r = 0;
 out:
 	/* Bodies carry tokens and attestation secrets. */

@@ -14,6 +14,10 @@
 
 #include <jansson.h>
 
+/* A Retry-After longer than this is taken as this: a server's mistake must not park a
+ * device for days. */
+#define CLIENT_RETRY_AFTER_MAX 3600u
+
 struct client_opts {
 	const char *ca_file; /* PEM bundle pinned for https://, or NULL: the system store */
 	bool allow_http;
@@ -29,7 +33,22 @@ struct client_opts {
 	 */
 	int (*on_data)(const char *buf, size_t len, void *arg);
 	void *arg;
+	/*
+	 * If set: where the answer's Retry-After goes, in seconds (at most
+	 * CLIENT_RETRY_AFTER_MAX); 0 when it had none, or one that client_retry_after_parse()
+	 * does not take, or when no answer came.
+	 */
+	unsigned int *ret_retry_after;
 };
+
+/*
+ * The value of a Retry-After header (@len bytes, not NUL-terminated, optional whitespace
+ * around it): delay-seconds (RFC 9110 10.2.3, 1*DIGIT) into *ret_seconds, capped at
+ * CLIENT_RETRY_AFTER_MAX. Returns 0, -ENOTSUP for the other form, an HTTP-date (not used:
+ * it needs a clock that agrees with the server's, which a gateway that has not reached its
+ * control plane yet may not have; enrolld sends seconds), or -EINVAL for anything else.
+ */
+int client_retry_after_parse(const char *value, size_t len, unsigned int *ret_seconds);
 
 /*
  * Send @method to @url with @body (NULL: none; else JSON, with Content-Type:

@@ -151,12 +151,17 @@ int ekd_provision(const struct ekd_conf *conf, bool offline);
  * The attested enrollment with the sealed key in the state dir (@staged: the key staged
  * by a rotation). On success @ret holds the server's answer (not yet stored). Server
  * errors come back as -EINVAL (400), -EACCES (401/403), -EPERM (403 device_revoked),
- * -ENOENT (404), -EEXIST (409), -ETIME (410), -ENOSPC (pool exhausted), -EAGAIN (other
- * 5xx), -EBADMSG (the server's answer is malformed: it may have accepted); no answer at
- * all is client_request()'s errno. @errbuf holds the server's code and message.
+ * -ENOENT (404), -EEXIST (409), -ETIME (410), -ENOSPC (pool exhausted), -EAGAIN (429 and
+ * other 5xx), -EBADMSG (the server's answer is malformed: it may have accepted); no answer
+ * at all is client_request()'s errno. @errbuf holds the server's code and message.
+ * *@ret_retry_after: the last answer's Retry-After in seconds (429 rate_limited, 503
+ * too_many_sessions; at most CLIENT_RETRY_AFTER_MAX), 0 if it had none.
  */
 int ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment *ret,
-	char *errbuf, size_t errlen);
+	unsigned int *ret_retry_after, char *errbuf, size_t errlen);
+/* `enroll` and `rotate` wait for a busy control plane this often, this long at most. */
+#define EKD_BUSY_TRIES 3
+#define EKD_BUSY_WAIT_MAX 300
 /* `edge-keyd enroll`: ekd_enroll_once, then store enrollment.json. */
 int ekd_enroll(const struct ekd_conf *conf);
 /*
@@ -256,6 +261,13 @@ struct ekd_backoff {
 };
 /* The delay before attempt n: min(max, base * 2^n), with jitter in [d/2, d]. */
 unsigned int ekd_backoff_next(struct ekd_backoff *b, uint32_t random);
+/*
+ * The delay when the server said Retry-After: @retry_after seconds: at least that, plus up
+ * to a tenth more at random (a control plane that turned a fleet away at once told all of
+ * it the same time), and never less than the backoff's own @delay.
+ */
+unsigned int ekd_backoff_retry_after(unsigned int delay, unsigned int retry_after,
+	uint32_t random);
 void ekd_backoff_reset(struct ekd_backoff *b);
 
 #endif

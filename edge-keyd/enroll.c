@@ -90,14 +90,18 @@ status_errno(long status, const char *code)
 		return -ETIME;
 	case 413:
 		return -E2BIG;
+	case 429:
+		return -EAGAIN; /* rate_limited: busy, like 503 */
 	default:
 		return status >= 500 ? -EAGAIN : -EPROTO;
 	}
 }
 
+/* @ret_retry_after (may be NULL): the answer's Retry-After in seconds, 0 if none. */
 static int
 post_json(const struct ekd_conf *conf, const char *path, const char *bearer, json_t *body,
-	long *ret_status, json_t **ret_json, char *errbuf, size_t errlen)
+	long *ret_status, json_t **ret_json, unsigned int *ret_retry_after, char *errbuf,
+	size_t errlen)
 {
 	struct client_opts o;
 	char url[512];
@@ -108,6 +112,7 @@ post_json(const struct ekd_conf *conf, const char *path, const char *bearer, jso
 		return -ENAMETOOLONG;
 	}
 	client_opts_of(conf, &o, bearer);
+	o.ret_retry_after = ret_retry_after;
 	r = client_request(&o, "POST", url, body, ret_status, ret_json, errbuf, errlen);
 	if (r == 0)
 		log_debug("POST %s: HTTP %ld", url, *ret_status);
@@ -494,7 +499,7 @@ ekd_provision(const struct ekd_conf *conf, bool offline)
 	}
 
 	snprintf(path, sizeof(path), "/v1/tenants/%s/registrations", conf->tenant);
-	r = post_json(conf, path, token, reg, &status, &resp, errbuf, sizeof(errbuf));
+	r = post_json(conf, path, token, reg, &status, &resp, NULL, errbuf, sizeof(errbuf));
 	if (r < 0) {
 		log_warnx("pre-registration: no answer from the control plane: %s", errbuf);
 		goto out;
@@ -611,7 +616,7 @@ answer_error(const char *round, long status, const json_t *resp, char *errbuf, s
 
 int
 ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment *ret,
-	char *errbuf, size_t errlen)
+	unsigned int *ret_retry_after, char *errbuf, size_t errlen)
 {
 	char *token = NULL;
 	enum tpm2_ek_type ek_type;
@@ -626,6 +631,7 @@ ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment 
 	int r;
 
 	errbuf[0] = '\0';
+	*ret_retry_after = 0;
 	r = ekd_conf_require_server(conf, errbuf, errlen);
 	if (r < 0)
 		return r;
@@ -677,7 +683,8 @@ ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment 
 		r = -ENOMEM;
 		goto out;
 	}
-	r = post_json(conf, "/v1/enroll/challenge", NULL, body, &status, &resp, errbuf, errlen);
+	r = post_json(conf, "/v1/enroll/challenge", NULL, body, &status, &resp, ret_retry_after,
+		errbuf, errlen);
 	json_wipe_member(body, "token");
 	json_decref(body);
 	body = NULL;
@@ -727,7 +734,8 @@ ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment 
 		r = -ENOMEM;
 		goto out;
 	}
-	r = post_json(conf, "/v1/enroll/complete", NULL, body, &status, &resp, errbuf, errlen);
+	r = post_json(conf, "/v1/enroll/complete", NULL, body, &status, &resp, ret_retry_after,
+		errbuf, errlen);
 	if (r < 0)
 		goto out;
 	if (status != 200) {
@@ -752,6 +760,40 @@ out:
 	return r;
 }
 
+/*
+ * ekd_enroll_once for the one-shot commands (enroll, rotate): a session that expired on the
+ * way (410: slow TPM, slow link) is started again once; a control plane that says it is busy
+ * (429, 503 with Retry-After) is waited for, up to EKD_BUSY_TRIES times, as long as it asks
+ * for at most EKD_BUSY_WAIT_MAX seconds (a person or a timer waits on these commands).
+ */
+static int
+enroll_patiently(const struct ekd_conf *conf, bool staged, struct ekd_enrollment *ret,
+	const char *what, char *errbuf, size_t errlen)
+{
+	unsigned int after = 0, busy = 0;
+	bool expired = false;
+	int r;
+
+	for (;;) {
+		r = ekd_enroll_once(conf, staged, ret, &after, errbuf, errlen);
+		if (r == -ETIME && !expired) {
+			/* The session expired on the way: once more. */
+			log_info("%s%s; starting again", what, errbuf);
+			expired = true;
+			continue;
+		}
+		if (r != -EAGAIN || after == 0 || ++busy > EKD_BUSY_TRIES)
+			return r;
+		if (after > EKD_BUSY_WAIT_MAX) {
+			log_warnx("%scontrol plane busy, it asks to retry in %u s: giving up (%s)",
+				what, after, errbuf);
+			return r;
+		}
+		log_warnx("%scontrol plane busy, retrying in %u s (%s)", what, after, errbuf);
+		sleep(after);
+	}
+}
+
 static void
 log_enrollment(const char *what, const struct ekd_enrollment *e)
 {
@@ -770,12 +812,7 @@ ekd_enroll(const struct ekd_conf *conf)
 	char errbuf[512];
 	int r;
 
-	r = ekd_enroll_once(conf, false, &e, errbuf, sizeof(errbuf));
-	if (r == -ETIME) {
-		/* The session expired on the way (slow TPM, slow link): once more. */
-		log_info("%s; starting again", errbuf);
-		r = ekd_enroll_once(conf, false, &e, errbuf, sizeof(errbuf));
-	}
+	r = enroll_patiently(conf, false, &e, "", errbuf, sizeof(errbuf));
 	if (r < 0) {
 		log_warnx("enrollment failed: %s", errbuf[0] ? errbuf : strerror(-r));
 		return r;
@@ -909,9 +946,7 @@ rotate_locked(const struct ekd_conf *conf)
 	log_info("rotate: new key %s staged (current %s)", fp_new, fp_old);
 
 	/* 2. the attested enrollment of the new key */
-	r = ekd_enroll_once(conf, true, &e, errbuf, sizeof(errbuf));
-	if (r == -ETIME)
-		r = ekd_enroll_once(conf, true, &e, errbuf, sizeof(errbuf));
+	r = enroll_patiently(conf, true, &e, "rotate: ", errbuf, sizeof(errbuf));
 	if (r < 0) {
 		log_warnx("rotate: enrollment of the new key failed: %s",
 			errbuf[0] ? errbuf : strerror(-r));

@@ -209,11 +209,11 @@ try_enroll(struct daemon *d, time_t now, const char *why)
 {
 	struct ekd_enrollment e;
 	char errbuf[512];
-	unsigned int delay;
+	unsigned int delay, after = 0;
 	int r;
 
 	log_info("enrolling (%s)", why);
-	r = ekd_enroll_once(&d->conf, false, &e, errbuf, sizeof(errbuf));
+	r = ekd_enroll_once(&d->conf, false, &e, &after, errbuf, sizeof(errbuf));
 	if (r == 0) {
 		r = ekd_enrollment_store(d->conf.state_dir, &e, errbuf, sizeof(errbuf));
 		if (r < 0)
@@ -238,6 +238,18 @@ try_enroll(struct daemon *d, time_t now, const char *why)
 		return;
 	}
 	delay = ekd_backoff_next(&d->enroll_backoff, random32());
+	if (r == -EAGAIN && after > 0) {
+		/*
+		 * 429 rate_limited, 503 too_many_sessions: the server says when, counted from
+		 * its answer (not from @now, before the attempt); time() is whole seconds, so
+		 * one more makes it at least that.
+		 */
+		delay = ekd_backoff_retry_after(delay, after, random32());
+		d->next_enroll = time(NULL) + delay + 1;
+		log_warnx("control plane busy, retrying in %u s (%s; Retry-After: %u)", delay,
+			errbuf, after);
+		return;
+	}
 	d->next_enroll = now + delay;
 	if (r == -EPERM)
 		log_warnx("enrollment refused: %s; this device is revoked until an administrator "

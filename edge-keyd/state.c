@@ -475,6 +475,14 @@ ekd_backoff_next(struct ekd_backoff *b, uint32_t random)
 	return d - half + (half ? random % (half + 1) : 0);
 }
 
+unsigned int
+ekd_backoff_retry_after(unsigned int delay, unsigned int retry_after, uint32_t random)
+{
+	unsigned int d = retry_after + random % (retry_after / 10 + 1);
+
+	return d > delay ? d : delay;
+}
+
 void
 ekd_backoff_reset(struct ekd_backoff *b)
 {

@@ -60,9 +60,13 @@ ctl_print_json(struct ctl *ctl, const json_t *j)
 	}
 }
 
-/* The server said no: its code and message on stderr (and its JSON with --json). */
+/*
+ * The server said no: its code and message on stderr (and its JSON with --json), and when
+ * it asked us to wait (429, 503 with Retry-After) for how long.
+ */
 static void
-print_refusal(struct ctl *ctl, const char *method, const char *path, long status, const json_t *j)
+print_refusal(struct ctl *ctl, const char *method, const char *path, long status, const json_t *j,
+	unsigned int retry_after)
 {
 	const json_t *err = json_object_get(j, "error");
 	const char *code = json_string_value(json_object_get(err, "code"));
@@ -76,12 +80,16 @@ print_refusal(struct ctl *ctl, const char *method, const char *path, long status
 	else
 		log_warnx("enrollctl: %s %s: HTTP %ld (no error detail: is this enrolld?)", method,
 			path, status);
+	if (retry_after > 0)
+		log_warnx("enrollctl: the server is busy: try again in %u s", retry_after);
 }
 
 int
 ctl_call(struct ctl *ctl, const char *method, const char *path, json_t *body, json_t **ret)
 {
 	char url[CTL_URL_MAX + 1024], err[1024];
+	struct client_opts o = ctl->copts;
+	unsigned int retry_after = 0;
 	json_t *j = NULL;
 	long status = 0;
 	int r;
@@ -91,7 +99,8 @@ ctl_call(struct ctl *ctl, const char *method, const char *path, json_t *body, js
 		log_warnx("enrollctl: URL too long");
 		return -ENAMETOOLONG;
 	}
-	r = client_request(&ctl->copts, method, url, body, &status, &j, err, sizeof(err));
+	o.ret_retry_after = &retry_after;
+	r = client_request(&o, method, url, body, &status, &j, err, sizeof(err));
 	/* a stream its reader ended, or (idle_is_end) that went quiet: its end */
 	if (r < 0 && ctl->copts.on_data != NULL && status >= 200 && status < 300 &&
 		(r == -ECANCELED || (r == -ETIMEDOUT && ctl->idle_is_end)))
@@ -107,7 +116,7 @@ ctl_call(struct ctl *ctl, const char *method, const char *path, json_t *body, js
 	if (ctl->verbose)
 		log_warnx("enrollctl: %s %s: HTTP %ld", method, url, status);
 	if (status < 200 || status >= 300) {
-		print_refusal(ctl, method, path, status, j);
+		print_refusal(ctl, method, path, status, j, retry_after);
 		json_decref(j);
 		return -EREMOTEIO;
 	}

@@ -9,6 +9,8 @@
 # daemon has to exit after SIGTERM (default 5); CG_SLOW: a factor for every wait and for
 # enrolld's header_timeout (default 1: 10 s; under valgrind a client's first TLS handshake
 # alone can take longer, and the server then closes the connection before the request).
+# CG_CONF_EXTRA: lines appended to enrolld.conf (a section may be named again, e.g.
+# "[attestation]" then "max_sessions = 1").
 
 SOCKDIR=/var/run/wireguard
 
@@ -113,6 +115,7 @@ reconcile_interval = 2
 [health]
 interval = 1
 CONF
+	[ -z "${CG_CONF_EXTRA:-}" ] || printf '%s\n' "$CG_CONF_EXTRA" >>"$T/cp/enrolld.conf"
 	# not through inc(): $! must be enrolld itself (ip netns exec execs it)
 	# shellcheck disable=SC2086 # CG_WRAP is a command line
 	ip netns exec "$NSC" ${CG_WRAP:-} "$ENROLLD" -d -c "$T/cp/enrolld.conf" >"$T/enrolld.log" 2>&1 &
