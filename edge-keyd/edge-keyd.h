@@ -268,6 +268,11 @@ unsigned int ekd_backoff_next(struct ekd_backoff *b, uint32_t random);
  */
 unsigned int ekd_backoff_retry_after(unsigned int delay, unsigned int retry_after,
 	uint32_t random);
+/*
+ * Sleep @seconds, or return -EINTR early if SIGTERM or SIGINT is pending (blocked by the
+ * daemon, which reads them from a signalfd): a stop does not wait out a Retry-After.
+ */
+int ekd_sleep_unless_stopping(unsigned int seconds);
 void ekd_backoff_reset(struct ekd_backoff *b);
 
 #endif

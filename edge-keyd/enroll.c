@@ -790,7 +790,8 @@ enroll_patiently(const struct ekd_conf *conf, bool staged, struct ekd_enrollment
 			return r;
 		}
 		log_warnx("%scontrol plane busy, retrying in %u s (%s)", what, after, errbuf);
-		sleep(after);
+		if (ekd_sleep_unless_stopping(after) < 0)
+			return r;
 	}
 }
 
@@ -897,8 +898,8 @@ ekd_rotate_resume(const struct ekd_conf *conf)
 	log_info("a rotation was interrupted (key %s staged, not committed; the control plane "
 		"may hold either key): finishing it", fp);
 	for (unsigned int i = 0; i < 3; i++) {
-		if (i > 0)
-			sleep(5u << (i - 1));
+		if (i > 0 && ekd_sleep_unless_stopping(5u << (i - 1)) < 0)
+			break;
 		r = ekd_rotate(conf);
 		if (r == 0 || r == -EBUSY)
 			return r;

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -487,4 +488,24 @@ void
 ekd_backoff_reset(struct ekd_backoff *b)
 {
 	b->attempt = 0;
+}
+
+/*
+ * Sleep @seconds, or less if SIGTERM or SIGINT is pending: the daemon blocks them (it reads
+ * them from a signalfd) while it finishes an interrupted rotation at start, and a stop must
+ * not wait out a busy control plane's Retry-After. The signal stays pending for the caller's
+ * loop. Returns -EINTR if one is pending, 0 after the whole sleep.
+ */
+int
+ekd_sleep_unless_stopping(unsigned int seconds)
+{
+	for (unsigned int i = 0; i < seconds; i++) {
+		sigset_t pend;
+
+		if (sigpending(&pend) == 0 &&
+		    (sigismember(&pend, SIGTERM) == 1 || sigismember(&pend, SIGINT) == 1))
+			return -EINTR;
+		sleep(1);
+	}
+	return 0;
 }
