@@ -9,7 +9,8 @@
  * (MADV_DONTDUMP), wiped with explicit_bzero before it is returned to the system.
  * secmem_alloc returns NULL and sets errno on failure (mlock may fail under a low
  * RLIMIT_MEMLOCK: that is an error, not silently ignored). secmem_free(NULL, n) is a
- * no-op.
+ * no-op. Memory from secmem_alloc is zeroed. Up to 16 freed one-page regions are kept
+ * (wiped, still locked) for the next one-page allocations instead of being unmapped.
  */
 void *secmem_alloc(size_t len);
 void secmem_free(void *p, size_t len);

@@ -97,6 +97,7 @@ struct wg_device {
 	size_t n_peers;
 	size_t cap_peers;
 	bool locked; /* private: the struct (with private_key) is in locked memory */
+	bool peers_in_page; /* private: @peers is the rest of that locked page */
 };
 
 /* ---- data model (common/wg_model.c) ---- */

@@ -10,13 +10,28 @@
 #include "common/secmem.h"
 #include "common/wg.h"
 
+static size_t
+page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
 /* The size of a peers mapping that holds @cap peers: whole pages. */
 static size_t
 peers_bytes(size_t cap)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t page = page_size();
 
 	return (cap * sizeof(struct wg_peer) + page - 1) / page * page;
+}
+
+/* Where the in-page peers start, after the struct, aligned for a peer. */
+static size_t
+in_page_offset(void)
+{
+	size_t a = _Alignof(struct wg_peer);
+
+	return (sizeof(struct wg_device) + a - 1) / a * a;
 }
 
 int
@@ -28,10 +43,19 @@ wg_device_new(struct wg_device **ret_dev, const char *ifname)
 		return -EINVAL;
 	if (strnlen(ifname, IFNAMSIZ) == IFNAMSIZ)
 		return -ENAMETOOLONG;
-	/* secmem's pages come zeroed (anonymous mmap) */
-	dev = secmem_alloc(sizeof(*dev));
+	/*
+	 * secmem's memory comes zeroed. The struct takes one locked page; the first peers
+	 * live in the rest of it (about twenty: enough for every device a request builds),
+	 * so a small device costs no mapping of its own.
+	 */
+	dev = secmem_alloc(page_size());
 	if (dev != NULL) {
+		size_t off = in_page_offset();
+
 		dev->locked = true;
+		dev->peers_in_page = true;
+		dev->peers = (struct wg_peer *)((char *)dev + off);
+		dev->cap_peers = (page_size() - off) / sizeof(struct wg_peer);
 	} else {
 		dev = calloc(1, sizeof(*dev));
 		if (dev == NULL)
@@ -49,13 +73,13 @@ wg_device_free(struct wg_device *dev)
 		return;
 	for (size_t i = 0; i < dev->n_peers; i++)
 		free(dev->peers[i].allowedips);
-	if (dev->peers != NULL) {
+	if (dev->peers != NULL && !dev->peers_in_page) {
 		/* Only peers that were added were ever written: the rest of the mapping is zero. */
 		explicit_bzero(dev->peers, dev->n_peers * sizeof(*dev->peers));
 		munmap(dev->peers, peers_bytes(dev->cap_peers));
 	}
 	if (dev->locked) {
-		secmem_free(dev, sizeof(*dev)); /* wipes */
+		secmem_free(dev, page_size()); /* wipes the page, in-page peers too */
 		return;
 	}
 	explicit_bzero(dev, sizeof(*dev));
@@ -79,7 +103,7 @@ wg_device_add_peer(struct wg_device *dev, struct wg_peer **ret_peer)
 
 		if (cap > SIZE_MAX / 2 / sizeof(*peers))
 			return -ENOMEM;
-		if (dev->peers == NULL)
+		if (dev->peers == NULL || dev->peers_in_page)
 			peers = mmap(NULL, peers_bytes(cap), PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		else
@@ -87,6 +111,12 @@ wg_device_add_peer(struct wg_device *dev, struct wg_peer **ret_peer)
 				MREMAP_MAYMOVE);
 		if (peers == MAP_FAILED)
 			return -ENOMEM;
+		if (dev->peers_in_page) {
+			/* out of the device's page: move the peers, wipe what they left */
+			memcpy(peers, dev->peers, dev->n_peers * sizeof(*peers));
+			explicit_bzero(dev->peers, dev->n_peers * sizeof(*peers));
+			dev->peers_in_page = false;
+		}
 		dev->peers = peers;
 		dev->cap_peers = peers_bytes(cap) / sizeof(*peers);
 	}

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 #include <cmocka.h>
 
@@ -41,9 +42,40 @@ test_alloc_locked_and_free(void **state)
 	assert_true(vmlck_kb() > before);
 #endif
 	secmem_free(p, 32);
-	assert_int_equal(vmlck_kb(), before);
 	secmem_free(NULL, 32); /* no-op */
 	assert_null(secmem_alloc(0));
+}
+
+/*
+ * A freed one-page region is kept, wiped and locked, for the next one-page allocation:
+ * the same page comes back zeroed and nothing new is locked. Larger regions are unlocked
+ * and unmapped.
+ */
+static void
+test_page_cache(void **state)
+{
+	uint8_t *p = secmem_alloc(100), *q, *big;
+	long locked;
+
+	assert_non_null(p);
+	memset(p, 0xcd, 100);
+	secmem_free(p, 100);
+	locked = vmlck_kb();
+	q = secmem_alloc(64);
+	assert_ptr_equal(q, p);
+	for (size_t i = 0; i < (size_t)sysconf(_SC_PAGESIZE); i++)
+		assert_int_equal(q[i], 0);
+	assert_int_equal(vmlck_kb(), locked);
+	secmem_free(q, 64);
+
+	big = secmem_alloc(3 * (size_t)sysconf(_SC_PAGESIZE));
+	assert_non_null(big);
+	memset(big, 0xef, 3 * (size_t)sysconf(_SC_PAGESIZE));
+#ifndef __SANITIZE_ADDRESS__
+	assert_true(vmlck_kb() > locked);
+#endif
+	secmem_free(big, 3 * (size_t)sysconf(_SC_PAGESIZE));
+	assert_int_equal(vmlck_kb(), locked);
 }
 
 static void
@@ -69,6 +101,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alloc_locked_and_free),
+		cmocka_unit_test(test_page_cache),
 		cmocka_unit_test(test_wipe),
 		cmocka_unit_test(test_harden),
 	};

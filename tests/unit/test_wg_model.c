@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <cmocka.h>
 
@@ -149,6 +150,49 @@ test_add_peer_growth_and_find(void **state)
 	wg_device_free(dev);
 }
 
+/*
+ * The first peers live in the rest of the device's locked page (no mapping of their own);
+ * past that they move to a mapping, keep their contents, and the page part is wiped.
+ */
+static void
+test_peers_in_device_page(void **state)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct wg_device *dev = NULL;
+	struct wg_peer *p;
+	uint8_t *first;
+	size_t n_in;
+
+	assert_int_equal(wg_device_new(&dev, "wg0"), 0);
+	if (!dev->locked) {
+		/* RLIMIT_MEMLOCK too low here: the plain allocation has no page to share */
+		wg_device_free(dev);
+		skip();
+	}
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(wg_device_add_peer(dev, &p), 0);
+		memset(p->public_key, 0x10 + i, WG_KEY_LEN);
+		memset(p->preshared_key, 0x50 + i, WG_KEY_LEN);
+	}
+	first = (uint8_t *)dev->peers;
+	assert_true(first > (uint8_t *)dev && first + 3 * sizeof(*p) <= (uint8_t *)dev + page);
+	n_in = dev->cap_peers;
+	assert_true(n_in >= 3);
+	while (dev->n_peers <= n_in)
+		assert_int_equal(wg_device_add_peer(dev, &p), 0);
+	assert_true((uint8_t *)dev->peers < (uint8_t *)dev ||
+		(uint8_t *)dev->peers >= (uint8_t *)dev + page);
+	for (int i = 0; i < 3; i++) {
+		for (size_t k = 0; k < WG_KEY_LEN; k++) {
+			assert_int_equal(dev->peers[i].public_key[k], 0x10 + i);
+			assert_int_equal(dev->peers[i].preshared_key[k], 0x50 + i);
+		}
+	}
+	for (size_t k = 0; k < n_in * sizeof(*p); k++)
+		assert_int_equal(first[k], 0);
+	wg_device_free(dev);
+}
+
 static void
 test_add_allowedip_checks(void **state)
 {
@@ -181,6 +225,7 @@ main(void)
 		cmocka_unit_test(test_allowedip_parse_bad),
 		cmocka_unit_test(test_endpoint_parse),
 		cmocka_unit_test(test_add_peer_growth_and_find),
+		cmocka_unit_test(test_peers_in_device_page),
 		cmocka_unit_test(test_add_allowedip_checks),
 	};
 
