@@ -605,7 +605,7 @@ privsep_selftest(const char *user, const char *keyfile)
 	fails += r == 0;
 	fflush(stdout);
 	{
-		char *argv[] = { "/bin/true", NULL };
+		char *argv[] = { "/bin/false", NULL }; /* exits 1 if exec was allowed */
 
 		execve(argv[0], argv, (char *[]){ NULL });
 		printf("execve: %s\n", strerror(errno));
