@@ -270,8 +270,12 @@ struct privsep;
 int plane_new_remote(struct plane **ret, struct privsep *ps);
 /* Apply @dev's peers to @t's interface, bringing it up first if needed (privileged side). */
 int plane_apply(struct plane *p, const struct store_tenant *t, const struct wg_device *dev);
-/* Whether @ifname is a WireGuard interface this plane can read (privileged side). */
-bool plane_is_wireguard(struct plane *p, const char *ifname);
+/*
+ * Whether @t may take its interface (privileged side): 0 if it does not exist, or is a
+ * WireGuard interface without a key or with @t's own (left up by a previous run); -EPERM
+ * if it is another kind of interface or another key's WireGuard interface.
+ */
+int plane_interface_claimable(struct plane *p, const struct store_tenant *t);
 /* Stops the wireguard-go processes it runs; kernel interfaces stay (devices keep dialing). */
 void plane_free(struct plane *p);
 /*

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -763,17 +764,28 @@ plane_apply(struct plane *p, const struct store_tenant *t, const struct wg_devic
 	return r;
 }
 
-bool
-plane_is_wireguard(struct plane *p, const char *ifname)
+int
+plane_interface_claimable(struct plane *p, const struct store_tenant *t)
 {
 	struct wg_device *dev = NULL;
+	uint8_t pub[WG_KEY_LEN];
 	int r;
 
+	if (if_nametoindex(t->ifname) == 0)
+		return 0;
 	pthread_mutex_lock(&p->lock);
-	r = wg_get_device(p->wg, ifname, &dev);
+	r = wg_get_device(p->wg, t->ifname, &dev);
 	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		return -EPERM; /* there, and not a WireGuard interface of this backend */
+	/* Keyed: ours after a restart only if it has this tenant's key. */
+	if (!key_is_zero(dev->public_key)) {
+		r = plane_tenant_key(p, t, pub);
+		if (r == 0 && memcmp(pub, dev->public_key, WG_KEY_LEN) != 0)
+			r = -EPERM;
+	}
 	wg_device_free(dev);
-	return r == 0;
+	return r;
 }
 
 int
@@ -782,8 +794,12 @@ plane_peer_stats(struct plane *p, const struct store_tenant *t, struct wg_peer_s
 {
 	int r;
 
-	if (p->ps != NULL)
+	if (p->ps != NULL) {
+		/* Not up (refused, failing): nothing to read, and no request to be refused. */
+		if (!plane_tenant_is_up(p, t->name))
+			return -ENODEV;
 		return privsep_stats(p->ps, t->name, ret, ret_n);
+	}
 	pthread_mutex_lock(&p->read_lock);
 	r = wg_get_peer_stats(p->wg_read, t->ifname, ret, ret_n);
 	pthread_mutex_unlock(&p->read_lock);

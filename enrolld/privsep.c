@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
-#include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -241,12 +240,16 @@ serve_one(int fd, int ch, const uint8_t *buf, size_t len, uint8_t *out)
 
 			ps_tenant_to_rec(req.tenant, &nr);
 			rec_to_store(&nr, &t);
-			/* Never someone else's interface (eth0 into a VRF, an address on lo). */
-			if (if_nametoindex(t.ifname) != 0 && !plane_is_wireguard(P.plane, t.ifname)) {
+			/*
+			 * Never someone else's interface: eth0 into a VRF, an address on lo, the
+			 * host's own wg0 re-keyed.
+			 */
+			r = plane_interface_claimable(P.plane, &t);
+			if (r < 0) {
 				log_warnx("privsep: refused a request of the network process: "
-					  "'%s' exists and is not a WireGuard interface",
-					t.ifname);
-				return reply(fd, -EPERM, 0, 0, NULL, 0, out);
+					  "interface '%s' exists and is not tenant '%s''s (%s)",
+					t.ifname, t.name, strerror(-r));
+				return reply(fd, r, 0, 0, NULL, 0, out);
 			}
 		}
 		r = plane_tenant_up(P.plane, &t);
