@@ -7,7 +7,8 @@
  * Parent: two threads. The main one serves the "main" channel (every request) and takes
  * the signals (signalfd): SIGTERM/SIGINT/SIGHUP are forwarded to the child. A second one
  * serves the "read" channel (STATS only). When the child's end closes the parent stops its
- * wireguard-go processes and exits: 0 if it had forwarded a stop, 1 otherwise.
+ * wireguard-go processes and exits 0 if it had forwarded a stop; otherwise it leaves them
+ * running (the next start adopts them, tunnels stay up) and exits 1.
  */
 #include <errno.h>
 #include <grp.h>
@@ -303,6 +304,7 @@ static void
 parent_loop(int fd_main, int fd_read, const struct enrolld_conf *conf)
 {
 	struct plane_config pc = { 0 };
+	uint8_t *in = malloc(PS_MSG_MAX + 1), *out = malloc(PS_MSG_MAX);
 	bool stop_forwarded = false;
 	struct signalfd_siginfo si;
 	pthread_t reader;
@@ -317,7 +319,7 @@ parent_loop(int fd_main, int fd_read, const struct enrolld_conf *conf)
 	pc.vrf_table_base = (uint32_t)conf->vrf_table_base;
 	pc.nftables = conf->nftables;
 	pc.nft = conf->nft;
-	r = plane_new(&P.plane, &pc);
+	r = in == NULL || out == NULL ? -ENOMEM : plane_new(&P.plane, &pc);
 	if (r < 0) {
 		kill(P.child, SIGTERM);
 		fatalx("WireGuard control: %s", strerror(-r));
@@ -357,34 +359,37 @@ parent_loop(int fd_main, int fd_read, const struct enrolld_conf *conf)
 			}
 		}
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			uint8_t *in = malloc(PS_MSG_MAX + 1), *out = malloc(PS_MSG_MAX);
 			ssize_t n;
 
-			if (in == NULL || out == NULL)
-				fatalx("privsep: out of memory");
+			/* MSG_TRUNC: the real length, so an oversized message is refused as such */
 			n = recv(fd_main, in, PS_MSG_MAX + 1, MSG_TRUNC | MSG_DONTWAIT);
 			if (n > 0)
 				r = serve_one(fd_main, CH_MAIN, in,
 					(size_t)n > PS_MSG_MAX + 1 ? PS_MSG_MAX + 1 : (size_t)n, out);
-			free(in);
-			free(out);
 			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
 			    (n > 0 && r < 0))
 				break;
 		}
 	}
 	/* The child's end closed: it exited (or is about to). */
+	free(in);
+	free(out);
 	close(fd_main);
 	shutdown(fd_read, SHUT_RDWR);
 	pthread_join(reader, NULL);
 	while (waitpid(P.child, &status, 0) < 0 && errno == EINTR)
 		;
-	plane_free(P.plane);
-	ps_registry_clear(&P.reg);
 	if (stop_forwarded && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		/* A stop: as without privilege separation, wireguard-go stops with us. */
+		plane_free(P.plane);
+		ps_registry_clear(&P.reg);
 		log_info("privsep: the network process stopped; exiting");
 		exit(0);
 	}
+	/*
+	 * A crash of the network process is a crash of enrolld: the wireguard-go processes
+	 * are left running (tunnels stay up) for the next start to adopt, as after a kill -9.
+	 */
 	if (WIFSIGNALED(status))
 		log_warnx("privsep: the network process (pid %d) was killed by signal %d; exiting",
 			(int)P.child, WTERMSIG(status));
