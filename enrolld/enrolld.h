@@ -284,6 +284,11 @@ void plane_free(struct plane *p);
  */
 int plane_tenant_key(struct plane *p, const struct store_tenant *t, uint8_t ret_pub[32]);
 /*
+ * The same by name, without making @tenant one of the plane's tenants (privileged side of
+ * privilege separation: a name alone must not become an interface or an nftables entry).
+ */
+int plane_tenant_pubkey(struct plane *p, const char *tenant, uint8_t ret_pub[32]);
+/*
  * Bring @t's interface up (idempotent): link (kernel) or wireguard-go (userspace), private
  * key, listen port, the control plane's address, the prefix route, VRF, nftables.
  */

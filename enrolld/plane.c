@@ -312,6 +312,31 @@ plane_tenant_key(struct plane *p, const struct store_tenant *t, uint8_t ret_pub[
 	return r;
 }
 
+int
+plane_tenant_pubkey(struct plane *p, const char *tenant, uint8_t ret_pub[32])
+{
+	struct plane_tenant tmp, *pt;
+	uint8_t priv[WG_KEY_LEN];
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	pt = find_tenant(p, tenant);
+	if (pt != NULL && pt->have_key) {
+		memcpy(ret_pub, pt->pub, WG_KEY_LEN);
+		r = 0;
+	} else {
+		/* Not a tenant of this plane (yet): the key only, no entry (no interface, no nft). */
+		memset(&tmp, 0, sizeof(tmp));
+		snprintf(tmp.name, sizeof(tmp.name), "%s", tenant);
+		r = tenant_private_key(p, &tmp, priv);
+		explicit_bzero(priv, sizeof(priv));
+		if (r == 0)
+			memcpy(ret_pub, tmp.pub, WG_KEY_LEN);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
 /* ---- userspace: wireguard-go ------------------------------------------------------------- */
 
 /* Make sure a wireguard-go serves @pt's interface: adopt a live one, else start one. */
@@ -780,7 +805,7 @@ plane_interface_claimable(struct plane *p, const struct store_tenant *t)
 		return -EPERM; /* there, and not a WireGuard interface of this backend */
 	/* Keyed: ours after a restart only if it has this tenant's key. */
 	if (!key_is_zero(dev->public_key)) {
-		r = plane_tenant_key(p, t, pub);
+		r = plane_tenant_pubkey(p, t->name, pub);
 		if (r == 0 && memcmp(pub, dev->public_key, WG_KEY_LEN) != 0)
 			r = -EPERM;
 	}

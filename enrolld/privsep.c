@@ -231,9 +231,7 @@ serve_one(int fd, int ch, const uint8_t *buf, size_t len, uint8_t *out)
 		(void)sdnotify(notify_text[req.count]);
 		return reply(fd, 0, 0, 0, NULL, 0, out);
 	case PS_TENANT_KEY:
-		memset(&t, 0, sizeof(t));
-		snprintf(t.name, sizeof(t.name), "%s", req.name->name);
-		r = plane_tenant_key(P.plane, &t, pub);
+		r = plane_tenant_pubkey(P.plane, req.name->name, pub);
 		return reply(fd, r, 0, 0, pub, r == 0 ? sizeof(pub) : 0, out);
 	case PS_TENANT_UP:
 		if (rec == NULL) {

@@ -152,6 +152,16 @@ check "the other interface keeps its key and port" \
 check "and has no address of the tenant" bash -c "! ip -n $NS addr show dev $FIF | grep -q 10.97"
 check "lo has no address of the tenant" bash -c "! ip -n $NS addr show dev lo | grep -q 10.96"
 check "the tenant's own interface is unaffected" [ -S "/var/run/wireguard/$IF.sock" ]
+IF2=$(ed_ifname q)
+check "another tenant of its own comes up" [ "$(api POST /v1/tenants "$ADMIN" \
+	"{\"name\":\"ps2\",\"prefix\":\"10.95.0.0/28\",\"interface\":\"$IF2\",\"listen_port\":35173,\"endpoint\":\"192.0.2.1:35173\"}")" = 201 ]
+nft_ifs() {
+	ip netns exec "$NS" nft -j list set inet enrolld tenant_ifs |
+		jq -r '.nftables[] | select(.set) | .set.elem // [] | .[]' | sort | tr '\n' ' '
+}
+want_ifs=$(printf '%s\n' "$IF" "$IF2" | sort | tr '\n' ' ')
+check "nftables' tenant interfaces are the two tenants' only (not '$FIF', not lo): $(nft_ifs)" \
+	[ "$(nft_ifs)" = "$want_ifs" ]
 # From here on the reconciler asks again every 2 s for both and is refused again: expected.
 
 echo "== signals"
