@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -656,6 +657,13 @@ main(int argc, char *argv[])
 	}
 	if (load_crls(&e, conf_path) < 0)
 		fatalx("%s: cannot load the CRLs of attestation.crl_dir", conf_path);
+	if (e.conf.user != NULL) {
+		struct passwd *pw = getpwnam(e.conf.user);
+
+		if (pw == NULL || pw->pw_uid == 0)
+			fatalx("%s: server.user '%s' %s", conf_path, e.conf.user,
+				pw == NULL ? "does not exist" : "is root");
+	}
 	if (check) {
 		printf("configuration OK\n");
 		r = 0;

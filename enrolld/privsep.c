@@ -51,7 +51,7 @@ static struct {
 	pthread_mutex_t reg_lock;
 	struct ps_registry reg;
 	pid_t child;
-} P = { .reg_lock = PTHREAD_MUTEX_INITIALIZER };
+} P = {.reg_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void
 rec_to_store(const struct ps_tenant_rec *r, struct store_tenant *t)
@@ -83,8 +83,8 @@ static int
 reply(int fd, int status, uint32_t flags, uint32_t count, const void *body, size_t blen,
 	uint8_t *scratch)
 {
-	struct ps_hdr h = { .type = PS_REPLY, .flags = (uint16_t)flags, .count = count,
-		.status = status };
+	struct ps_hdr h = {
+		.type = PS_REPLY, .flags = (uint16_t)flags, .count = count, .status = status};
 
 	memcpy(scratch, &h, sizeof(h));
 	if (blen > 0)
@@ -105,7 +105,7 @@ serve_stats(int fd, const struct store_tenant *t, uint8_t *out)
 	do {
 		size_t k = n - off > PS_PEERS_MAX ? PS_PEERS_MAX : n - off;
 		struct ps_stat *s = (struct ps_stat *)(out + sizeof(struct ps_hdr));
-		struct ps_hdr h = { .type = PS_REPLY, .count = (uint32_t)k };
+		struct ps_hdr h = {.type = PS_REPLY, .count = (uint32_t)k};
 
 		for (size_t i = 0; i < k; i++) {
 			memset(&s[i], 0, sizeof(s[i]));
@@ -136,7 +136,7 @@ serve_dump(int fd, const struct store_tenant *t, uint8_t *out)
 	do {
 		size_t k = dev->n_peers - off > PS_PEERS_MAX ? PS_PEERS_MAX : dev->n_peers - off;
 		struct ps_dump_peer *d = (struct ps_dump_peer *)(out + sizeof(struct ps_hdr));
-		struct ps_hdr h = { .type = PS_REPLY, .count = (uint32_t)k };
+		struct ps_hdr h = {.type = PS_REPLY, .count = (uint32_t)k};
 
 		for (size_t i = 0; i < k; i++) {
 			const struct wg_peer *p = &dev->peers[off + i];
@@ -301,7 +301,7 @@ read_channel_main(void *arg)
 static void
 parent_loop(int fd_main, int fd_read, const struct enrolld_conf *conf)
 {
-	struct plane_config pc = { 0 };
+	struct plane_config pc = {0};
 	uint8_t *in = malloc(PS_MSG_MAX + 1), *out = malloc(PS_MSG_MAX);
 	bool stop_forwarded = false;
 	struct signalfd_siginfo si;
@@ -339,8 +339,8 @@ parent_loop(int fd_main, int fd_read, const struct enrolld_conf *conf)
 	log_info("privsep: the network process (pid %d) runs as '%s'; this one keeps the keys",
 		(int)P.child, conf->user);
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = fd_main, .events = POLLIN },
-			{ .fd = sfd, .events = POLLIN } };
+		struct pollfd pfd[2] = {
+			{.fd = fd_main, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
 
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
@@ -363,9 +363,10 @@ parent_loop(int fd_main, int fd_read, const struct enrolld_conf *conf)
 			n = recv(fd_main, in, PS_MSG_MAX + 1, MSG_TRUNC | MSG_DONTWAIT);
 			if (n > 0)
 				r = serve_one(fd_main, CH_MAIN, in,
-					(size_t)n > PS_MSG_MAX + 1 ? PS_MSG_MAX + 1 : (size_t)n, out);
+					(size_t)n > PS_MSG_MAX + 1 ? PS_MSG_MAX + 1 : (size_t)n,
+					out);
 			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
-			    (n > 0 && r < 0))
+				(n > 0 && r < 0))
 				break;
 		}
 	}
@@ -400,7 +401,7 @@ parent_loop(int fd_main, int fd_read, const struct enrolld_conf *conf)
 int
 privsep_start(const struct enrolld_conf *conf, struct privsep **ret)
 {
-	int sp[2][2] = { { -1, -1 }, { -1, -1 } };
+	int sp[2][2] = {{-1, -1}, {-1, -1}};
 	struct privsep *ps;
 	pid_t pid;
 
@@ -481,25 +482,67 @@ static int
 load_seccomp(void)
 {
 	static const int deny[] = {
-		SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(ptrace),
-		SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev), SCMP_SYS(mount),
-		SCMP_SYS(umount2), SCMP_SYS(pivot_root), SCMP_SYS(chroot), SCMP_SYS(unshare),
-		SCMP_SYS(setns), SCMP_SYS(kexec_load), SCMP_SYS(kexec_file_load),
-		SCMP_SYS(init_module), SCMP_SYS(finit_module), SCMP_SYS(delete_module),
-		SCMP_SYS(bpf), SCMP_SYS(perf_event_open), SCMP_SYS(keyctl), SCMP_SYS(add_key),
-		SCMP_SYS(request_key), SCMP_SYS(userfaultfd), SCMP_SYS(open_by_handle_at),
-		SCMP_SYS(name_to_handle_at), SCMP_SYS(reboot), SCMP_SYS(swapon), SCMP_SYS(swapoff),
-		SCMP_SYS(acct), SCMP_SYS(settimeofday), SCMP_SYS(clock_settime),
-		SCMP_SYS(clock_adjtime), SCMP_SYS(adjtimex), SCMP_SYS(setuid), SCMP_SYS(setgid),
-		SCMP_SYS(setreuid), SCMP_SYS(setregid), SCMP_SYS(setresuid), SCMP_SYS(setresgid),
-		SCMP_SYS(setgroups), SCMP_SYS(setfsuid), SCMP_SYS(setfsgid), SCMP_SYS(capset),
-		SCMP_SYS(quotactl), SCMP_SYS(mknod), SCMP_SYS(mknodat), SCMP_SYS(personality),
-		SCMP_SYS(iopl), SCMP_SYS(ioperm), SCMP_SYS(fanotify_init), SCMP_SYS(lookup_dcookie),
-		SCMP_SYS(vhangup), SCMP_SYS(syslog), SCMP_SYS(uselib), SCMP_SYS(fsopen),
-		SCMP_SYS(fsmount), SCMP_SYS(move_mount), SCMP_SYS(open_tree), SCMP_SYS(io_uring_setup),
+		SCMP_SYS(execve),
+		SCMP_SYS(execveat),
+		SCMP_SYS(ptrace),
+		SCMP_SYS(process_vm_readv),
+		SCMP_SYS(process_vm_writev),
+		SCMP_SYS(mount),
+		SCMP_SYS(umount2),
+		SCMP_SYS(pivot_root),
+		SCMP_SYS(chroot),
+		SCMP_SYS(unshare),
+		SCMP_SYS(setns),
+		SCMP_SYS(kexec_load),
+		SCMP_SYS(kexec_file_load),
+		SCMP_SYS(init_module),
+		SCMP_SYS(finit_module),
+		SCMP_SYS(delete_module),
+		SCMP_SYS(bpf),
+		SCMP_SYS(perf_event_open),
+		SCMP_SYS(keyctl),
+		SCMP_SYS(add_key),
+		SCMP_SYS(request_key),
+		SCMP_SYS(userfaultfd),
+		SCMP_SYS(open_by_handle_at),
+		SCMP_SYS(name_to_handle_at),
+		SCMP_SYS(reboot),
+		SCMP_SYS(swapon),
+		SCMP_SYS(swapoff),
+		SCMP_SYS(acct),
+		SCMP_SYS(settimeofday),
+		SCMP_SYS(clock_settime),
+		SCMP_SYS(clock_adjtime),
+		SCMP_SYS(adjtimex),
+		SCMP_SYS(setuid),
+		SCMP_SYS(setgid),
+		SCMP_SYS(setreuid),
+		SCMP_SYS(setregid),
+		SCMP_SYS(setresuid),
+		SCMP_SYS(setresgid),
+		SCMP_SYS(setgroups),
+		SCMP_SYS(setfsuid),
+		SCMP_SYS(setfsgid),
+		SCMP_SYS(capset),
+		SCMP_SYS(quotactl),
+		SCMP_SYS(mknod),
+		SCMP_SYS(mknodat),
+		SCMP_SYS(personality),
+		SCMP_SYS(iopl),
+		SCMP_SYS(ioperm),
+		SCMP_SYS(fanotify_init),
+		SCMP_SYS(lookup_dcookie),
+		SCMP_SYS(vhangup),
+		SCMP_SYS(syslog),
+		SCMP_SYS(uselib),
+		SCMP_SYS(fsopen),
+		SCMP_SYS(fsmount),
+		SCMP_SYS(move_mount),
+		SCMP_SYS(open_tree),
+		SCMP_SYS(io_uring_setup),
 	};
 	/* Sockets that configure the host or see its traffic. */
-	static const int deny_family[] = { AF_NETLINK, AF_PACKET, AF_KEY };
+	static const int deny_family[] = {AF_NETLINK, AF_PACKET, AF_KEY};
 	/* Threads, never namespaces. */
 	const uint64_t ns_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
 				  CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP;
@@ -536,7 +579,7 @@ load_seccomp(void)
 static int
 caps_all_zero(void)
 {
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct d[2];
 
 	if (syscall(SYS_capget, &h, d) < 0)
@@ -571,7 +614,8 @@ privsep_drop(const char *user)
 	bset = drop_bounding_set();
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		return -errno;
-	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
+	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+		setresuid(uid, uid, uid) < 0) {
 		r = -errno;
 		log_warn("cannot become '%s' (CAP_SETUID and CAP_SETGID are needed)", user);
 		return r;
@@ -629,9 +673,9 @@ privsep_selftest(const char *user, const char *keyfile)
 	fails += r == 0;
 	fflush(stdout);
 	{
-		char *argv[] = { "/bin/false", NULL }; /* exits 1 if exec was allowed */
+		char *argv[] = {"/bin/false", NULL}; /* exits 1 if exec was allowed */
 
-		execve(argv[0], argv, (char *[]){ NULL });
+		execve(argv[0], argv, (char *[]){NULL});
 		printf("execve: %s\n", strerror(errno));
 		fflush(stdout);
 	}
@@ -821,16 +865,16 @@ dump_reply(void *ctx, const struct ps_hdr *h, const uint8_t *body, size_t len)
 			const struct ps_aip *a = &d.aips[j];
 
 			if ((a->family != 4 && a->family != 6) ||
-			    a->cidr > (a->family == 4 ? 32 : 128))
+				a->cidr > (a->family == 4 ? 32 : 128))
 				return -EPROTO;
-			r = wg_peer_add_allowedip(peer, a->family == 4 ? AF_INET : AF_INET6,
-				a->addr, a->cidr);
+			r = wg_peer_add_allowedip(
+				peer, a->family == 4 ? AF_INET : AF_INET6, a->addr, a->cidr);
 			if (r < 0)
 				return r;
 		}
 		/* More allowed IPs than the message carries: make it differ from any device. */
 		if (d.truncated) {
-			uint8_t none[16] = { 0 };
+			uint8_t none[16] = {0};
 
 			r = wg_peer_add_allowedip(peer, AF_INET, none, 0);
 			if (r < 0)
@@ -894,7 +938,7 @@ stats_reply(void *ctx, const struct ps_hdr *h, const uint8_t *body, size_t len)
 int
 privsep_stats(struct privsep *ps, const char *tenant, struct wg_peer_stats **ret, size_t *ret_n)
 {
-	struct stats_acc acc = { 0 };
+	struct stats_acc acc = {0};
 	struct name_req q;
 	int r;
 
@@ -912,7 +956,7 @@ privsep_stats(struct privsep *ps, const char *tenant, struct wg_peer_stats **ret
 int
 privsep_notify(struct privsep *ps, enum ps_notify what)
 {
-	struct ps_hdr h = { .type = PS_NOTIFY, .count = what };
+	struct ps_hdr h = {.type = PS_NOTIFY, .count = what};
 
 	return call(ps, CH_MAIN, &h, sizeof(h), NULL, NULL);
 }

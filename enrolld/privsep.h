@@ -31,10 +31,10 @@
 #include "common/key.h"
 #include "enrolld/addr.h"
 
-#define PS_NAME_MAX 32   /* = STORE_NAME_MAX */
-#define PS_IFNAME_MAX 16 /* = STORE_IFNAME_MAX = IFNAMSIZ */
+#define PS_NAME_MAX 32	  /* = STORE_NAME_MAX */
+#define PS_IFNAME_MAX 16  /* = STORE_IFNAME_MAX = IFNAMSIZ */
 #define PS_PEERS_MAX 1024 /* peers per PEERS_SET message, entries per reply chunk */
-#define PS_DUMP_AIPS 4    /* allowed IPs per peer in a DUMP reply (more: the peer is marked) */
+#define PS_DUMP_AIPS 4	  /* allowed IPs per peer in a DUMP reply (more: the peer is marked) */
 #define PS_TENANTS_MAX 1024
 #define PS_MSG_MAX (128 * 1024) /* no message is longer */
 
@@ -42,9 +42,9 @@ enum ps_type {
 	PS_TENANT_KEY = 1, /* ps_name -> reply: pub[32] */
 	PS_TENANT_UP = 2,  /* ps_tenant -> reply */
 	PS_PEERS_SET = 3,  /* ps_name + count x ps_peer -> reply */
-	PS_DUMP = 4,       /* ps_name -> replies: count x ps_dump_peer, PS_F_MORE on all but last */
-	PS_STATS = 5,      /* ps_name -> replies: count x ps_stat, PS_F_MORE on all but last */
-	PS_NOTIFY = 6,     /* hdr.count = enum ps_notify -> reply */
+	PS_DUMP = 4,	   /* ps_name -> replies: count x ps_dump_peer, PS_F_MORE on all but last */
+	PS_STATS = 5,	   /* ps_name -> replies: count x ps_stat, PS_F_MORE on all but last */
+	PS_NOTIFY = 6,	   /* hdr.count = enum ps_notify -> reply */
 	PS_REPLY = 0x80,
 };
 
@@ -60,8 +60,8 @@ enum ps_notify {
 struct ps_hdr {
 	uint16_t type;
 	uint16_t flags;
-	uint32_t count;  /* entries that follow the fixed body (PEERS_SET, replies) */
-	int32_t status;  /* replies: 0 or a negative errno */
+	uint32_t count; /* entries that follow the fixed body (PEERS_SET, replies) */
+	int32_t status; /* replies: 0 or a negative errno */
 	uint32_t pad;
 };
 
@@ -82,7 +82,7 @@ struct ps_tenant {
 };
 
 enum ps_peer_op {
-	PS_PEER_SET = 1,    /* add or update, replacing its allowed IPs */
+	PS_PEER_SET = 1, /* add or update, replacing its allowed IPs */
 	PS_PEER_REMOVE = 2,
 };
 
@@ -121,9 +121,9 @@ struct ps_stat {
 struct ps_request {
 	uint16_t type;
 	uint32_t count;
-	const struct ps_name *name;     /* KEY, PEERS_SET, DUMP, STATS */
+	const struct ps_name *name;	/* KEY, PEERS_SET, DUMP, STATS */
 	const struct ps_tenant *tenant; /* TENANT_UP */
-	const struct ps_peer *peers;    /* PEERS_SET: count of them */
+	const struct ps_peer *peers;	/* PEERS_SET: count of them */
 };
 
 /* What the parent knows: tenants pinned by TENANT_UP. */
@@ -149,8 +149,7 @@ struct ps_registry {
  * NUL-terminated and well-formed, counts within PS_PEERS_MAX, peer ops and padding.
  * Returns 0 and fills @ret, or -EBADMSG with a reason in @why.
  */
-int ps_parse_request(const void *buf, size_t len, struct ps_request *ret, char *why,
-	size_t whylen);
+int ps_parse_request(const void *buf, size_t len, struct ps_request *ret, char *why, size_t whylen);
 /*
  * Check a parsed request against @reg: the tenant it names is pinned (all but TENANT_KEY
  * and TENANT_UP); a TENANT_UP of a known tenant repeats its pinned interface, port and
@@ -196,10 +195,10 @@ int privsep_tenant_key(struct privsep *ps, const char *tenant, uint8_t ret_pub[s
 int privsep_tenant_up(struct privsep *ps, const struct store_tenant *t);
 /* The peers of @dev (REMOVE_ME or a v4 /32 and optional v6 /128), in chunks. */
 int privsep_peers_set(struct privsep *ps, const char *tenant, const struct wg_device *dev);
-int privsep_dump(struct privsep *ps, const char *tenant, const char *ifname,
-	struct wg_device **ret);
-int privsep_stats(struct privsep *ps, const char *tenant, struct wg_peer_stats **ret,
-	size_t *ret_n);
+int privsep_dump(
+	struct privsep *ps, const char *tenant, const char *ifname, struct wg_device **ret);
+int privsep_stats(
+	struct privsep *ps, const char *tenant, struct wg_peer_stats **ret, size_t *ret_n);
 int privsep_notify(struct privsep *ps, enum ps_notify what);
 
 #endif

@@ -20,8 +20,9 @@ _Static_assert(sizeof(struct ps_tenant) == 92, "ps_tenant layout");
 _Static_assert(sizeof(struct ps_peer) == 56, "ps_peer layout");
 _Static_assert(sizeof(struct ps_stat) == 56, "ps_stat layout");
 _Static_assert(sizeof(struct ps_dump_peer) == 40 + PS_DUMP_AIPS * 20, "ps_dump_peer layout");
-_Static_assert(sizeof(struct ps_hdr) + sizeof(struct ps_name) +
-			       PS_PEERS_MAX * sizeof(struct ps_peer) <= PS_MSG_MAX,
+_Static_assert(
+	sizeof(struct ps_hdr) + sizeof(struct ps_name) + PS_PEERS_MAX * sizeof(struct ps_peer) <=
+		PS_MSG_MAX,
 	"PEERS_SET fits");
 _Static_assert(sizeof(struct ps_hdr) + PS_PEERS_MAX * sizeof(struct ps_dump_peer) <= PS_MSG_MAX,
 	"DUMP chunk fits");
@@ -139,7 +140,7 @@ parse_tenant(const struct ps_tenant *t, char *why, size_t whylen)
 			continue;
 		memcpy(masked, p->addr, 16);
 		for (unsigned int b = p->plen; b < (p->family == AF_INET ? 32u : 128u); b++)
-			masked[b / 8] &= (uint8_t)~(0x80u >> (b % 8));
+			masked[b / 8] &= (uint8_t) ~(0x80u >> (b % 8));
 		if (memcmp(masked, p->addr, 16) != 0)
 			return fail(why, whylen, -EBADMSG, "prefix with host bits set");
 		if (addr_usable_range(p, &first, &last) < 0 || first == last)
@@ -199,11 +200,12 @@ ps_parse_request(const void *buf, size_t len, struct ps_request *ret, char *why,
 			if (p->has6 > 1 || !all_zero(p->pad, sizeof(p->pad)))
 				return fail(why, whylen, -EBADMSG, "peer %u: bad flags", i);
 			if (p->op == PS_PEER_REMOVE &&
-			    (p->has6 || !all_zero(p->addr4, 4) || !all_zero(p->addr6, 16)))
-				return fail(why, whylen, -EBADMSG, "peer %u: removal with addresses",
-					i);
+				(p->has6 || !all_zero(p->addr4, 4) || !all_zero(p->addr6, 16)))
+				return fail(why, whylen, -EBADMSG,
+					"peer %u: removal with addresses", i);
 			if (p->op == PS_PEER_SET && !p->has6 && !all_zero(p->addr6, 16))
-				return fail(why, whylen, -EBADMSG, "peer %u: stray IPv6 address", i);
+				return fail(
+					why, whylen, -EBADMSG, "peer %u: stray IPv6 address", i);
 		}
 		return 0;
 	case PS_TENANT_UP:
@@ -214,8 +216,8 @@ ps_parse_request(const void *buf, size_t len, struct ps_request *ret, char *why,
 		return parse_tenant(ret->tenant, why, whylen);
 	case PS_NOTIFY:
 		if (len != 0 || h.count < PS_NOTIFY_READY || h.count > PS_NOTIFY_STOPPING)
-			return fail(why, whylen, -EBADMSG, "NOTIFY: %zu bytes, code %u", len,
-				h.count);
+			return fail(
+				why, whylen, -EBADMSG, "NOTIFY: %zu bytes, code %u", len, h.count);
 		return 0;
 	default:
 		return fail(why, whylen, -EBADMSG, "unknown message type %u", h.type);
@@ -270,7 +272,8 @@ check_up(const struct ps_registry *reg, const struct ps_tenant *t,
 			return fail(why, whylen, -EPERM, "port %u belongs to tenant '%s'",
 				want.listen_port, o->name);
 		if (addr_prefix_overlap(&o->prefix4, &want.prefix4) ||
-		    (want.prefix6.family != 0 && addr_prefix_overlap(&o->prefix6, &want.prefix6)))
+			(want.prefix6.family != 0 &&
+				addr_prefix_overlap(&o->prefix6, &want.prefix6)))
 			return fail(why, whylen, -EPERM, "prefix overlaps tenant '%s'", o->name);
 	}
 	*ret_rec = NULL;
@@ -278,8 +281,7 @@ check_up(const struct ps_registry *reg, const struct ps_tenant *t,
 }
 
 static int
-check_peers(const struct ps_tenant_rec *t, const struct ps_request *req, char *why,
-	size_t whylen)
+check_peers(const struct ps_tenant_rec *t, const struct ps_request *req, char *why, size_t whylen)
 {
 	uint8_t a[16];
 
@@ -291,14 +293,15 @@ check_peers(const struct ps_tenant_rec *t, const struct ps_request *req, char *w
 		memset(a, 0, sizeof(a));
 		memcpy(a, p->addr4, 4);
 		if (!addr_in_prefix(&t->prefix4, AF_INET, a) || !addr_is_usable(&t->prefix4, a) ||
-		    memcmp(a, t->self4, 4) == 0)
+			memcmp(a, t->self4, 4) == 0)
 			return fail(why, whylen, -EINVAL,
 				"peer %u: %u.%u.%u.%u/32 is not a device address of tenant '%s'", i,
 				a[0], a[1], a[2], a[3], t->name);
 		if (!p->has6)
 			continue;
 		if (t->prefix6.family == 0 || !addr_in_prefix(&t->prefix6, AF_INET6, p->addr6) ||
-		    !addr_is_usable(&t->prefix6, p->addr6) || memcmp(p->addr6, t->self6, 16) == 0)
+			!addr_is_usable(&t->prefix6, p->addr6) ||
+			memcmp(p->addr6, t->self6, 16) == 0)
 			return fail(why, whylen, -EINVAL,
 				"peer %u: IPv6 address is not a device address of tenant '%s'", i,
 				t->name);

@@ -44,7 +44,7 @@ check_accepted(const struct ps_registry *reg, const struct ps_request *req,
 	if (req->type != PS_PEERS_SET)
 		return;
 	if (rec == NULL || rec < reg->t || rec >= reg->t + reg->n ||
-	    strcmp(rec->name, req->name->name) != 0)
+		strcmp(rec->name, req->name->name) != 0)
 		abort();
 	for (uint32_t i = 0; i < req->count; i++) {
 		const struct ps_peer *p = &req->peers[i];
@@ -56,7 +56,7 @@ check_accepted(const struct ps_registry *reg, const struct ps_request *req,
 		memset(a, 0, sizeof(a));
 		memcpy(a, p->addr4, 4);
 		if (!addr_in_prefix(&rec->prefix4, AF_INET, a) ||
-		    !addr_is_usable(&rec->prefix4, a) || memcmp(a, rec->self4, 4) == 0)
+			!addr_is_usable(&rec->prefix4, a) || memcmp(a, rec->self4, 4) == 0)
 			abort();
 	}
 }
@@ -69,16 +69,16 @@ check_registry(const struct ps_registry *reg, const struct ps_tenant_rec *first)
 	for (size_t i = 0; i < reg->n; i++)
 		for (size_t j = i + 1; j < reg->n; j++)
 			if (strcmp(reg->t[i].ifname, reg->t[j].ifname) == 0 ||
-			    strcmp(reg->t[i].name, reg->t[j].name) == 0 ||
-			    reg->t[i].listen_port == reg->t[j].listen_port ||
-			    addr_prefix_overlap(&reg->t[i].prefix4, &reg->t[j].prefix4))
+				strcmp(reg->t[i].name, reg->t[j].name) == 0 ||
+				reg->t[i].listen_port == reg->t[j].listen_port ||
+				addr_prefix_overlap(&reg->t[i].prefix4, &reg->t[j].prefix4))
 				abort();
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ps_registry reg = { 0 };
+	struct ps_registry reg = {0};
 	struct ps_tenant_rec first;
 	char why[256];
 
@@ -99,7 +99,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		memcpy(msg, data, len);
 		if (ps_parse_request(msg, len, &req, why, sizeof(why)) == 0 &&
-		    ps_check_request(&reg, &req, &rec, why, sizeof(why)) == 0) {
+			ps_check_request(&reg, &req, &rec, why, sizeof(why)) == 0) {
 			check_accepted(&reg, &req, rec);
 			if (req.type == PS_TENANT_UP)
 				(void)ps_registry_pin(&reg, req.tenant);

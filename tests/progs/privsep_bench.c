@@ -41,8 +41,8 @@ cmp_d(const void *a, const void *b)
 int
 main(int argc, char **argv)
 {
-	struct enrolld_conf conf = { 0 };
-	struct store_tenant t = { 0 };
+	struct enrolld_conf conf = {0};
+	struct store_tenant t = {0};
 	struct privsep *ps = NULL;
 	struct plane *pl = NULL;
 	struct wg_device *dev = NULL;
@@ -88,8 +88,8 @@ main(int argc, char **argv)
 		return 1;
 	for (long i = 0; i < n; i++) {
 		struct wg_peer *p;
-		uint8_t a[4] = { 10, (uint8_t)((i + 2) >> 16), (uint8_t)((i + 2) >> 8),
-			(uint8_t)(i + 2) };
+		uint8_t a[4] = {
+			10, (uint8_t)((i + 2) >> 16), (uint8_t)((i + 2) >> 8), (uint8_t)(i + 2)};
 
 		if (wg_device_add_peer(dev, &p) < 0)
 			return 1;
@@ -110,7 +110,7 @@ main(int argc, char **argv)
 	via = calloc((size_t)rounds, sizeof(*via));
 	direct = calloc((size_t)rounds, sizeof(*direct));
 	if (via == NULL || direct == NULL || wg_ctl_new(&ctl) < 0 ||
-	    wg_ctl_set_uapi_dir(ctl, argv[1]) < 0)
+		wg_ctl_set_uapi_dir(ctl, argv[1]) < 0)
 		return 1;
 	wg_ctl_set_backend(ctl, WG_BACKEND_UAPI);
 	for (long k = 0; k < rounds; k++) {

@@ -24,7 +24,7 @@ static char why[256];
 static size_t
 up_msg(const char *name, const char *ifname, uint16_t port, uint8_t net)
 {
-	struct ps_hdr h = { .type = PS_TENANT_UP };
+	struct ps_hdr h = {.type = PS_TENANT_UP};
 	struct ps_tenant t;
 
 	memset(&t, 0, sizeof(t));
@@ -42,7 +42,7 @@ up_msg(const char *name, const char *ifname, uint16_t port, uint8_t net)
 static size_t
 name_msg(uint16_t type, const char *name)
 {
-	struct ps_hdr h = { .type = type };
+	struct ps_hdr h = {.type = type};
 	struct ps_name n;
 
 	memset(&n, 0, sizeof(n));
@@ -57,7 +57,7 @@ static size_t
 peers_msg(const char *name, uint8_t net, const uint8_t *a3, uint32_t n)
 {
 	size_t len = name_msg(PS_PEERS_SET, name);
-	struct ps_hdr h = { .type = PS_PEERS_SET, .count = n };
+	struct ps_hdr h = {.type = PS_PEERS_SET, .count = n};
 
 	memcpy(msg, &h, sizeof(h));
 	for (uint32_t i = 0; i < n; i++) {
@@ -120,8 +120,8 @@ static void
 test_valid_requests(void **state)
 {
 	struct ps_registry *reg = *state;
-	const uint8_t a[] = { 2, 3, 254 };
-	struct ps_hdr h = { .type = PS_NOTIFY, .count = PS_NOTIFY_READY };
+	const uint8_t a[] = {2, 3, 254};
+	struct ps_hdr h = {.type = PS_NOTIFY, .count = PS_NOTIFY_READY};
 
 	assert_int_equal(handle(reg, peers_msg("alpha", 1, a, 3)), 0);
 	assert_int_equal(handle(reg, name_msg(PS_DUMP, "alpha")), 0);
@@ -145,7 +145,7 @@ static void
 test_remove_peer(void **state)
 {
 	struct ps_registry *reg = *state;
-	const uint8_t a[] = { 2 };
+	const uint8_t a[] = {2};
 	size_t len = peers_msg("alpha", 1, a, 1);
 
 	peer_at(0)->op = PS_PEER_REMOVE;
@@ -159,7 +159,7 @@ static void
 test_unknown_tenant(void **state)
 {
 	struct ps_registry *reg = *state;
-	const uint8_t a[] = { 2 };
+	const uint8_t a[] = {2};
 
 	assert_int_equal(handle(reg, peers_msg("gamma", 1, a, 1)), -ENOENT);
 	assert_non_null(strstr(why, "never brought up"));
@@ -197,8 +197,8 @@ static void
 test_allowed_ips(void **state)
 {
 	struct ps_registry *reg = *state;
-	const uint8_t ok[] = { 2 }, net[] = { 0 }, bcast[] = { 255 }, self[] = { 1 };
-	uint8_t other[16] = { 10, 2, 0, 5 };
+	const uint8_t ok[] = {2}, net[] = {0}, bcast[] = {255}, self[] = {1};
+	uint8_t other[16] = {10, 2, 0, 5};
 	size_t len;
 
 	/* outside the prefix (another tenant's network) */
@@ -220,7 +220,7 @@ test_allowed_ips(void **state)
 	assert_int_equal(handle(reg, len), -EBADMSG);
 	/* one bad peer among good ones refuses the whole message */
 	{
-		const uint8_t mix[] = { 2, 3, 0, 4 };
+		const uint8_t mix[] = {2, 3, 0, 4};
 
 		assert_int_equal(handle(reg, peers_msg("alpha", 1, mix, 4)), -EINVAL);
 		assert_non_null(strstr(why, "peer 2"));
@@ -256,7 +256,7 @@ static void
 test_malformed(void **state)
 {
 	struct ps_registry *reg = *state;
-	const uint8_t a[] = { 2, 3 };
+	const uint8_t a[] = {2, 3};
 	struct ps_hdr h;
 	size_t len;
 
