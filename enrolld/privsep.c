@@ -6,9 +6,10 @@
  *
  * Parent: two threads. The main one serves the "main" channel (every request) and takes
  * the signals (signalfd): SIGTERM/SIGINT/SIGHUP are forwarded to the child. A second one
- * serves the "read" channel (STATS only). When the child's end closes the parent stops its
- * wireguard-go processes and exits 0 if it had forwarded a stop; otherwise it leaves them
- * running (the next start adopts them, tunnels stay up) and exits 1.
+ * serves the "read" channel (STATS and NOTIFY: neither waits for an interface change).
+ * When the child's end closes the parent stops its wireguard-go processes and exits 0 if
+ * it had forwarded a stop; otherwise it leaves them running (the next start adopts them,
+ * tunnels stay up) and exits 1.
  */
 #include <errno.h>
 #include <grp.h>
@@ -211,7 +212,7 @@ serve_one(int fd, int ch, const uint8_t *buf, size_t len, uint8_t *out)
 	int r;
 
 	r = ps_parse_request(buf, len, &req, why, sizeof(why));
-	if (r == 0 && ch == CH_READ && req.type != PS_STATS) {
+	if (r == 0 && ch == CH_READ && req.type != PS_STATS && req.type != PS_NOTIFY) {
 		r = -EPERM;
 		snprintf(why, sizeof(why), "type %u on the read channel", req.type);
 	}
@@ -958,5 +959,9 @@ privsep_notify(struct privsep *ps, enum ps_notify what)
 {
 	struct ps_hdr h = {.type = PS_NOTIFY, .count = what};
 
-	return call(ps, CH_MAIN, &h, sizeof(h), NULL, NULL);
+	/*
+	 * The read channel: the main one may be busy for a minute setting 65,536 peers, and
+	 * the watchdog (WatchdogSec=20) must not wait for that.
+	 */
+	return call(ps, CH_READ, &h, sizeof(h), NULL, NULL);
 }

@@ -8,7 +8,8 @@
  * enrolld forks once at start. The parent keeps root's CAP_NET_ADMIN and the tenants'
  * private keys and does nothing but WireGuard, rtnetlink and nftables changes, asked for
  * by the child over two SOCK_SEQPACKET socketpairs (one for changes, one for the health
- * monitor's reads, so a read of 100,000 peers does not hold up an enrollment). The child
+ * monitor's reads and systemd's notifications, so neither a read of 100,000 peers holds up
+ * an enrollment nor a long change the watchdog). The child
  * drops to server.user, no capabilities, PR_SET_NO_NEW_PRIVS and a seccomp filter, and
  * does everything else: HTTP, JSON, attestation, the store, health.
  *
