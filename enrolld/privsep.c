@@ -965,3 +965,9 @@ privsep_notify(struct privsep *ps, enum ps_notify what)
 	 */
 	return call(ps, CH_READ, &h, sizeof(h), NULL, NULL);
 }
+
+int
+privsep_raw_call(struct privsep *ps, const void *msg, size_t len)
+{
+	return call(ps, CH_MAIN, msg, len, NULL, NULL);
+}

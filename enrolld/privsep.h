@@ -201,5 +201,7 @@ int privsep_dump(
 int privsep_stats(
 	struct privsep *ps, const char *tenant, struct wg_peer_stats **ret, size_t *ret_n);
 int privsep_notify(struct privsep *ps, enum ps_notify what);
+/* Tests (tests/progs/privsep_probe): send @len raw bytes on the main channel, the status. */
+int privsep_raw_call(struct privsep *ps, const void *msg, size_t len);
 
 #endif

@@ -8,13 +8,16 @@
 # the tenant key nor open a netlink socket nor exec (--privsep-selftest: the child's own
 # drop); SIGHUP reaches the child; the child killed: the privileged process exits 1 and
 # leaves its wireguard-go to the next start, which adopts it; the privileged process
-# killed: the child exits; SIGTERM: both exit 0, wireguard-go stopped. Forbidden messages are refused by the parent's checks: tests/unit/test_privsep.c.
+# killed: the child exits; SIGTERM: both exit 0, wireguard-go stopped. Forbidden messages
+# sent to the real privileged process are refused (tests/progs/privsep_probe); each check
+# on its own: tests/unit/test_enrolld_privsep.c.
 set -u
 . "$(dirname "$0")/enrolld_lib.sh"
 USER_=_enrolld
 CREATED_USER=
 ed_init privsep
 command -v python3 >/dev/null || { echo "skip: python3 not installed"; exit 77; }
+[ -x "$B/tests/progs/privsep_probe" ] || { echo "not built: $B/tests/progs/privsep_probe"; exit 1; }
 if ! getent passwd "$USER_" >/dev/null; then
 	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
 		"$USER_" || { echo "cannot create user $USER_"; exit 1; }
@@ -191,6 +194,23 @@ wait "$PARENT" 2>/dev/null
 ED_PID=
 for _ in $(seq 50); do kill -0 "$CHILD" 2>/dev/null || break; sleep 0.1; done
 check "the network process exits too" bash -c "! kill -0 $CHILD 2>/dev/null"
+
+echo "== forbidden messages to the privileged process (tests/progs/privsep_probe)"
+# The probe is enrolld's privsep code with a network side that sends raw requests: the
+# parent is the real one, on a real wireguard-go interface.
+PIF=$(ed_ifname r)
+mkdir -p "$T/probekeys"
+# (its exit status is the privileged process's: 1, the network side stopped unasked)
+ip netns exec "$NS" "$B/tests/progs/privsep_probe" /var/run/wireguard "$T/probekeys" "$PIF" \
+	>"$T/probe.out" 2>"$T/probe.log"
+check "every forbidden request refused, the allowed one applied (12 lines as expected)" \
+	[ "$(grep -c ': as expected' "$T/probe.out")" = 12 ]
+sed 's/^/    /' "$T/probe.out"
+check "the privileged process logged each refusal (9)" \
+	[ "$(grep -c 'refused a request of the network process' "$T/probe.log")" = 9 ]
+check "and named the address it refused" grep -q "10.91.0.5/32 is not a device address" "$T/probe.log"
+check "the interface holds the allowed peer only" \
+	[ "$("$WGCTL" --backend uapi show "$PIF" | tail -n +2 | cut -f4)" = 10.90.0.7/32 ]
 
 echo "== SIGTERM"
 start
