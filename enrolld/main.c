@@ -546,6 +546,8 @@ stop_services(struct enrolld *e)
 	/* ...then the interfaces (userspace: wireguard-go stops) and the state. */
 	plane_free(e->plane);
 	e->plane = NULL;
+	privsep_free(e->ps); /* the privileged process sees EOF and stops too */
+	e->ps = NULL;
 	enroll_sessions_free(e->sessions);
 	e->sessions = NULL;
 	attest_trust_free(e->trust);

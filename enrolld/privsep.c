@@ -971,3 +971,16 @@ privsep_raw_call(struct privsep *ps, const void *msg, size_t len)
 {
 	return call(ps, CH_MAIN, msg, len, NULL, NULL);
 }
+
+void
+privsep_free(struct privsep *ps)
+{
+	if (ps == NULL)
+		return;
+	for (int i = 0; i < 2; i++) {
+		close(ps->fd[i]);
+		pthread_mutex_destroy(&ps->lock[i]);
+		free(ps->buf[i]);
+	}
+	free(ps);
+}

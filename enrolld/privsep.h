@@ -201,6 +201,8 @@ int privsep_dump(
 int privsep_stats(
 	struct privsep *ps, const char *tenant, struct wg_peer_stats **ret, size_t *ret_n);
 int privsep_notify(struct privsep *ps, enum ps_notify what);
+/* The child's end: closes both channels (the parent sees EOF). NULL is a no-op. */
+void privsep_free(struct privsep *ps);
 /* Tests (tests/progs/privsep_probe): send @len raw bytes on the main channel, the status. */
 int privsep_raw_call(struct privsep *ps, const void *msg, size_t len);
 

@@ -160,5 +160,6 @@ main(int argc, char **argv)
 	free(via);
 	free(direct);
 	plane_free(pl);
+	privsep_free(ps);
 	return 0; /* the parent sees EOF: exits 1 (no stop forwarded) and leaves wireguard-go */
 }

@@ -88,6 +88,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init(1, "privsep_probe");
+	setvbuf(stdout, NULL, _IOLBF, 0); /* every line out, whatever happens at exit */
 	conf.wg_backend = ENROLLD_WG_USERSPACE;
 	conf.uapi_dir = argv[1];
 	conf.key_dir = argv[2];
@@ -129,5 +130,6 @@ main(int argc, char **argv)
 	}
 	wg_device_free(dev);
 	plane_free(pl);
+	privsep_free(ps);
 	return fails ? 1 : 0; /* the parent sees EOF and exits */
 }
