@@ -41,6 +41,7 @@ msg = @printf '  %-7s %s\n' $(1) $(2)
 endif
 
 PKGS := libmnl libcrypto jansson inih tss2-esys tss2-mu tss2-tctildr tss2-rc lmdb libmicrohttpd gnutls \
+	libseccomp \
 	libcurl
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)

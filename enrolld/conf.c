@@ -21,6 +21,7 @@ static const char *const conf_known[] = {
 	"server.header_timeout",
 	"server.connection_timeout",
 	"server.body_timeout",
+	"server.user",
 	"state.db_path",
 	"state.key_dir",
 	"state.max_size_mib",
@@ -72,6 +73,7 @@ conf_clear(struct enrolld_conf *conf)
 	free(conf->unix_socket);
 	free(conf->tls_cert);
 	free(conf->tls_key);
+	free(conf->user);
 	free(conf->db_path);
 	free(conf->key_dir);
 	free(conf->admin_token_file);
@@ -167,6 +169,7 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 		dup_opt(&c.unix_socket, cfg, "server", "unix_socket", NULL) < 0 ||
 		dup_opt(&c.tls_cert, cfg, "server", "tls_cert", NULL) < 0 ||
 		dup_opt(&c.tls_key, cfg, "server", "tls_key", NULL) < 0 ||
+		dup_opt(&c.user, cfg, "server", "user", NULL) < 0 ||
 		dup_opt(&c.db_path, cfg, "state", "db_path", "/var/lib/enrolld") < 0 ||
 		dup_opt(&c.key_dir, cfg, "state", "key_dir", NULL) < 0 ||
 		dup_opt(&c.admin_token_file, cfg, "auth", "admin_token_file", NULL) < 0 ||
@@ -218,6 +221,12 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 	}
 	if (c.admin_token_file == NULL) {
 		snprintf(errbuf, errlen, "%s: auth.admin_token_file is required", path);
+		goto out;
+	}
+	if (c.user != NULL && (c.user[0] == '\0' || strcmp(c.user, "root") == 0)) {
+		snprintf(errbuf, errlen,
+			"%s: server.user must name an unprivileged user (privilege separation)",
+			path);
 		goto out;
 	}
 	if (c.db_path[0] != '/' || c.key_dir[0] != '/') {

@@ -41,6 +41,7 @@ struct enrolld_conf {
 	long header_timeout;  /* seconds a client has to send its request headers */
 	long conn_timeout;    /* seconds of inactivity before a connection is closed */
 	long body_timeout;    /* seconds from the end of the headers to the end of the body */
+	char *user;           /* privilege separation: the network process runs as this user */
 	/* [state] */
 	char *db_path;
 	char *key_dir; /* tenant interface private keys, default <db_path>/keys */
@@ -261,6 +262,20 @@ struct plane_config {
 };
 
 int plane_new(struct plane **ret, const struct plane_config *cfg);
+/*
+ * Privilege separation's child: a plane that asks the privileged process (privsep.c) for
+ * every key, interface change and read. @ps is not owned.
+ */
+struct privsep;
+int plane_new_remote(struct plane **ret, struct privsep *ps);
+/* Apply @dev's peers to @t's interface, bringing it up first if needed (privileged side). */
+int plane_apply(struct plane *p, const struct store_tenant *t, const struct wg_device *dev);
+/*
+ * Whether @t may take its interface (privileged side): 0 if it does not exist, or is a
+ * WireGuard interface without a key or with @t's own (left up by a previous run); -EPERM
+ * if it is another kind of interface or another key's WireGuard interface.
+ */
+int plane_interface_claimable(struct plane *p, const struct store_tenant *t);
 /* Stops the wireguard-go processes it runs; kernel interfaces stay (devices keep dialing). */
 void plane_free(struct plane *p);
 /*
@@ -268,6 +283,11 @@ void plane_free(struct plane *p);
  * its public key. Does not touch any interface.
  */
 int plane_tenant_key(struct plane *p, const struct store_tenant *t, uint8_t ret_pub[32]);
+/*
+ * The same by name, without making @tenant one of the plane's tenants (privileged side of
+ * privilege separation: a name alone must not become an interface or an nftables entry).
+ */
+int plane_tenant_pubkey(struct plane *p, const char *tenant, uint8_t ret_pub[32]);
 /*
  * Bring @t's interface up (idempotent): link (kernel) or wireguard-go (userspace), private
  * key, listen port, the control plane's address, the prefix route, VRF, nftables.
@@ -358,6 +378,7 @@ struct enrolld {
 	struct crl_set *crls;       /* attestation.crl_dir; NULL without it */
 	struct enroll_sessions *sessions;
 	struct http_server *http;
+	struct privsep *ps; /* server.user set: the channel to the privileged process */
 	pthread_t reconciler;
 	bool reconciler_started;
 	pthread_mutex_t stop_lock;

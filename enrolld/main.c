@@ -11,11 +11,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +31,7 @@
 #include "enrolld/attest/attest.h"
 #include "enrolld/attest/crl.h"
 #include "enrolld/enrolld.h"
+#include "enrolld/privsep.h"
 
 #define TOKEN_MAX ENROLLD_TOKEN_MAX
 
@@ -49,6 +52,10 @@ usage(FILE *f)
 		"      --routes       print the API's routes (METHOD PATH) and exit\n"
 		"      --backup DIR   copy the database (consistent, compacted) into the empty\n"
 		"                     directory DIR and exit; safe while enrolld runs\n"
+		"      --privsep-selftest FILE\n"
+		"                     drop privileges to server.user as the network process\n"
+		"                     does, try to read FILE, open a netlink socket, exec, and\n"
+		"                     exit 0 if everything was refused\n"
 		"\n"
 		"Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the token files, the\n"
 		"TLS certificate and key, and the CRLs of attestation.crl_dir.\n"
@@ -259,6 +266,20 @@ load_crls(struct enrolld *e, const char *when)
 }
 
 
+/* systemd's notifications: directly, or through the privileged process (privsep). */
+static void
+notify(struct enrolld *e, enum ps_notify what, const char *text)
+{
+	int r;
+
+	if (e->ps != NULL)
+		r = privsep_notify(e->ps, what);
+	else
+		r = sdnotify(text);
+	if (r < 0 && what == PS_NOTIFY_READY)
+		log_warnx("sd_notify READY=1: %s", strerror(-r));
+}
+
 /* Set once every tenant interface matched the store: readiness (sd_notify) waits for it. */
 static atomic_bool reconciled;
 
@@ -466,6 +487,17 @@ start_services(struct enrolld *e)
 	} else {
 		log_warnx("attestation.ek_ca_dir is not set: devices cannot enroll");
 	}
+	if (e->ps != NULL) {
+		/* What needed root is open (the store, the trust anchors): drop for good. */
+		pid_t parent = getppid();
+
+		if (privsep_drop(e->conf.user) < 0)
+			fatalx("privilege separation: cannot drop to '%s'", e->conf.user);
+		/* If the privileged process dies, so do we (SIGTERM: a clean stop). */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0 || getppid() != parent)
+			fatalx("privilege separation: the privileged process is gone");
+		log_info("privsep: network process running as '%s'", e->conf.user);
+	}
 	r = enroll_sessions_new(&e->sessions);
 	if (r < 0)
 		fatalx("sessions: %s", strerror(-r));
@@ -478,7 +510,7 @@ start_services(struct enrolld *e)
 	pc.vrf_table_base = (uint32_t)e->conf.vrf_table_base;
 	pc.nftables = e->conf.nftables;
 	pc.nft = e->conf.nft;
-	r = plane_new(&e->plane, &pc);
+	r = e->ps != NULL ? plane_new_remote(&e->plane, e->ps) : plane_new(&e->plane, &pc);
 	if (r < 0)
 		fatalx("WireGuard control: %s", strerror(-r));
 	/* Before serving: the interfaces must match the store (a crash may have left them). */
@@ -514,6 +546,8 @@ stop_services(struct enrolld *e)
 	/* ...then the interfaces (userspace: wireguard-go stops) and the state. */
 	plane_free(e->plane);
 	e->plane = NULL;
+	privsep_free(e->ps); /* the privileged process sees EOF and stops too */
+	e->ps = NULL;
 	enroll_sessions_free(e->sessions);
 	e->sessions = NULL;
 	attest_trust_free(e->trust);
@@ -534,9 +568,10 @@ main(int argc, char *argv[])
 		{ "version", no_argument, NULL, 'V' },
 		{ "routes", no_argument, NULL, 'R' },
 		{ "backup", required_argument, NULL, 'B' },
+		{ "privsep-selftest", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *conf_path = ENROLLD_DEFAULT_CONF, *backup = NULL;
+	const char *conf_path = ENROLLD_DEFAULT_CONF, *backup = NULL, *selftest = NULL;
 	struct http_config hc = { 0 };
 	static struct enrolld e;
 	char *trust_pem = NULL;
@@ -571,6 +606,9 @@ main(int argc, char *argv[])
 		case 'B':
 			backup = optarg;
 			break;
+		case 'S':
+			selftest = optarg;
+			break;
 		case 'R':
 			/* docs/openapi.json is checked against this by a test */
 			for (size_t i = 0; i < api_n_routes; i++)
@@ -586,7 +624,7 @@ main(int argc, char *argv[])
 		return 2;
 	}
 
-	log_init(foreground || check || backup != NULL, "enrolld");
+	log_init(foreground || check || backup != NULL || selftest != NULL, "enrolld");
 	log_setverbose(verbose);
 	pthread_mutex_init(&e.token_lock, NULL);
 	pthread_mutex_init(&e.crl_lock, NULL);
@@ -621,6 +659,13 @@ main(int argc, char *argv[])
 	}
 	if (load_crls(&e, conf_path) < 0)
 		fatalx("%s: cannot load the CRLs of attestation.crl_dir", conf_path);
+	if (e.conf.user != NULL) {
+		struct passwd *pw = getpwnam(e.conf.user);
+
+		if (pw == NULL || pw->pw_uid == 0)
+			fatalx("%s: server.user '%s' %s", conf_path, e.conf.user,
+				pw == NULL ? "does not exist" : "is root");
+	}
 	if (check) {
 		printf("configuration OK\n");
 		r = 0;
@@ -628,6 +673,12 @@ main(int argc, char *argv[])
 	}
 	if (backup != NULL) {
 		r = do_backup(&e, backup);
+		goto out;
+	}
+	if (selftest != NULL) {
+		if (e.conf.user == NULL)
+			fatalx("%s: --privsep-selftest needs server.user", conf_path);
+		r = privsep_selftest(e.conf.user, selftest);
 		goto out;
 	}
 
@@ -642,6 +693,19 @@ main(int argc, char *argv[])
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	/* Before the fork: WATCHDOG_PID names the process systemd started. */
+	r = sdnotify_watchdog_usec(&wd_usec);
+	if (r < 0)
+		log_warnx("WATCHDOG_USEC is malformed, ignoring");
+	if (r > 0 && wd_usec / 4 < 1000000)
+		tick.tv_sec = 0, tick.tv_nsec = (long)(wd_usec / 4 * 1000);
+	if (e.conf.user != NULL) {
+		/* The parent stays in privsep_start() until the child is gone. */
+		r = privsep_start(&e.conf, &e.ps);
+		if (r < 0)
+			fatalx("privilege separation: %s", strerror(-r));
+	}
 
 	start_services(&e);
 
@@ -691,25 +755,19 @@ main(int argc, char *argv[])
 	 * was reconciled; the watchdog is pinged from this loop, so a stuck main thread is
 	 * restarted. Without systemd these are no-ops.
 	 */
-	r = sdnotify_watchdog_usec(&wd_usec);
-	if (r < 0)
-		log_warnx("WATCHDOG_USEC is malformed, ignoring");
-	if (r > 0 && wd_usec / 4 < 1000000)
-		tick.tv_sec = 0, tick.tv_nsec = (long)(wd_usec / 4 * 1000);
 	for (;;) {
 		if (!ready && atomic_load(&reconciled)) {
-			r = sdnotify("READY=1\nSTATUS=serving; tenant interfaces reconciled");
-			if (r < 0)
-				log_warnx("sd_notify READY=1: %s", strerror(-r));
+			notify(&e, PS_NOTIFY_READY,
+				"READY=1\nSTATUS=serving; tenant interfaces reconciled");
 			ready = true;
 		}
 		if (wd_usec != 0)
-			(void)sdnotify("WATCHDOG=1");
+			notify(&e, PS_NOTIFY_WATCHDOG, "WATCHDOG=1");
 		sig = sigtimedwait(&set, NULL, &tick);
 		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
-			(void)sdnotify("RELOADING=1");
+			notify(&e, PS_NOTIFY_RELOADING, "RELOADING=1");
 			if (load_tokens(&e) == 0)
 				log_info("SIGHUP: tokens reloaded");
 			else
@@ -724,11 +782,11 @@ main(int argc, char *argv[])
 			if (e.conf.crl_dir != NULL && load_crls(&e, "SIGHUP") < 0)
 				log_warnx("SIGHUP: keeping the previous CRLs");
 			if (ready)
-				(void)sdnotify("READY=1");
+				notify(&e, PS_NOTIFY_READY, "READY=1");
 			continue;
 		}
 		log_info("signal %d: shutting down", sig);
-		(void)sdnotify("STOPPING=1");
+		notify(&e, PS_NOTIFY_STOPPING, "STOPPING=1");
 		break;
 	}
 	stop_services(&e);

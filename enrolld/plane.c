@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -44,6 +45,7 @@
 #include "common/wg.h"
 #include "common/wgproc.h"
 #include "enrolld/enrolld.h"
+#include "enrolld/privsep.h"
 
 extern char **environ;
 
@@ -74,7 +76,35 @@ struct plane {
 	bool vrf_missing; /* the kernel said no to VRF once: do not ask again */
 	struct plane_tenant *tenants;
 	size_t n_tenants;
+	/*
+	 * Privilege separation: set in the unprivileged child, where every interface change
+	 * and read is asked of the privileged parent (privsep.c) and the fields above that
+	 * touch the system (wg, wg_read, rtnl, key_dir, wp) are unused.
+	 */
+	struct privsep *ps;
 };
+
+static const char *
+wg_err(struct plane *p)
+{
+	return p->ps != NULL ? "(privileged process)" : wg_ctl_last_error(p->wg);
+}
+
+static int
+backend_set(struct plane *p, const struct store_tenant *t, const struct wg_device *dev)
+{
+	if (p->ps != NULL)
+		return privsep_peers_set(p->ps, t->name, dev);
+	return wg_set_device(p->wg, dev);
+}
+
+static int
+backend_get(struct plane *p, const struct store_tenant *t, struct wg_device **ret)
+{
+	if (p->ps != NULL)
+		return privsep_dump(p->ps, t->name, t->ifname, ret);
+	return wg_get_device(p->wg, t->ifname, ret);
+}
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -269,12 +299,40 @@ plane_tenant_key(struct plane *p, const struct store_tenant *t, uint8_t ret_pub[
 	pt = get_tenant(p, t);
 	if (pt == NULL) {
 		r = -ENOMEM;
+	} else if (!pt->have_key && p->ps != NULL) {
+		r = privsep_tenant_key(p->ps, pt->name, pt->pub);
+		pt->have_key = r == 0;
 	} else if (!pt->have_key) {
 		r = tenant_private_key(p, pt, priv);
 		explicit_bzero(priv, sizeof(priv));
 	}
 	if (r == 0)
 		memcpy(ret_pub, pt->pub, WG_KEY_LEN);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+int
+plane_tenant_pubkey(struct plane *p, const char *tenant, uint8_t ret_pub[32])
+{
+	struct plane_tenant tmp, *pt;
+	uint8_t priv[WG_KEY_LEN];
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	pt = find_tenant(p, tenant);
+	if (pt != NULL && pt->have_key) {
+		memcpy(ret_pub, pt->pub, WG_KEY_LEN);
+		r = 0;
+	} else {
+		/* Not a tenant of this plane (yet): the key only, no entry (no interface, no nft). */
+		memset(&tmp, 0, sizeof(tmp));
+		snprintf(tmp.name, sizeof(tmp.name), "%s", tenant);
+		r = tenant_private_key(p, &tmp, priv);
+		explicit_bzero(priv, sizeof(priv));
+		if (r == 0)
+			memcpy(ret_pub, tmp.pub, WG_KEY_LEN);
+	}
 	pthread_mutex_unlock(&p->lock);
 	return r;
 }
@@ -505,6 +563,16 @@ tenant_up_locked(struct plane *p, const struct store_tenant *t)
 	pt = get_tenant(p, t);
 	if (pt == NULL)
 		return -ENOMEM;
+	if (p->ps != NULL) {
+		/* The parent checks, creates and logs; this side only remembers. */
+		r = privsep_tenant_up(p->ps, t);
+		if (r < 0)
+			tenant_fail(pt, "bring up (privileged process)", r, NULL);
+		else
+			pt->last_err[0] = '\0';
+		pt->up = r == 0;
+		return r;
+	}
 	if (pt->up) {
 		/* Still there? An interface can disappear under us (operator, crash of wg-go). */
 		r = wg_get_device(p->wg, pt->ifname, &dev);
@@ -614,10 +682,10 @@ apply_locked(struct plane *p, const struct store_tenant *t, const struct wg_devi
 		if (r < 0)
 			return r;
 	}
-	r = wg_set_device(p->wg, dev);
+	r = backend_set(p, t, dev);
 	if (r < 0)
 		log_warnx("tenant '%s': changing peers of '%s': %s %s", t->name, t->ifname,
-			strerror(-r), wg_ctl_last_error(p->wg));
+			strerror(-r), wg_err(p));
 	return r;
 }
 
@@ -705,8 +773,43 @@ plane_dump(struct plane *p, const struct store_tenant *t, struct wg_device **ret
 	int r;
 
 	pthread_mutex_lock(&p->lock);
-	r = wg_get_device(p->wg, t->ifname, ret);
+	r = backend_get(p, t, ret);
 	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+int
+plane_apply(struct plane *p, const struct store_tenant *t, const struct wg_device *dev)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = apply_locked(p, t, dev);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+int
+plane_interface_claimable(struct plane *p, const struct store_tenant *t)
+{
+	struct wg_device *dev = NULL;
+	uint8_t pub[WG_KEY_LEN];
+	int r;
+
+	if (if_nametoindex(t->ifname) == 0)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	r = wg_get_device(p->wg, t->ifname, &dev);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		return -EPERM; /* there, and not a WireGuard interface of this backend */
+	/* Keyed: ours after a restart only if it has this tenant's key. */
+	if (!key_is_zero(dev->public_key)) {
+		r = plane_tenant_pubkey(p, t->name, pub);
+		if (r == 0 && memcmp(pub, dev->public_key, WG_KEY_LEN) != 0)
+			r = -EPERM;
+	}
+	wg_device_free(dev);
 	return r;
 }
 
@@ -716,6 +819,12 @@ plane_peer_stats(struct plane *p, const struct store_tenant *t, struct wg_peer_s
 {
 	int r;
 
+	if (p->ps != NULL) {
+		/* Not up (refused, failing): nothing to read, and no request to be refused. */
+		if (!plane_tenant_is_up(p, t->name))
+			return -ENODEV;
+		return privsep_stats(p->ps, t->name, ret, ret_n);
+	}
 	pthread_mutex_lock(&p->read_lock);
 	r = wg_get_peer_stats(p->wg_read, t->ifname, ret, ret_n);
 	pthread_mutex_unlock(&p->read_lock);
@@ -791,7 +900,7 @@ reconcile_tenant(struct plane *p, struct store *s, const struct store_tenant *t)
 	r = active_devices(s, t->name, &devs, &n_devs);
 	if (r < 0)
 		goto out;
-	r = wg_get_device(p->wg, t->ifname, &cur);
+	r = backend_get(p, t, &cur);
 	if (r < 0)
 		goto out;
 	r = wg_device_new(&want, t->ifname);
@@ -839,10 +948,10 @@ reconcile_tenant(struct plane *p, struct store *s, const struct store_tenant *t)
 		added++;
 	}
 	if (want->n_peers > 0) {
-		r = wg_set_device(p->wg, want);
+		r = backend_set(p, t, want);
 		if (r < 0) {
 			log_warnx("tenant '%s': reconciling '%s': %s %s", t->name, t->ifname,
-				strerror(-r), wg_ctl_last_error(p->wg));
+				strerror(-r), wg_err(p));
 			goto out;
 		}
 		log_info("tenant '%s': reconciled '%s' with the store: %zu peer(s) added, %zu "
@@ -974,6 +1083,21 @@ plane_new(struct plane **ret, const struct plane_config *cfg)
 err:
 	plane_free(p);
 	return r;
+}
+
+int
+plane_new_remote(struct plane **ret, struct privsep *ps)
+{
+	struct plane *p;
+
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->read_lock, NULL);
+	p->ps = ps;
+	*ret = p;
+	return 0;
 }
 
 void

@@ -9,7 +9,7 @@ PKGS=(
 	build-essential pkg-config clang libclang-rt-14-dev
 	# libraries (see docs/dependencies.md for why each is here)
 	libtss2-dev libssl-dev libmicrohttpd-dev libgnutls28-dev liblmdb-dev libmnl-dev
-	libjansson-dev libcurl4-openssl-dev libcmocka-dev libinih-dev
+	libjansson-dev libcurl4-openssl-dev libcmocka-dev libinih-dev libseccomp-dev
 	# tests and demo: TPM simulator, WireGuard, namespaces, firewall
 	swtpm swtpm-tools tpm2-tools wireguard-tools wireguard-go nftables
 	iproute2 iputils-ping curl jq openssl procps psmisc xxd
