@@ -29,6 +29,40 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *cache[SECMEM_CACHE];
 static size_t n_cache;
 
+/*
+ * Locks are not inherited across fork(): in a child the cached pages would be unlocked
+ * secret memory. The child drops them (privilege separation forks enrolld).
+ */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void
+cache_prepare(void)
+{
+	pthread_mutex_lock(&cache_lock);
+}
+
+static void
+cache_parent(void)
+{
+	pthread_mutex_unlock(&cache_lock);
+}
+
+static void
+cache_child(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	while (n_cache > 0)
+		munmap(cache[--n_cache], page); /* wiped when they were cached */
+	pthread_mutex_unlock(&cache_lock);
+}
+
+static void
+cache_atfork(void)
+{
+	(void)pthread_atfork(cache_prepare, cache_parent, cache_child);
+}
+
 static void *
 cache_take(void)
 {
@@ -46,6 +80,7 @@ cache_put(void *p)
 {
 	bool kept = false;
 
+	pthread_once(&atfork_once, cache_atfork);
 	pthread_mutex_lock(&cache_lock);
 	if (n_cache < SECMEM_CACHE) {
 		cache[n_cache++] = p;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include "common/secmem.h"
@@ -78,6 +79,34 @@ test_page_cache(void **state)
 	assert_int_equal(vmlck_kb(), locked);
 }
 
+/* A forked child does not reuse the cached pages: locks are not inherited by fork. */
+static void
+test_page_cache_fork(void **state)
+{
+	uint8_t *p = secmem_alloc(10);
+	int status;
+	pid_t pid;
+
+	assert_non_null(p);
+	secmem_free(p, 10); /* cached */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		uint8_t *q = secmem_alloc(10);
+
+		/* nothing is locked in a new child: a page it got must have been locked now */
+#ifdef __SANITIZE_ADDRESS__
+		_exit(q != NULL ? 0 : 1); /* ASan makes mlock() a no-op */
+#else
+		_exit(q != NULL && vmlck_kb() > 0 ? 0 : 1);
+#endif
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_ptr_equal(secmem_alloc(10), p); /* the parent still has it */
+}
+
 static void
 test_wipe(void **state)
 {
@@ -102,6 +131,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alloc_locked_and_free),
 		cmocka_unit_test(test_page_cache),
+		cmocka_unit_test(test_page_cache_fork),
 		cmocka_unit_test(test_wipe),
 		cmocka_unit_test(test_harden),
 	};
