@@ -13,6 +13,10 @@
 #                                                            interleaved point by point
 #   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https"; also
 #   "https-ka": HTTPS with one keep-alive connection per device thread)
+# Every point is also written as TSV to $ENROLL_TSV (build/bench/enroll.tsv; drawn by
+# tests/bench/plots.sh):
+#   run LABEL EK MODE CONC ENR/S P50_MS P99_MS MAX_MS SERVER_CPU_MS_PER_ENR
+#   ceiling - EK - CORES ENR/S_PER_CORE
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,6 +26,7 @@ CONCS=${CONCS:-"1 8 64"}
 N=${N:-300}
 MODES=${MODES:-"http https"}
 ENROLLDS=${ENROLLDS:-new:$B/enrolld}
+ENROLL_TSV=${ENROLL_TSV:-$B/bench/enroll.tsv}
 [ -x "$BENCH" ] || { echo "$BENCH not built (make)"; exit 1; }
 . "$ROOT/tests/integration/enrolld_lib.sh"
 ed_init bench
@@ -128,4 +133,10 @@ awk -v cores="$(nproc)" '
 	END { for (k in best) { split(k, f, " ")
 		printf "%-8s %-7s %-9s %7.1f enr/s of %6.0f = %5.1f%%\n", f[1], f[2], f[3], best[k],
 			ceil[f[2]], 100 * best[k] / ceil[f[2]] } }' "$T/results" | sort
+mkdir -p "$(dirname "$ENROLL_TSV")"
+awk -v cores="$(nproc)" 'BEGIN { OFS = "\t" }
+	$1 == "ceiling" { print "ceiling", "-", $2, "-", cores, $(NF - 3) }
+	$4 == "conc" { print "run", $1, $2, $3, $5, $8, $11, $14, $17, ($19 == "server" ? $21 : "") }' \
+	"$T/results" >"$ENROLL_TSV"
+echo "TSV: $ENROLL_TSV"
 exit $rc
