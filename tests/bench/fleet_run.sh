@@ -10,7 +10,9 @@
 # 65,536) and moves no packets: reconciliation really sends it every peer, and the health
 # ticks really read them all back. Prints:
 #   - the LMDB file's size and bytes per device;
-#   - startup: store open (+ the consistency check enrolld runs before serving),
+#   - the store's open and consistency check (store_verify, which enrolld runs before it
+#     serves), timed alone;
+#   - startup: store open (+ the consistency check),
 #     reconciliation (every peer written), ready (listening); enrolld's RSS;
 #   - one health tick at N: the cold first tick and then the steady ones (CPU of enrolld's
 #     health thread per tick, the daemon's time to answer the read);
@@ -94,11 +96,19 @@ awk -v s="$SIZE" -v du="$DU" -v n="$FLEET_N" 'BEGIN {
 		s / 1e6, du * 1024 / 1e6, s / n }'
 tsv lmdb_bytes "$SIZE" B
 tsv lmdb_bytes_per_device "$((SIZE / FLEET_N))" B
+# what enrolld's start does first, timed apart in a process of its own
+"$FB" verify -d "$T/db" | tee "$T/verify.out" | grep -v '^TSV' || exit 1
+awk -F'\t' '$1 == "TSV" { printf "store_open\t%s\ts\nstore_verify\t%s\ts\n", $3, $4 }' "$T/verify.out" >>"$FLEET_TSV"
 
 # -- enrolld: start, with every stderr line stamped with the time it arrived
 stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
+# resident memory in MB: all of it, anonymous (enrolld's own), file (LMDB's map: page cache)
 rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$ED_PID/status"; }
+rss_anon() { awk '/^RssAnon/ { printf "%.0f", $2 / 1024 }' "/proc/$ED_PID/status"; }
+rss_file() { awk '/^RssFile/ { printf "%.0f", $2 / 1024 }' "/proc/$ED_PID/status"; }
+rss_all() { echo "$(rss) MB ($(rss_anon) MB anonymous, $(rss_file) MB of LMDB's map)"; }
 hwm() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$ED_PID/status"; }
+tsv_rss() { tsv "$1" "$(rss)" MB; tsv "$1_anon" "$(rss_anon)" MB; }
 gets() { [ -f "$T/wgd.log" ] && awk '$2 == "get" { n++ } END { print n + 0 }' "$T/wgd.log" || echo 0; }
 start() { # LABEL
 	local log=$T/log.$1 i
@@ -147,16 +157,16 @@ wait_ticks() {
 
 echo
 start start
-echo "rss: $(rss) MB at ready"
-tsv rss_ready "$(rss)" MB
+echo "rss: $(rss_all) at ready"
+tsv_rss rss_ready
 HZ=$(getconf CLK_TCK)
 
 # -- health: the cold first tick, then steady ticks
 wait_ticks 2 # reconciliation's reads, then the cold tick's
 threads_cpu >"$T/cpu0"
 G0=$(gets)
-echo "rss: $(rss) MB after the first health tick (it holds every device in memory)"
-tsv rss_after_tick "$(rss)" MB
+echo "rss: $(rss_all) after the first health tick (it holds every device in memory)"
+tsv_rss rss_after_tick
 sleep $((3 * FLEET_HEALTH_INTERVAL))
 wait_ticks $(($(gets) / FLEET_TENANTS))
 threads_cpu >"$T/cpu1"
@@ -177,10 +187,11 @@ awk -v n="$FLEET_TENANTS" '$2 == "get" { t[++k] = $4 } END {
 # -- list every device
 echo
 ip netns exec "$NS" "$FB" list -u "$U" "${CLI[@]}" -l 1000 | tee "$T/list.out" | grep -v '^TSV'
-awk -F'\t' '$1 == "TSV" { printf "list_total\t%s\ts\nlist_page_p50\t%s\tms\nlist_page_p99\t%s\tms\nlist_page_max\t%s\tms\n", $5, $6, $7, $8 }' \
+awk -F'\t' '$1 == "TSV" { printf "list_total\t%s\ts\nlist_page_p50\t%s\tms\nlist_page_p99\t%s\tms\nlist_page_max\t%s\tms\n", $5, $6, $7, $8
+	printf "list_exchanges\t%s\ts\nlist_page_p50_first_tenth\t%s\tms\nlist_page_p50_last_tenth\t%s\tms\n", $10, $11, $12 }' \
 	"$T/list.out" >>"$FLEET_TSV"
-echo "rss: $(rss) MB after the listing (peak $(hwm) MB)"
-tsv rss_after_list "$(rss)" MB
+echo "rss: $(rss_all) after the listing (peak $(hwm) MB)"
+tsv_rss rss_after_list
 tsv rss_peak "$(hwm)" MB
 
 # -- /metrics
@@ -192,10 +203,11 @@ done | sort -n | sed -n 2p | awk -v tsv="$FLEET_TSV" '{
 	printf "metrics_time\t%.3f\tms\nmetrics_bytes\t%d\tB\n", $1 * 1000, $2 >> tsv }'
 
 # -- SSE resume: the log holds one "enrolled" event per device
-for from in 0 $((FLEET_N / 2)) $((FLEET_N - 100)); do
-	ip netns exec "$NS" "$FB" sse -u "$U" "${CLI[@]}" -f "$from" -e "$FLEET_N" | tee "$T/sse.out" |
+# (first byte and drain include the TLS handshake of a new connection)
+for at in all:0 half:$((FLEET_N / 2)) head:$((FLEET_N - 100)); do
+	ip netns exec "$NS" "$FB" sse -u "$U" "${CLI[@]}" -f "${at#*:}" -e "$FLEET_N" | tee "$T/sse.out" |
 		grep -v '^TSV'
-	awk -F'\t' '$1 == "TSV" { printf "sse_from_%s_first_byte\t%s\tms\nsse_from_%s_drain\t%s\ts\n", $3, $5, $3, $7 }' \
+	awk -F'\t' -v k="${at%%:*}" '$1 == "TSV" { printf "sse_%s_first_byte\t%s\tms\nsse_%s_drain\t%s\ts\nsse_%s_events\t%s\tevents\n", k, $5, k, $7, k, $4 }' \
 		"$T/sse.out" >>"$FLEET_TSV"
 done
 
@@ -205,8 +217,8 @@ kill -9 "$ED_PID"
 wait "$ED_PID" 2>/dev/null
 ED_PID=
 start restart
-echo "rss: $(rss) MB at ready after the restart"
-tsv rss_restart_ready "$(rss)" MB
+echo "rss: $(rss_all) at ready after the restart"
+tsv_rss rss_restart_ready
 awk '$2 == "set" { n += $3 } END { printf "the daemons were sent %d peers in all\n", n }' "$T/wgd.log"
 ed_stop
 echo "TSV: $FLEET_TSV"
