@@ -22,6 +22,8 @@
 #     the middle and near the head of the log: time to first byte and to drain;
 #   - restart after a kill -9 (the interfaces and their peers survive, as with the kernel
 #     backend): store open, reconciliation with every peer already present, ready.
+# FLEET_STATE=DIR: copy that state (made by `fleet_bench populate -n FLEET_N -t FLEET_TENANTS`)
+# instead of populating one (the 1,000,000 devices take minutes to write durably).
 # Everything lives in one temp dir and one namespace, removed on every exit path. Figures
 # are also written as TSV to $FLEET_TSV (build/bench/fleet-N.tsv) for tests/bench/plots.sh.
 set -u
@@ -88,7 +90,13 @@ echo "fleet: $FLEET_N devices in $FLEET_TENANTS tenants, $FLEET_MODE, state in $
 echo "(1,000,000: FLEET_N=1000000 nice -n 5 tests/bench/fleet_run.sh)"
 
 # -- populate
-"$FB" populate -d "$T/db" -n "$FLEET_N" -t "$FLEET_TENANTS" -i "$IFP" -p 51900 || exit 1
+if [ -n "${FLEET_STATE:-}" ]; then
+	mkdir -p "$T/db" && cp "$FLEET_STATE/data.mdb" "$T/db/" || exit 1
+	chmod 700 "$T/db"
+	echo "state: copied from $FLEET_STATE"
+else
+	"$FB" populate -d "$T/db" -n "$FLEET_N" -t "$FLEET_TENANTS" -i "$IFP" -p 51900 || exit 1
+fi
 SIZE=$(stat -c %s "$T/db/data.mdb")
 DU=$(du -k "$T/db/data.mdb" | cut -f1)
 awk -v s="$SIZE" -v du="$DU" -v n="$FLEET_N" 'BEGIN {
@@ -155,8 +163,14 @@ wait_ticks() {
 	done
 }
 
+# the daemon's own time for the requests logged since line $1 of its log
+daemon_share() {
+	awk -v from="$1" 'NR > from && $2 == "set" { s += $4; n += $3 } NR > from && $2 == "get" { g += $4; k++ }
+		END { printf "(of which the stand-in daemon: %.2f s applying %d peers, %.2f s answering %d reads)\n", s, n, g, k }' "$T/wgd.log"
+}
 echo
 start start
+daemon_share 0
 echo "rss: $(rss_all) at ready"
 tsv_rss rss_ready
 HZ=$(getconf CLK_TCK)
@@ -194,6 +208,22 @@ echo "rss: $(rss_all) after the listing (peak $(hwm) MB)"
 tsv_rss rss_after_list
 tsv rss_peak "$(hwm)" MB
 
+# one page at the start, the middle and the end of the table, in turns over one connection:
+# time to first byte, median of 5 each
+for i in 1 2 3 4 5; do
+	for c in 0 $((FLEET_N / 2)) $((FLEET_N - 1000)); do echo "url = \"$U/v1/devices?limit=1000&cursor=$c\""; done
+done >"$T/pages.curl"
+ip netns exec "$NS" curl -s "${CURL[@]}" -H "Authorization: Bearer $ADMIN" -K "$T/pages.curl" \
+	-o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null \
+	-o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null \
+	-o /dev/null -w '%{url_effective} %{time_starttransfer}\n' |
+	sed 's/.*cursor=//' | sort -k1,1n -k2,2n | awk -v tsv="$FLEET_TSV" -v n="$FLEET_N" '
+	{ t[$1] = t[$1] " " $2; c[$1]++; if (c[$1] == 3) med[$1] = $2 }
+	END { printf "one page by cursor position, first byte, median of 5 (one connection):"
+		for (k in med) { printf " at %s: %.1f ms;", k, med[k] * 1000
+			printf "list_page_at_%s\t%.3f\tms\n", (k == 0 ? "start" : (k == n / 2 ? "middle" : "end")), med[k] * 1000 >> tsv }
+		print "" }'
+
 # -- /metrics
 for i in 1 2 3; do
 	ip netns exec "$NS" curl -s "${CURL[@]}" -o /dev/null -w '%{time_total} %{size_download}\n' \
@@ -216,7 +246,9 @@ echo
 kill -9 "$ED_PID"
 wait "$ED_PID" 2>/dev/null
 ED_PID=
+L0=$(wc -l <"$T/wgd.log")
 start restart
+daemon_share "$L0"
 echo "rss: $(rss_all) at ready after the restart"
 tsv_rss rss_restart_ready
 awk '$2 == "set" { n += $3 } END { printf "the daemons were sent %d peers in all\n", n }' "$T/wgd.log"

@@ -25,7 +25,9 @@ made=()
 E=$B/bench/enroll.tsv
 if [ -s "$E" ]; then
 	# per series (label ek mode): conc rate p50 p99 max cpu, sorted by concurrency
-	awk -F'\t' -v d="$D" '$1 == "run" {
+	# (a point where enrollments failed is left out: its rate and latencies are not those
+	# of complete enrollments)
+	awk -F'\t' -v d="$D" '$1 == "run" && $11 + 0 == 0 {
 		f = d "/enr@" $2 "@" $3 "@" $4 ".dat"; print $5, $6, $7, $8, $9, $10 | "sort -n > \"" f "\"" }
 		$1 == "ceiling" { print $6 * $5 > (d "/ceil-" $3 ".txt") }' "$E"
 	lat="" rate=""
