@@ -56,8 +56,8 @@ GP
 $TERM_PNG
 set output '$OUT/bench-enroll-rate.png'
 set title 'Attested enrollments/s against concurrent devices, and the crypto ceiling'
-set xlabel 'concurrent devices'; set ylabel 'enrollments/s'
-set logscale x 2; set yrange [0:*]; set grid; set key outside right
+set xlabel 'concurrent devices'; set ylabel 'enrollments/s (logarithmic)'
+set logscale x 2; set logscale y 10; set grid; set key center right
 plot ${rate%, }
 GP
 	made+=(bench-enroll-latency.png bench-enroll-rate.png)
@@ -103,7 +103,7 @@ set title 'Adding one peer to an interface that holds N'
 set xlabel 'peers already on the interface'; set ylabel 'ms (median of 21)'
 set logscale x; set yrange [0:*]; set grid; set key top left
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 3 lc rgb 'red'
-set label 'target: 1 ms' at graph 0.02, first 1.05 textcolor rgb 'red'
+set label 'target: 1 ms' at graph 0.85, first 1.04 textcolor rgb 'red'
 plot ${add%, }
 GP
 		made+=(bench-add-peer.png)
