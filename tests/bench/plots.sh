@@ -120,7 +120,7 @@ if [ -s "$1" ]; then
 			{ v[$1] = $2 } END {
 			print n, g("start_reconcile", 1), g("restart_reconcile", 1), g("list_total", 1),
 				g("health_tick_cpu", 1000), g("sse_all_drain", 1), g("start_open", 1),
-				g("rss_after_list", 1), g("lmdb_bytes", 1e6) }' "$f"
+				g("rss_after_list", 1), g("lmdb_bytes", 1e6), g("rss_after_list_anon", 1) }' "$f"
 	done | sort -n >"$D/fleet.dat"
 	gnuplot <<GP
 set terminal pngcairo size 1100,520 font ",11" noenhanced
@@ -135,8 +135,9 @@ plot '$D/fleet.dat' using 1:2 with linespoints lw 2 title 'start: reconcile (all
      '' using 1:5 with linespoints title 'one health tick (CPU)', \
      '' using 1:7 with linespoints title 'store open + consistency check'
 set ylabel 'MB'
-plot '$D/fleet.dat' using 1:8 with linespoints lw 2 title 'enrolld RSS after the listing', \
-     '' using 1:9 with linespoints lw 2 title 'LMDB file'
+plot '$D/fleet.dat' using 1:8 with linespoints lw 2 title 'enrolld RSS after the listing (all)', \
+     '' using 1:10 with linespoints lw 2 title "of it anonymous (enrolld's own)", \
+     '' using 1:9 with linespoints lw 2 title 'LMDB file (mapped: the rest of the RSS)'
 unset multiplot
 GP
 	made+=(bench-fleet.png)
