@@ -125,17 +125,30 @@ populate(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "d:n:t:i:p:j:")) != -1) {
 		switch (c) {
-		case 'd': db = optarg; break;
-		case 'n': n = strtoul(optarg, NULL, 10); break;
-		case 't': tenants = strtoul(optarg, NULL, 10); break;
-		case 'i': ifprefix = optarg; break;
-		case 'p': port = strtoul(optarg, NULL, 10); break;
-		case 'j': threads = strtoul(optarg, NULL, 10); break;
-		default: return 2;
+		case 'd':
+			db = optarg;
+			break;
+		case 'n':
+			n = strtoul(optarg, NULL, 10);
+			break;
+		case 't':
+			tenants = strtoul(optarg, NULL, 10);
+			break;
+		case 'i':
+			ifprefix = optarg;
+			break;
+		case 'p':
+			port = strtoul(optarg, NULL, 10);
+			break;
+		case 'j':
+			threads = strtoul(optarg, NULL, 10);
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (db == NULL || n == 0 || tenants == 0 || tenants > 14 || threads == 0 ||
-	    threads > 1024) {
+		threads > 1024) {
 		fprintf(stderr, "usage: fleet_bench populate -d DB -n N [-t TENANTS (1-14)] "
 				"[-i IFPREFIX] [-p PORT] [-j THREADS]\n");
 		return 2;
@@ -179,8 +192,10 @@ populate(int argc, char **argv)
 	store_get_stats(s, &st0);
 	t0 = now_s();
 	for (unsigned long i = 0; i < threads; i++) {
-		w[i] = (struct worker){ .s = s, .n_tenants = (unsigned int)tenants,
-			.first = n * i / threads, .count = n * (i + 1) / threads - n * i / threads };
+		w[i] = (struct worker){ .s = s,
+			.n_tenants = (unsigned int)tenants,
+			.first = n * i / threads,
+			.count = n * (i + 1) / threads - n * i / threads };
 		pthread_create(&th[i], NULL, populate_worker, &w[i]);
 	}
 	r = 0;
@@ -368,8 +383,10 @@ list(const struct client_opts *o)
 		t50 = pct(tail, tenth, 0.5);
 		free(head);
 		free(tail);
-		printf("list: %zu devices in %zu pages of %lu, %.1f MB, %.2f s (%.0f devices/s), of "
-		       "which HTTP exchanges %.2f s and the client's JSON parsing %.2f s; per page: "
+		printf("list: %zu devices in %zu pages of %lu, %.1f MB, %.2f s (%.0f devices/s), "
+		       "of "
+		       "which HTTP exchanges %.2f s and the client's JSON parsing %.2f s; per "
+		       "page: "
 		       "median %.2f ms (first tenth %.2f, last tenth %.2f), p99 %.2f ms, max %.2f "
 		       "ms\n",
 			n_dev, n_pages, o->limit, bytes / 1e6, t_all, n_dev / t_all, exch, parse,
@@ -377,8 +394,8 @@ list(const struct client_opts *o)
 			pct(pages, n_pages, 0.99) * 1e3, pct(pages, n_pages, 1.0) * 1e3);
 		printf("TSV\tlist\t%zu\t%zu\t%.4f\t%.3f\t%.3f\t%.3f\t%zu\t%.4f\t%.3f\t%.3f\n",
 			n_dev, n_pages, t_all, pct(pages, n_pages, 0.5) * 1e3,
-			pct(pages, n_pages, 0.99) * 1e3, pct(pages, n_pages, 1.0) * 1e3, bytes, exch,
-			h50 * 1e3, t50 * 1e3);
+			pct(pages, n_pages, 0.99) * 1e3, pct(pages, n_pages, 1.0) * 1e3, bytes,
+			exch, h50 * 1e3, t50 * 1e3);
 	}
 	rc = 0;
 out:
@@ -453,8 +470,8 @@ sse(const struct client_opts *o)
 	}
 	printf("sse: after %" PRIu64 " to %" PRIu64 ": %zu events, %.1f MB; first byte %.2f ms, "
 	       "first event %.2f ms, all %.3f s (%.0f events/s)\n",
-		o->from, o->until, s.events, s.bytes / 1e6, s.first_byte * 1e3,
-		s.first_event * 1e3, s.done, s.events / s.done);
+		o->from, o->until, s.events, s.bytes / 1e6, s.first_byte * 1e3, s.first_event * 1e3,
+		s.done, s.events / s.done);
 	printf("TSV\tsse\t%" PRIu64 "\t%zu\t%.3f\t%.3f\t%.4f\t%zu\n", o->from, s.events,
 		s.first_byte * 1e3, s.first_event * 1e3, s.done, s.bytes);
 	return 0;
@@ -468,13 +485,26 @@ client(int argc, char **argv, bool is_sse)
 
 	while ((c = getopt(argc, argv, "u:a:c:l:f:e:")) != -1) {
 		switch (c) {
-		case 'u': o.url = optarg; break;
-		case 'a': o.token = optarg; break;
-		case 'c': o.ca = optarg; break;
-		case 'l': o.limit = strtoul(optarg, NULL, 10); break;
-		case 'f': o.from = strtoull(optarg, NULL, 10); break;
-		case 'e': o.until = strtoull(optarg, NULL, 10); break;
-		default: return 2;
+		case 'u':
+			o.url = optarg;
+			break;
+		case 'a':
+			o.token = optarg;
+			break;
+		case 'c':
+			o.ca = optarg;
+			break;
+		case 'l':
+			o.limit = strtoul(optarg, NULL, 10);
+			break;
+		case 'f':
+			o.from = strtoull(optarg, NULL, 10);
+			break;
+		case 'e':
+			o.until = strtoull(optarg, NULL, 10);
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (o.url == NULL || o.token == NULL || (is_sse && o.until == 0)) {

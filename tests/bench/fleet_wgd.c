@@ -39,9 +39,9 @@
 
 struct peer {
 	uint8_t key[32];
-	uint8_t used;    /* slot state: 0 empty, 1 live, 2 deleted */
+	uint8_t used; /* slot state: 0 empty, 1 live, 2 deleted */
 	uint8_t n_ips;
-	uint8_t fam[2];  /* AF_INET / AF_INET6 */
+	uint8_t fam[2]; /* AF_INET / AF_INET6 */
 	uint8_t cidr[2];
 	uint8_t ip[2][16];
 };
@@ -185,8 +185,8 @@ hex(char *out, const uint8_t k[32])
 
 struct set_state {
 	struct peer *cur;
-	bool skip;      /* update_only for a peer we do not have, or removed */
-	size_t peers;   /* public_key lines */
+	bool skip;    /* update_only for a peer we do not have, or removed */
+	size_t peers; /* public_key lines */
 	int err;
 };
 
@@ -270,7 +270,8 @@ set_line(struct set_state *st, char *line)
 static char *
 render_get(size_t *ret_len)
 {
-	static const char zero64[] = "0000000000000000000000000000000000000000000000000000000000000000";
+	static const char zero64[] =
+		"0000000000000000000000000000000000000000000000000000000000000000";
 	static const char tail[] = "protocol_version=1\nlast_handshake_time_sec=0\n"
 				   "last_handshake_time_nsec=0\ntx_bytes=0\nrx_bytes=0\n"
 				   "persistent_keepalive_interval=0\n";
@@ -336,8 +337,8 @@ log_req(const char *op, size_t peers, double secs)
 	if (log_fp == NULL)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	fprintf(log_fp, "%lld.%03ld %s %zu %.6f %zu\n", (long long)ts.tv_sec, ts.tv_nsec / 1000000, op,
-		peers, secs, n_live);
+	fprintf(log_fp, "%lld.%03ld %s %zu %.6f %zu\n", (long long)ts.tv_sec, ts.tv_nsec / 1000000,
+		op, peers, secs, n_live);
 	fflush(log_fp);
 }
 
@@ -383,8 +384,8 @@ serve(void *arg)
 					out = render_get(&len);
 					log_req("get", n_live, now_s() - t0);
 				} else {
-					len = (size_t)snprintf(reply, sizeof(reply), "errno=%d\n\n",
-						st.err);
+					len = (size_t)snprintf(
+						reply, sizeof(reply), "errno=%d\n\n", st.err);
 					log_req("set", st.peers, now_s() - t0);
 				}
 				pthread_mutex_unlock(&lock);
