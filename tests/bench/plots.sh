@@ -101,7 +101,7 @@ $TERM_PNG
 set output '$OUT/bench-add-peer.png'
 set title 'Adding one peer to an interface that holds N'
 set xlabel 'peers already on the interface'; set ylabel 'ms (median of 21)'
-set logscale x; set yrange [0:*]; set grid; set key top left
+set logscale x; set yrange [0:1.2<*]; set grid; set key top left
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 3 lc rgb 'red'
 set label 'target: 1 ms' at graph 0.85, first 1.04 textcolor rgb 'red'
 plot ${add%, }
