@@ -13,6 +13,10 @@
 #                                                            interleaved point by point
 #   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https"; also
 #   "https-ka": HTTPS with one keep-alive connection per device thread)
+# Every point is also written as TSV to $ENROLL_TSV (build/bench/enroll.tsv; drawn by
+# tests/bench/plots.sh):
+#   run LABEL EK MODE CONC ENR/S P50_MS P99_MS MAX_MS SERVER_CPU_MS_PER_ENR FAILED
+#   ceiling - EK - CORES ENR/S_PER_CORE
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,6 +26,7 @@ CONCS=${CONCS:-"1 8 64"}
 N=${N:-300}
 MODES=${MODES:-"http https"}
 ENROLLDS=${ENROLLDS:-new:$B/enrolld}
+ENROLL_TSV=${ENROLL_TSV:-$B/bench/enroll.tsv}
 [ -x "$BENCH" ] || { echo "$BENCH not built (make)"; exit 1; }
 . "$ROOT/tests/integration/enrolld_lib.sh"
 ed_init bench
@@ -51,10 +56,10 @@ start() {
 	# source of all its devices would be held to them (a binary older than them has none)
 	local limits=()
 	grep -q per_source_rate "$1" && limits=("[ratelimit]" "per_source_rate = 0" "global_rate = 0")
-	# nor the per-source connection limit (64): with a new connection per request, 64 devices
-	# hold more than 64 (those still closing count) and the rest are refused (curl: HTTP 0)
-	local perip=
-	grep -q max_connections_per_ip "$1" && perip=1
+	# and every device shares one address: 64 devices opening a new TLS connection each
+	# overlap their closing ones and the per-address connection limit (64) refused some
+	local per_ip=false
+	grep -q max_connections_per_ip "$1" && per_ip=true
 	if [ "$2" != http ]; then
 		ed_conf "${limits[@]}"
 		sed -i "/^\[server\]/a tls_cert = $T/tls.pem\ntls_key = $T/tls.key" "$T/e.conf"
@@ -66,7 +71,7 @@ start() {
 		U=http://127.0.0.1:$PORT
 		TLS=()
 	fi
-	[ -n "$perip" ] && sed -i 's/^\[server\]$/[server]\nmax_connections_per_ip = 0/' "$T/e.conf"
+	$per_ip && sed -i 's/^\[server\]$/[server]\nmax_connections_per_ip = 0/' "$T/e.conf"
 	ed_start
 	local ifn
 	ifn=$(ed_ifname $((PORT % 1000)))
@@ -133,4 +138,12 @@ awk -v cores="$(nproc)" '
 	END { for (k in best) { split(k, f, " ")
 		printf "%-8s %-7s %-9s %7.1f enr/s of %6.0f = %5.1f%%\n", f[1], f[2], f[3], best[k],
 			ceil[f[2]], 100 * best[k] / ceil[f[2]] } }' "$T/results" | sort
+mkdir -p "$(dirname "$ENROLL_TSV")"
+awk -v cores="$(nproc)" 'BEGIN { OFS = "\t" }
+	$1 == "ceiling" { print "ceiling", "-", $2, "-", cores, $(NF - 3) }
+	$4 == "conc" { cpu = ""; failed = ""
+		for (i = 18; i < NF; i++) { if ($i == "CPU") cpu = $(i + 1); if ($i == "failed") failed = $(i + 1) + 0 }
+		print "run", $1, $2, $3, $5, $8, $11, $14, $17, cpu, failed }' \
+	"$T/results" >"$ENROLL_TSV"
+echo "TSV: $ENROLL_TSV"
 exit $rc

@@ -8,7 +8,10 @@
 #         peers), and to one served by the bench's null daemon over a TUN link for N in
 #         ADD_NULL_SIZES ("1000 100000 1000000"); ADD_ROUNDS (21) adds, medians.
 # PLANE_BENCHES="old:/tmp/x/plane_bench new:build/tests/bench/plane_bench" runs several
-# builds point by point, interleaved. Results: docs/benchmarks.md.
+# builds point by point, interleaved. Results: docs/benchmarks.md. Every figure is also
+# appended as TSV to $PLANE_TSV (build/bench/plane.tsv; tests/bench/plots.sh draws it):
+#   tick LABEL N WALL_MS CPU_MS                  (medians)
+#   add|add_null LABEL N SYNC_MS MAX_MS ENROLL_MS
 set -u -o pipefail
 B=${B:-build}
 PLANE_BENCHES=${PLANE_BENCHES:-"new:$B/tests/bench/plane_bench"}
@@ -17,6 +20,8 @@ ADD_SIZES=${ADD_SIZES-"1000 10000 65000"}
 ADD_NULL_SIZES=${ADD_NULL_SIZES-"1000 100000 1000000"}
 ROUNDS=${ROUNDS:-5}
 ADD_ROUNDS=${ADD_ROUNDS:-21}
+PLANE_TSV=${PLANE_TSV:-$B/bench/plane.tsv}
+mkdir -p "$(dirname "$PLANE_TSV")" && : >"$PLANE_TSV"
 for lb in $PLANE_BENCHES; do
 	[ -x "${lb#*:}" ] || { echo "${lb#*:} not built (make)"; exit 1; }
 done
@@ -39,7 +44,19 @@ run() { # label bench args...
 	local label=$1 bench=$2
 	shift 2
 	echo "-- $label: plane_bench $*"
-	ip netns exec "$NS" "$bench" "$@" 2>&1 | grep -v "^tenant '" || { echo "plane_bench failed"; exit 1; }
+	ip netns exec "$NS" "$bench" "$@" 2>&1 | grep -v "^tenant '" | tee >(tsv "$label" >>"$PLANE_TSV") ||
+		{ echo "plane_bench failed"; exit 1; }
+}
+# plane_bench's result lines as TSV
+tsv() { # label
+	awk -v label="$1" '
+	function num(re,   s) { if (!match($0, re)) return ""; s = substr($0, RSTART, RLENGTH)
+		sub(/^[^(]*\(/, "", s); sub(/^[^0-9]*/, "", s); return s + 0 }
+	/^tick N=/ { printf "tick\t%s\t%d\t%.3f\t%.3f\n", label, num("N=[0-9]+"),
+		num("wall [0-9.]+"), num("CPU tick thread [0-9.]+") }
+	/^add one to N=/ { printf "%s\t%s\t%d\t%.4f\t%.4f\t%.4f\n", /null daemon/ ? "add_null" : "add",
+		label, num("N=[0-9]+"), num("plane_device_sync [0-9.]+"),
+		num("plane_device_sync [0-9.]+ ms \\([0-9.]+"), num("store_enroll [0-9.]+") }'
 }
 for N in $TICK_SIZES; do
 	echo

@@ -10,18 +10,23 @@
 # 100,000 both tools are refused, and the run says so. For each N in $NULL_SIZES
 # (default "100000") the two clients are then timed against wg_bench's null daemon (-F).
 # ROUNDS (default 3) repeats set and get. Results: docs/benchmarks.md.
-# BENCHES (default "enroll plane wg") picks the benchmarks; enroll is
-# tests/bench/enroll_run.sh, plane (health tick, add one peer) tests/bench/plane_run.sh;
+# BENCHES (default "enroll plane fleet wg") picks the benchmarks; enroll is
+# tests/bench/enroll_run.sh, plane (health tick, add one peer) tests/bench/plane_run.sh,
+# fleet (store and API at FLEET_N devices, default 100,000 here; the 1,000,000 run takes
+# about 15 minutes: FLEET_N=1000000 tests/bench/fleet_run.sh) tests/bench/fleet_run.sh;
 # "kernel" (not in the default: a qemu VM, minutes) is tests/bench/kernel_run.sh, the same
-# comparison on kernel WireGuard links.
+# comparison as wg on kernel WireGuard links.
 set -u
 B=${B:-build}
-BENCHES=${BENCHES:-"enroll plane wg"}
+BENCHES=${BENCHES:-"enroll plane fleet wg"}
 if [[ " $BENCHES " == *" enroll "* ]]; then
 	B=$B "$(dirname "$0")/enroll_run.sh" || exit 1
 fi
 if [[ " $BENCHES " == *" plane "* ]]; then
 	B=$B "$(dirname "$0")/plane_run.sh" || exit 1
+fi
+if [[ " $BENCHES " == *" fleet "* ]]; then
+	B=$B FLEET_N=${FLEET_N:-100000} "$(dirname "$0")/fleet_run.sh" || exit 1
 fi
 if [[ " $BENCHES " == *" kernel "* ]]; then
 	B=$B "$(dirname "$0")/kernel_run.sh" || exit 1
