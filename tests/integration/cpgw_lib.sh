@@ -1,6 +1,7 @@
 # One control plane and one gateway in two network namespaces joined by a veth pair, with
 # enrolld over HTTPS (its own test CA) and the userspace backend: the setup shared by
-# edgekeyd_enroll.sh and wgquick_tpm.sh. Sourced, not run (tests/run.sh skips *_lib.sh).
+# edgekeyd_enroll.sh, edgekeyd_tpm_faults.sh, edgekeyd_retry_after.sh and wgquick_tpm.sh.
+# Sourced, not run (tests/run.sh skips *_lib.sh).
 #
 # The caller sets NSC NSG (netns), VC VG (veth ends), CP_IP GW_IP, API_PORT, T (temp dir),
 # ENROLLD, PIDS (array), and CG_FAIL: the name of its fatal-error function.
@@ -13,6 +14,38 @@
 # "[attestation]" then "max_sessions = 1").
 
 SOCKDIR=/var/run/wireguard
+
+# What every such test needs before it starts: the built programs given (fails if one is
+# missing), then "--" and the tools (skips, exit 77, if one is missing), root, TUN, the
+# swtpm fixtures; TSS2's log quiet.
+cg_require() { # PROGRAM... -- TOOL...
+	local f
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		[ -x "$1" ] || { echo "$1 not built"; exit 1; }
+		shift
+	done
+	shift
+	[ "$(id -u)" -eq 0 ] || { echo "skip: needs root (namespaces, TUN)"; exit 77; }
+	for f in "$@"; do
+		command -v "$f" >/dev/null || { echo "skip: $f not installed"; exit 77; }
+	done
+	[ -c /dev/net/tun ] || { echo "skip: no /dev/net/tun"; exit 77; }
+	export TSS2_LOG=all+none
+	. swtpm-fixtures/lib.sh
+}
+
+# Names and ports of one run, unique per process (/var/run/wireguard is shared by all
+# namespaces): NSC NSG (netns PREFIX-cp-PID, PREFIX-gw-PID), WGC WGG VC VG (interfaces,
+# <= 15 characters), CP_IP GW_IP, and from PORTBASE on, 400 strides of 5 ports: TPM_PORT
+# (swtpm, and +1), API_PORT, WG_PORT.
+cg_names() { # PREFIX PORTBASE
+	S=$$
+	NSC=$1-cp-$S NSG=$1-gw-$S
+	WGC=${1}c$S WGG=${1}g$S VC=${1}vc$S VG=${1}vg$S
+	CP_IP=192.0.2.1 GW_IP=192.0.2.2
+	BASE=$(($2 + (S % 400) * 5))
+	TPM_PORT=$BASE API_PORT=$((BASE + 2)) WG_PORT=$((BASE + 3))
+}
 
 # SIGTERM, then SIGKILL if it is still there after CG_STOP_WAIT s (a daemon stuck in a call).
 stop_pid() {

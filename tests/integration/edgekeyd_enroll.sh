@@ -23,27 +23,10 @@ B=${B:-build}
 EKD=$B/edge-keyd
 ENROLLD=$B/enrolld
 WGCTL=$B/tests/progs/wgctl
-for f in "$EKD" "$ENROLLD" "$WGCTL"; do
-	[ -x "$f" ] || { echo "$f not built"; exit 1; }
-done
-[ "$(id -u)" -eq 0 ] || { echo "skip: needs root (namespaces, TUN)"; exit 77; }
-for t in wireguard-go ip ping swtpm tpm2_getcap openssl curl jq ss; do
-	command -v "$t" >/dev/null || { echo "skip: $t not installed"; exit 77; }
-done
-[ -c /dev/net/tun ] || { echo "skip: no /dev/net/tun"; exit 77; }
-export TSS2_LOG=all+none
-. swtpm-fixtures/lib.sh
 . tests/integration/cpgw_lib.sh
+cg_require "$EKD" "$ENROLLD" "$WGCTL" -- wireguard-go ip ping swtpm tpm2_getcap openssl curl jq ss
 CG_FAIL=fail
-
-S=$$
-NSC=ek-cp-$S NSG=ek-gw-$S
-# interface names (<= 15 characters, unique: /var/run/wireguard is shared by all netns)
-WGC=ekc$S WGG=ekg$S VC=ekvc$S VG=ekvg$S
-CP_IP=192.0.2.1 GW_IP=192.0.2.2
-# ports 37000-38999: swtpm (P, P+1), API, WireGuard
-BASE=$((37000 + (S % 400) * 5))
-TPM_PORT=$BASE API_PORT=$((BASE + 2)) WG_PORT=$((BASE + 3))
+cg_names ek 37000 # ports 37000-38999
 T=$(mktemp -d /tmp/edgekeyd_enroll.XXXXXX)
 PIDS=()
 EKD_PID=

@@ -16,26 +16,11 @@ B=${B:-build}
 EKD=$B/edge-keyd
 ENROLLD=$B/enrolld
 FLOOD=$B/tests/progs/http_flood
-for f in "$EKD" "$ENROLLD" "$FLOOD"; do
-	[ -x "$f" ] || { echo "$f not built"; exit 1; }
-done
-[ "$(id -u)" -eq 0 ] || { echo "skip: needs root (namespaces, TUN)"; exit 77; }
-for t in wireguard-go ip swtpm tpm2_getcap openssl curl jq ss; do
-	command -v "$t" >/dev/null || { echo "skip: $t not installed"; exit 77; }
-done
-[ -c /dev/net/tun ] || { echo "skip: no /dev/net/tun"; exit 77; }
-export TSS2_LOG=all+none
-. swtpm-fixtures/lib.sh
 . tests/integration/cpgw_lib.sh
+cg_require "$EKD" "$ENROLLD" "$FLOOD" -- wireguard-go ip swtpm tpm2_getcap openssl curl jq ss
 CG_FAIL=fail
-
-S=$$
-NSC=ra-cp-$S NSG=ra-gw-$S
-WGC=rac$S WGG=rag$S VC=ravc$S VG=ravg$S
-CP_IP=192.0.2.1 GW_IP=192.0.2.2
-# ports 37000-38999 as edgekeyd_enroll.sh, another stride: swtpm (P, P+1), API, WireGuard
-BASE=$((37002 + (S % 400) * 5))
-TPM_PORT=$BASE API_PORT=$((BASE + 2)) WG_PORT=$((BASE + 3))
+# ports 37000-38999 as edgekeyd_enroll.sh, another stride
+cg_names ra 37002
 TTL=12
 T=$(mktemp -d /tmp/edgekeyd_retry_after.XXXXXX)
 PIDS=()
