@@ -3,6 +3,8 @@
 #   make            build libraries, daemons, test programs
 #   make check      unit tests, fuzz smoke runs, integration tests, kernel test
 #   make fuzz       build the libFuzzer targets (clang)
+#   make fuzz-long  every fuzz target for FUZZ_SECONDS (300) each, corpus kept (build/fuzz)
+#   make fuzz-cov   per-target source coverage of that corpus (llvm-cov, build/fuzz-cov)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make man        the man pages (scdoc), also part of make
 #   make SANITIZE=1 ASan + UBSan build (in build/san)

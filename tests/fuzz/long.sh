@@ -1,6 +1,6 @@
 #!/bin/bash
 # make fuzz-long: each libFuzzer target in build/fuzz (or those named in FUZZ_TARGETS) for
-# FUZZ_SECONDS (default 300), one after the other, one process each (-jobs=1), niced.
+# FUZZ_SECONDS (default 300), one after the other, one process each (no -jobs: a single fuzzing process), niced.
 # The corpus of each lives on in build/fuzz/corpus-long/<target> (new units are added there;
 # tests/fuzz/corpus/<short name> is read as seeds on every run), its findings (crash-*,
 # leak-*, timeout-*, oom-*) in build/fuzz/corpus-long/<target>.findings/, its log in
@@ -35,7 +35,7 @@ for t in "${targets[@]}"; do
 	log=$OUT/$name.log
 	seeds=tests/fuzz/corpus/${name#fuzz_}
 	mkdir -p "$corpus" "$found"
-	args=(-max_total_time="$FUZZ_SECONDS" -timeout=25 -rss_limit_mb=2048 -jobs=1
+	args=(-max_total_time="$FUZZ_SECONDS" -timeout=25 -rss_limit_mb=2048
 		-print_final_stats=1 -artifact_prefix="$found/")
 	[ -f "tests/fuzz/$name.dict" ] && args+=(-dict="tests/fuzz/$name.dict")
 	dirs=("$corpus")
