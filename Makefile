@@ -213,9 +213,10 @@ build/fuzz/obj/%.o: %.c
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
 # A target may fake a dependency with --wrap: set <target>_FUZZ_LDFLAGS here.
-# fuzz_http: the plane's calls from the handlers do nothing (no WireGuard, no processes).
+# fuzz_http: the plane's calls from the handlers do nothing (no WireGuard, no processes);
+# log_info is formatted and dropped.
 fuzz_http_FUZZ_LDFLAGS := -Wl,--wrap=plane_tenant_up,--wrap=plane_device_sync \
-	-Wl,--wrap=plane_tenant_key,--wrap=plane_tenant_is_up
+	-Wl,--wrap=plane_tenant_key,--wrap=plane_tenant_is_up,--wrap=log_info
 
 build/fuzz/%: build/fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZLD,$@)
