@@ -1,6 +1,7 @@
 #!/bin/bash
 # make fuzz-long: each libFuzzer target in build/fuzz (or those named in FUZZ_TARGETS) for
-# FUZZ_SECONDS (default 300), one after the other, one process each (no -jobs: a single fuzzing process), niced.
+# FUZZ_SECONDS (default 300), one after the other, a single fuzzing process each (no -jobs),
+# niced.
 # The corpus of each lives on in build/fuzz/corpus-long/<target> (new units are added there;
 # tests/fuzz/corpus/<short name> is read as seeds on every run), its findings (crash-*,
 # leak-*, timeout-*, oom-*) in build/fuzz/corpus-long/<target>.findings/, its log in
