@@ -3,6 +3,8 @@
 #   make            build libraries, daemons, test programs
 #   make check      unit tests, fuzz smoke runs, integration tests, kernel test
 #   make fuzz       build the libFuzzer targets (clang)
+#   make fuzz-long  every fuzz target for FUZZ_SECONDS (300) each, corpus kept (build/fuzz)
+#   make fuzz-cov   per-target source coverage of that corpus (llvm-cov, build/fuzz-cov)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make man        the man pages (scdoc), also part of make
 #   make SANITIZE=1 ASan + UBSan build (in build/san)
@@ -211,11 +213,47 @@ build/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
+# A target may fake a dependency with --wrap: set <target>_FUZZ_LDFLAGS here.
+# fuzz_http: the plane's calls from the handlers do nothing (no WireGuard, no processes);
+# log_info is formatted and dropped.
+fuzz_http_FUZZ_LDFLAGS := -Wl,--wrap=plane_tenant_up,--wrap=plane_device_sync \
+	-Wl,--wrap=plane_tenant_key,--wrap=plane_tenant_is_up,--wrap=log_info
+
 build/fuzz/%: build/fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZLD,$@)
-	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS)
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $($(*)_FUZZ_LDFLAGS) -o $@ $^ \
+		$(PKG_LIBS) -lpthread
 
 fuzz: $(FUZZ_BINS)
+
+# The same targets with source-based coverage instead of sanitizers (build/fuzz-cov), for
+# tests/fuzz/coverage.sh: it replays each target's long corpus (make fuzz-long) and reports
+# with llvm-cov which lines and functions of our sources the corpus reaches.
+FUZZCOV_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link \
+	-fprofile-instr-generate -fcoverage-mapping -DFUZZING_BUILD_MODE $(PKG_CFLAGS) -MMD -MP
+FUZZCOV_LIB_OBJS := $(patsubst build/fuzz/%,build/fuzz-cov/%,$(FUZZ_LIB_OBJS))
+FUZZCOV_BINS := $(patsubst build/fuzz/%,build/fuzz-cov/%,$(FUZZ_BINS))
+build/fuzz-cov/obj/enrolld/api_ui.o: build/gen/ui_assets.inc
+
+build/fuzz-cov/obj/%.o: %.c
+	$(call msg,COVCC,$<)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(FUZZCOV_CFLAGS) -c -o $@ $<
+
+build/fuzz-cov/%: build/fuzz-cov/obj/tests/fuzz/%.o $(FUZZCOV_LIB_OBJS)
+	$(call msg,COVLD,$@)
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer -fprofile-instr-generate $($(*)_FUZZ_LDFLAGS) -o $@ $^ \
+		$(PKG_LIBS) -lpthread
+
+# make fuzz-long [FUZZ_SECONDS=300] [FUZZ_TARGETS='fuzz_http fuzz_x509']: every target for
+# FUZZ_SECONDS, corpus kept in build/fuzz/corpus-long/<target>, findings there too (the
+# run fails if any). make fuzz-cov: per-target coverage of that corpus (llvm-cov).
+.PHONY: fuzz-long fuzz-cov
+fuzz-long: fuzz
+	$(Q)FUZZ_SECONDS=$(or $(FUZZ_SECONDS),300) FUZZ_TARGETS='$(FUZZ_TARGETS)' ./tests/fuzz/long.sh
+
+fuzz-cov: $(FUZZCOV_BINS)
+	$(Q)FUZZ_TARGETS='$(FUZZ_TARGETS)' ./tests/fuzz/coverage.sh
 
 deps:
 	./scripts/install-deps.sh

@@ -547,6 +547,10 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
 	if (n > 0)
 		return n;
+#ifdef FUZZING_BUILD_MODE
+	/* tests/fuzz/fuzz_http.c: one input, one answer; a stream with nothing to send ends. */
+	return MHD_CONTENT_READER_END_OF_STREAM;
+#endif
 	pthread_mutex_lock(&srv->park_lock);
 	if (srv->stopping) {
 		/* Nothing would resume it: MHD_stop_daemon() must find no suspended connection. */
@@ -1579,3 +1583,40 @@ http_server_port(const struct http_server *srv)
 {
 	return srv->port;
 }
+
+#ifdef FUZZING_BUILD_MODE
+/*
+ * tests/fuzz/fuzz_http.c: hand the daemon a connected socket (one end of a socketpair) as if
+ * it had accepted it from @addr (libmicrohttpd owns @fd, also on failure); and how many
+ * connections it still holds (the target waits for 0 so every input's memory is freed
+ * before the next one starts).
+ */
+int http_server_add_connection(struct http_server *srv, int fd, const struct sockaddr *addr,
+	socklen_t len);
+unsigned int http_server_connections(struct http_server *srv);
+
+int
+http_server_add_connection(struct http_server *srv, int fd, const struct sockaddr *addr,
+	socklen_t len)
+{
+	enum MHD_Result r;
+
+	pthread_mutex_lock(&srv->lock);
+	r = MHD_add_connection(srv->mhd, fd, addr, len);
+	pthread_mutex_unlock(&srv->lock);
+	return r == MHD_YES ? 0 : -EIO;
+}
+
+unsigned int
+http_server_connections(struct http_server *srv)
+{
+	const union MHD_DaemonInfo *di;
+	unsigned int n;
+
+	pthread_mutex_lock(&srv->lock);
+	di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	n = di != NULL ? di->num_connections : 0;
+	pthread_mutex_unlock(&srv->lock);
+	return n;
+}
+#endif

@@ -7,6 +7,8 @@ set -euo pipefail
 PKGS=(
 	# build
 	build-essential pkg-config clang libclang-rt-14-dev
+	# make fuzz-cov: llvm-profdata and llvm-cov (clang 14's)
+	llvm-14
 	# libraries (see docs/dependencies.md for why each is here)
 	libtss2-dev libssl-dev libmicrohttpd-dev libgnutls28-dev liblmdb-dev libmnl-dev
 	libjansson-dev libcurl4-openssl-dev libcmocka-dev libinih-dev libseccomp-dev
