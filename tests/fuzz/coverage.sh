@@ -6,8 +6,9 @@
 # sanitizers), merge the profile (llvm-profdata) and report (llvm-cov) on our sources only
 # (common/ enrolld/ edge-keyd/ enrollctl/; not the tests, not libraries).
 # Output in build/fuzz-cov/report/: <target>.txt (llvm-cov report, per file) and
-# summary.txt, one line per target: the files it reaches (a function executed), and over
-# those files lines and functions covered; also the same over all of our sources linked in.
+# summary.txt, one line per target (kept across runs; a target's line is replaced when it
+# runs again): the files it reaches (a function executed), and over those files lines and
+# functions covered; also the same over all of our sources linked in.
 set -u
 cd "$(dirname "$0")/../.."
 find_tool() { # name: name-14 first (Debian's llvm-14), then name
@@ -28,7 +29,7 @@ else
 	for t in build/fuzz-cov/fuzz_*; do [ -x "$t" ] && targets+=("$t"); done
 fi
 summary=$OUT/summary.txt
-: >"$summary"
+touch "$summary"
 fail=0
 for bin in "${targets[@]}"; do
 	name=${bin##*/}
@@ -74,6 +75,8 @@ for bin in "${targets[@]}"; do
 				rfl - rfm, rfl, pct(ll, lm), pct(fl, fm)
 		}' "$OUT/$name.txt")
 	echo "$line"
-	echo "$line" >>"$summary"
+	# this target's line replaces its old one; other targets' lines stay (FUZZ_TARGETS runs)
+	{ grep -v "^$name " "$summary"; echo "$line"; } | sort >"$summary.new" &&
+		mv "$summary.new" "$summary"
 done
 exit "$fail"
