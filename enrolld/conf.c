@@ -46,6 +46,7 @@ static const char *const conf_known[] = {
 	"wireguard.vrf_table_base",
 	"wireguard.nftables",
 	"wireguard.nft",
+	"wireguard.tenant_address_space",
 	"health.interval",
 	"health.default_keepalive",
 	NULL,
@@ -85,6 +86,40 @@ conf_clear(struct enrolld_conf *conf)
 	free(conf->uapi_dir);
 	free(conf->nft);
 	memset(conf, 0, sizeof(*conf));
+}
+
+/* wireguard.tenant_address_space: prefixes separated by blanks or commas, 1 to 16 of them */
+static int
+parse_space(const char *v, struct enrolld_conf *c, const char *path, char *errbuf, size_t errlen)
+{
+	char buf[1024], *save = NULL, *tok;
+
+	if (strlen(v) >= sizeof(buf)) {
+		snprintf(errbuf, errlen, "%s: wireguard.tenant_address_space is too long", path);
+		return -EINVAL;
+	}
+	strcpy(buf, v);
+	c->n_tenant_space = 0;
+	for (tok = strtok_r(buf, " ,\t", &save); tok != NULL; tok = strtok_r(NULL, " ,\t", &save)) {
+		if (c->n_tenant_space == ENROLLD_SPACE_MAX) {
+			snprintf(errbuf, errlen,
+				"%s: wireguard.tenant_address_space: at most %d prefixes", path,
+				ENROLLD_SPACE_MAX);
+			return -EINVAL;
+		}
+		if (addr_prefix_parse(&c->tenant_space[c->n_tenant_space], tok) < 0) {
+			snprintf(errbuf, errlen,
+				"%s: wireguard.tenant_address_space: '%s' is not a prefix (CIDR)",
+				path, tok);
+			return -EINVAL;
+		}
+		c->n_tenant_space++;
+	}
+	if (c->n_tenant_space == 0) {
+		snprintf(errbuf, errlen, "%s: wireguard.tenant_address_space is empty", path);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 struct long_opt {
@@ -203,6 +238,9 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 			backend);
 		goto out;
 	}
+	if (parse_space(config_get_str(cfg, "wireguard", "tenant_address_space",
+				ENROLLD_SPACE_DEFAULT), &c, path, errbuf, errlen) < 0)
+		goto out;
 	if ((c.tls_cert == NULL) != (c.tls_key == NULL)) {
 		snprintf(errbuf, errlen, "%s: server.tls_cert and server.tls_key go together", path);
 		goto out;

@@ -27,6 +27,11 @@ enum enrolld_wg_backend {
 	ENROLLD_WG_USERSPACE = 2,
 };
 
+/* wireguard.tenant_address_space: at most this many prefixes */
+#define ENROLLD_SPACE_MAX 16
+/* its default: private IPv4 (RFC 1918), shared address space (RFC 6598), IPv6 ULA */
+#define ENROLLD_SPACE_DEFAULT "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10 fc00::/7"
+
 struct enrolld_conf {
 	/* [server] */
 	char *listen;      /* address to bind, e.g. 127.0.0.1 or :: */
@@ -66,6 +71,9 @@ struct enrolld_conf {
 	int wg_backend; /* enum enrolld_wg_backend */
 	char *wireguard_go;
 	char *uapi_dir;
+	/* privilege separation: where tenant prefixes may lie (the root process checks) */
+	struct addr_prefix tenant_space[ENROLLD_SPACE_MAX];
+	size_t n_tenant_space;
 	long reconcile_interval; /* seconds */
 	bool vrf;
 	long vrf_table_base;

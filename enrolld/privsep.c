@@ -421,6 +421,8 @@ privsep_start(const struct enrolld_conf *conf, struct privsep **ret)
 		return -errno;
 	if (pid > 0) {
 		P.child = pid;
+		P.reg.space = conf->tenant_space;
+		P.reg.n_space = conf->n_tenant_space;
 		close(sp[0][1]);
 		close(sp[1][1]);
 		parent_loop(sp[0][0], sp[1][0], conf); /* does not return */

@@ -141,6 +141,9 @@ struct ps_tenant_rec {
 struct ps_registry {
 	struct ps_tenant_rec *t;
 	size_t n;
+	/* wireguard.tenant_address_space: a new tenant's prefixes must lie inside one of these */
+	const struct addr_prefix *space;
+	size_t n_space;
 };
 
 /* privsep_msg.c: pure, no I/O, no logging (unit and fuzz tested) */

@@ -242,6 +242,22 @@ same_rec(const struct ps_tenant_rec *a, const struct ps_tenant_rec *b)
 	       memcmp(a->self4, b->self4, 16) == 0 && memcmp(a->self6, b->self6, 16) == 0;
 }
 
+/* @p lies inside one prefix of the registry's address space (none set: anywhere). */
+static bool
+in_space(const struct ps_registry *reg, const struct addr_prefix *p)
+{
+	if (reg->space == NULL || reg->n_space == 0)
+		return true;
+	for (size_t i = 0; i < reg->n_space; i++) {
+		const struct addr_prefix *s = &reg->space[i];
+
+		if (s->family == p->family && s->plen <= p->plen &&
+			addr_in_prefix(s, p->family, p->addr))
+			return true;
+	}
+	return false;
+}
+
 static int
 check_up(const struct ps_registry *reg, const struct ps_tenant *t,
 	const struct ps_tenant_rec **ret_rec, char *why, size_t whylen)
@@ -262,6 +278,10 @@ check_up(const struct ps_registry *reg, const struct ps_tenant *t,
 	}
 	if (reg->n >= PS_TENANTS_MAX)
 		return fail(why, whylen, -EPERM, "too many tenants");
+	/* the host's own routes are not the network process's to take (0.0.0.0/1, ...) */
+	if (!in_space(reg, &want.prefix4) ||
+		(want.prefix6.family != 0 && !in_space(reg, &want.prefix6)))
+		return fail(why, whylen, -EPERM, "prefix outside wireguard.tenant_address_space");
 	for (size_t i = 0; i < reg->n; i++) {
 		const struct ps_tenant_rec *o = &reg->t[i];
 

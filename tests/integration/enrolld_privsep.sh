@@ -203,11 +203,11 @@ mkdir -p "$T/probekeys"
 # (its exit status is the privileged process's: 1, the network side stopped unasked)
 ip netns exec "$NS" "$B/tests/progs/privsep_probe" /var/run/wireguard "$T/probekeys" "$PIF" \
 	>"$T/probe.out" 2>"$T/probe.log"
-check "every forbidden request refused, the allowed one applied (12 lines as expected)" \
-	[ "$(grep -c ': as expected' "$T/probe.out")" = 12 ]
+check "every forbidden request refused, the allowed one applied (13 lines as expected)" \
+	[ "$(grep -c ': as expected' "$T/probe.out")" = 13 ]
 sed 's/^/    /' "$T/probe.out"
-check "the privileged process logged each refusal (9)" \
-	[ "$(grep -c 'refused a request of the network process' "$T/probe.log")" = 9 ]
+check "the privileged process logged each refusal (10)" \
+	[ "$(grep -c 'refused a request of the network process' "$T/probe.log")" = 10 ]
 check "and named the address it refused" grep -q "10.91.0.5/32 is not a device address" "$T/probe.log"
 check "the interface holds the allowed peer only" \
 	[ "$("$WGCTL" --backend uapi show "$PIF" | tail -n +2 | cut -f4)" = 10.90.0.7/32 ]

@@ -95,6 +95,10 @@ main(int argc, char **argv)
 	conf.wireguard_go = "wireguard-go";
 	conf.nft = "nft";
 	conf.user = "(probe: no drop)";
+	/* the space a configuration gets by default (conf.c) */
+	if (addr_prefix_parse(&conf.tenant_space[0], "10.0.0.0/8") < 0)
+		return 1;
+	conf.n_tenant_space = 1;
 	r = privsep_start(&conf, &ps);
 	if (r < 0 || plane_new_remote(&pl, ps) < 0)
 		return 1;
@@ -107,6 +111,17 @@ main(int argc, char **argv)
 	expect(ps, "tenant 'probe' moved to 'lo'", up("probe", "lo", 40990, 90), -EPERM);
 	expect(ps, "new tenant on 'lo'", up("evil", "lo", 40991, 92), -EPERM);
 	expect(ps, "new tenant on probe's interface", up("evil", argv[3], 40991, 92), -EPERM);
+	{
+		/* half of the IPv4 Internet: the host's own routes */
+		size_t len = up("evil", "evil0", 40992, 93);
+		struct ps_tenant *e = (struct ps_tenant *)(buf + sizeof(struct ps_hdr));
+
+		memset(e->prefix4, 0, 4);
+		memset(e->self4, 0, 4);
+		e->self4[3] = 1;
+		e->plen4 = 1;
+		expect(ps, "new tenant on 0.0.0.0/1 (outside tenant_address_space)", len, -EPERM);
+	}
 	expect(ps, "truncated message", 5, -EBADMSG);
 	{
 		size_t len = peers("probe", ok);

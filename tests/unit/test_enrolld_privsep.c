@@ -320,11 +320,61 @@ test_malformed(void **state)
 	assert_int_equal(reg->n, 1);
 }
 
+/* A new tenant's prefix lies inside wireguard.tenant_address_space (the host's routes stay
+ * the host's: a network process cannot ask for 0.0.0.0/1). */
+static void
+test_address_space(void **state)
+{
+	struct ps_registry *reg = *state;
+	struct addr_prefix space[2];
+	struct ps_tenant *t = (struct ps_tenant *)(msg + sizeof(struct ps_hdr));
+	size_t len;
+
+	assert_int_equal(addr_prefix_parse(&space[0], "10.0.0.0/8"), 0);
+	assert_int_equal(addr_prefix_parse(&space[1], "fd00::/8"), 0);
+	reg->space = space;
+	reg->n_space = 2;
+	/* inside: accepted */
+	assert_int_equal(handle(reg, up_msg("gamma", "wg-gamma", 51830, 30)), 0);
+	/* half of the IPv4 Internet */
+	len = up_msg("delta", "wg-delta", 51831, 0);
+	memset(t->prefix4, 0, 4);
+	memset(t->self4, 0, 4);
+	t->self4[3] = 1;
+	t->plen4 = 1;
+	assert_int_equal(handle(reg, len), -EPERM);
+	assert_non_null(strstr(why, "tenant_address_space"));
+	/* a private range that is not in the space */
+	len = up_msg("delta", "wg-delta", 51831, 0);
+	t->prefix4[0] = 192, t->prefix4[1] = 168, t->prefix4[2] = 1, t->prefix4[3] = 0;
+	t->self4[0] = 192, t->self4[1] = 168, t->self4[2] = 1, t->self4[3] = 1;
+	assert_int_equal(handle(reg, len), -EPERM);
+	/* wider than the space it starts in: 10.0.0.0/7 is not inside 10.0.0.0/8 */
+	len = up_msg("delta", "wg-delta", 51831, 0);
+	t->plen4 = 7;
+	assert_int_equal(handle(reg, len), -EPERM);
+	/* IPv4 inside, IPv6 outside */
+	len = up_msg("delta", "wg-delta", 51831, 31);
+	t->plen6 = 64;
+	t->prefix6[0] = 0x20, t->prefix6[1] = 0x01, t->prefix6[2] = 0x0d, t->prefix6[3] = 0xb8;
+	memcpy(t->self6, t->prefix6, 16);
+	t->self6[15] = 1;
+	assert_int_equal(handle(reg, len), -EPERM);
+	t->prefix6[0] = 0xfd, t->prefix6[1] = 0, t->prefix6[2] = 0, t->prefix6[3] = 0x07;
+	memcpy(t->self6, t->prefix6, 16);
+	t->self6[15] = 1;
+	assert_int_equal(handle(reg, len), 0);
+	assert_int_equal(reg->n, 3);
+	reg->space = NULL;
+	reg->n_space = 0;
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_valid_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_address_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_tenant, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_interface, setup, teardown),
