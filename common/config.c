@@ -397,12 +397,22 @@ config_section(const struct config *cfg, size_t i)
 	return i < cfg->n_sections ? cfg->sections[i] : NULL;
 }
 
+static gid_t secret_gid = (gid_t)-1;
+
+void
+config_secret_group(gid_t gid)
+{
+	secret_gid = gid;
+}
+
 static int
 secret_mode_ok(const struct stat *st)
 {
 	if (!S_ISREG(st->st_mode))
 		return -EINVAL;
-	if (st->st_mode & (S_IRWXG | S_IRWXO))
+	if (st->st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))
+		return -EPERM;
+	if ((st->st_mode & S_IRGRP) && (secret_gid == (gid_t)-1 || st->st_gid != secret_gid))
 		return -EPERM;
 	return 0;
 }

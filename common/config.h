@@ -53,9 +53,16 @@ const char *config_section(const struct config *cfg, size_t i);
 
 /*
  * A file holding a secret (key, token) must be a regular file not readable or writable
- * by group or others. Returns 0, -EPERM if too open, or another negative errno.
+ * by group or others (but see config_secret_group). Returns 0, -EPERM if too open, or
+ * another negative errno.
  */
 int config_check_secret_file(const char *path);
+/*
+ * From now on in this process, a secret file may also be readable (never writable) by
+ * group @gid: the group of a daemon's unprivileged part, which reads what its root part
+ * owns (root:_enrolld 0640). (gid_t)-1, the default: no group at all.
+ */
+void config_secret_group(gid_t gid);
 
 /*
  * Read a secret file (checked as config_check_secret_file does, on the opened file) into

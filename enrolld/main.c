@@ -636,6 +636,18 @@ main(int argc, char *argv[])
 
 	if (conf_load(&e.conf, conf_path, err, sizeof(err)) < 0)
 		fatalx("%s", err);
+	if (e.conf.user != NULL) {
+		/*
+		 * Privilege separation: the token files and the TLS key are read by root at start
+		 * (which, under the unit's bounding set, has no CAP_DAC_OVERRIDE) and again by the
+		 * network process on SIGHUP: root:<user's group> 0640 serves both.
+		 */
+		struct passwd *pw = getpwnam(e.conf.user);
+
+		if (pw == NULL)
+			fatalx("%s: server.user '%s' does not exist", conf_path, e.conf.user);
+		config_secret_group(pw->pw_gid);
+	}
 	if (load_tokens(&e) < 0)
 		fatalx("%s: cannot load the tokens", conf_path);
 	if (e.conf.tls_cert != NULL) {
@@ -643,7 +655,8 @@ main(int argc, char *argv[])
 		if (e.tls_cert_pem == NULL)
 			fatal("TLS certificate '%s'", e.conf.tls_cert);
 		if (config_check_secret_file(e.conf.tls_key) < 0)
-			fatalx("TLS key '%s' must be a regular file of mode 0600", e.conf.tls_key);
+			fatalx("TLS key '%s' must be a regular file of mode 0600 (0640 with the group of "
+				"server.user)", e.conf.tls_key);
 		e.tls_key_pem = read_file(e.conf.tls_key);
 		if (e.tls_key_pem == NULL)
 			fatal("TLS key '%s'", e.conf.tls_key);

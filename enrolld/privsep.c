@@ -354,7 +354,10 @@ parent_loop(int fd_main, int fd_read, const struct enrolld_conf *conf)
 					stop_forwarded = true;
 					(void)sdnotify("STOPPING=1");
 				}
-				kill(P.child, (int)si.ssi_signo);
+				if (kill(P.child, (int)si.ssi_signo) < 0)
+					log_warnx("privsep: cannot pass signal %u to the network process: "
+						"%s (the service needs CAP_KILL)", si.ssi_signo,
+						strerror(errno));
 			}
 		}
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {

@@ -191,6 +191,37 @@ test_read_secret(void **state)
 	assert_int_equal(config_read_secret("/tmp", buf, sizeof(buf)), -EINVAL);
 }
 
+/*
+ * config_secret_group: a secret file may be readable by that one group (root:_enrolld 0640
+ * for privilege separation), never writable by it, never by another group or others.
+ */
+static void
+test_secret_group(void **state)
+{
+	char path[32], buf[8];
+
+	(void)state;
+	secret_file(path, "tok\n", 0640);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), -EPERM);
+	config_secret_group(getgid() + 1);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), -EPERM);
+	assert_int_equal(config_check_secret_file(path), -EPERM);
+	config_secret_group(getgid());
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), 3);
+	assert_string_equal(buf, "tok");
+	assert_int_equal(config_check_secret_file(path), 0);
+	assert_int_equal(chmod(path, 0660), 0);
+	assert_int_equal(config_read_secret(path, buf, sizeof(buf)), -EPERM);
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(config_check_secret_file(path), -EPERM);
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(config_check_secret_file(path), 0);
+	config_secret_group((gid_t)-1);
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(config_check_secret_file(path), -EPERM);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -200,6 +231,7 @@ main(void)
 		cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_load_file_and_secret_perms),
 		cmocka_unit_test(test_read_secret),
+		cmocka_unit_test(test_secret_group),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -109,8 +109,13 @@ install -m 0600 "$W/tls.pem" "$R/etc/enrolld/tls.pem"
 install -m 0600 "$W/tls.key" "$R/etc/enrolld/tls.key"
 install -m 0644 "$W/ca.pem" "$R/etc/enrolld/ca.pem"
 (umask 077; echo "$ADMIN" >"$R/etc/enrolld/admin.token"; echo "$PROV" >"$R/etc/enrolld/prov.token")
+# privilege separation on (server.user): the network process runs as _enrolld, made in the
+# VM before enrolld starts (sc_cp); the token and TLS files are root:_enrolld 0640 (root,
+# without CAP_DAC_OVERRIDE under the unit, reads them at start, the network process on
+# reload)
 cat >"$R/etc/enrolld/enrolld.conf" <<CONF
 [server]
+user = _enrolld
 listen = $CP
 port = 8443
 tls_cert = /etc/enrolld/tls.pem
@@ -270,8 +275,20 @@ boot_both() {
 
 sc_cp() {
 	local pcr0
-	onvm cp 'systemctl enable --now enrolld && systemctl show enrolld -p Type -p WatchdogUSec -p StatusText' ||
-		{ no "enrolld.service did not start"; return 1; }
+	onvm cp 'id _enrolld >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin _enrolld
+		chgrp _enrolld /etc/enrolld/admin.token /etc/enrolld/prov.token /etc/enrolld/tls.pem /etc/enrolld/tls.key &&
+		chmod 0640 /etc/enrolld/admin.token /etc/enrolld/prov.token /etc/enrolld/tls.pem /etc/enrolld/tls.key
+		systemctl enable --now enrolld && systemctl show enrolld -p Type -p WatchdogUSec -p StatusText' ||
+		{ no "enrolld.service did not start"; onvm cp 'journalctl -u enrolld -b --no-pager | tail -n 30'; return 1; }
+	# two processes: the root one systemd started, the network one as _enrolld
+	onvm cp 'main=$(systemctl show enrolld -p MainPID --value); child=$(pgrep -P $main enrolld | head -n1)
+		[ -n "$child" ] && grep -E "^(Uid|CapEff|NoNewPrivs|Seccomp):" /proc/$child/status &&
+		[ "$(awk "/^Uid:/ { print \$2 }" /proc/$child/status)" = "$(id -u _enrolld)" ] &&
+		grep -q "^CapEff:.*0000000000000000" /proc/$child/status && grep -q "^Seccomp:.*2" /proc/$child/status &&
+		[ "$(awk "/^Uid:/ { print \$2 }" /proc/$main/status)" = 0 ]' ||
+		{ no "privilege separation: no network process as _enrolld with no capabilities and seccomp"; return 1; }
+	ok "privilege separation: the network process runs as _enrolld, no capabilities, seccomp"
 	onvm cp 'api GET /healthz | grep -q "^200"' || { no "API does not answer"; return 1; }
 	# the tenant pins the gateway's firmware measurement (PCR 0, as its operator would
 	# from a known-good unit of the model): every enrollment quote must show it
@@ -283,6 +300,12 @@ sc_cp() {
 	ok "tenant acme created; its policy pins PCR 0 = ${pcr0:0:16}..."
 	# Type=notify: restart returns after READY=1, which waits for the listener and for
 	# the reconciliation that recreates the interface deleted while enrolld was down
+	# a stop ends both processes cleanly (the root one passes SIGTERM on: CAP_KILL), not by
+	# systemd's SIGKILL after TimeoutStopSec
+	onvm cp "systemctl stop enrolld && ! journalctl -u enrolld -b --no-pager | grep 'with signal SIGKILL' &&
+		journalctl -u enrolld -b --no-pager | grep -q 'network process stopped; exiting'" ||
+		{ no "systemctl stop: enrolld's processes did not stop by themselves"; return 1; }
+	ok "systemctl stop: both processes exit by themselves"
 	onvm cp "systemctl stop enrolld && ip link del $WGIF && ! ip link show $WGIF 2>/dev/null &&
 		systemctl restart enrolld && ip -d link show $WGIF | grep -q wireguard &&
 		ip link show master vrf$WGPORT | grep -q $WGIF && api GET /healthz | grep -q '^200'" ||
