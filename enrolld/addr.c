@@ -138,6 +138,16 @@ addr_prefix_overlap(const struct addr_prefix *a, const struct addr_prefix *b)
 	return addr_in_prefix(b, a->family, a->addr);
 }
 
+bool
+addr_prefix_in_set(const struct addr_prefix *p, const struct addr_prefix *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (set[i].family == p->family && set[i].plen <= p->plen &&
+			addr_in_prefix(&set[i], p->family, p->addr))
+			return true;
+	return false;
+}
+
 static unsigned int
 host_bits(const struct addr_prefix *p)
 {

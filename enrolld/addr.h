@@ -50,6 +50,8 @@ int addr_format(int family, const uint8_t addr[static 16], char *buf, size_t len
 
 bool addr_in_prefix(const struct addr_prefix *p, int family, const uint8_t addr[static 16]);
 bool addr_prefix_overlap(const struct addr_prefix *a, const struct addr_prefix *b);
+/* @p lies inside one of the @n prefixes of @set (same family, no shorter than it). */
+bool addr_prefix_in_set(const struct addr_prefix *p, const struct addr_prefix *set, size_t n);
 
 /* Host offset of @addr in @p; -EINVAL if not inside or beyond 64 host bits. */
 int addr_offset(const struct addr_prefix *p, const uint8_t addr[static 16], uint64_t *ret_off);

@@ -130,6 +130,15 @@ api_tenant_create(struct http_request *req, json_t **ret_body, void *ctx)
 		http_error(req, r, "invalid_body", "'address6' needs 'prefix6'");
 		goto out;
 	}
+	/* privilege separation: the root process would refuse to bring it up (privsep_msg.c) */
+	if (e->conf.user != NULL &&
+	    (!addr_prefix_in_set(&t.prefix4, e->conf.tenant_space, e->conf.n_tenant_space) ||
+		    (prefix6 != NULL && !addr_prefix_in_set(&t.prefix6, e->conf.tenant_space,
+						e->conf.n_tenant_space)))) {
+		http_error(req, r, "invalid_body",
+			"the prefixes must lie inside wireguard.tenant_address_space");
+		goto out;
+	}
 	if ((r = parse_self(req, self4, AF_INET, t.self4, "address")) < 0 ||
 	    (r = parse_self(req, self6, AF_INET6, t.self6, "address6")) < 0)
 		goto out;

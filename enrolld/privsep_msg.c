@@ -248,14 +248,7 @@ in_space(const struct ps_registry *reg, const struct addr_prefix *p)
 {
 	if (reg->space == NULL || reg->n_space == 0)
 		return true;
-	for (size_t i = 0; i < reg->n_space; i++) {
-		const struct addr_prefix *s = &reg->space[i];
-
-		if (s->family == p->family && s->plen <= p->plen &&
-			addr_in_prefix(s, p->family, p->addr))
-			return true;
-	}
-	return false;
+	return addr_prefix_in_set(p, reg->space, reg->n_space);
 }
 
 static int

@@ -102,6 +102,11 @@ echo "== a tenant and a device through the channel"
 check "tenant created" [ "$(api POST /v1/tenants "$ADMIN" \
 	"{\"name\":\"ps\",\"prefix\":\"10.98.0.0/28\",\"interface\":\"$IF\",\"listen_port\":35150,\"endpoint\":\"192.0.2.1:35150\"}")" = 201 ]
 SERVER_PUB=$(body .server_public_key)
+check "a tenant outside wireguard.tenant_address_space is refused by the API" \
+	[ "$(api POST /v1/tenants "$ADMIN" \
+	"{\"name\":\"wide\",\"prefix\":\"0.0.0.0/1\",\"interface\":\"${IF}w\",\"listen_port\":35151,\"endpoint\":\"192.0.2.1:35151\"}")" = 400 ]
+check "  saying why" grep -q tenant_address_space "$T/body"
+check "  and not created" [ "$(api GET /v1/tenants/wide "$ADMIN")" = 404 ]
 for _ in $(seq 50); do [ -S "/var/run/wireguard/$IF.sock" ] && break; sleep 0.1; done
 check "its wireguard-go is the privileged process's child" \
 	bash -c "ps -o comm= --ppid $PARENT | grep -q wireguard-go"
