@@ -41,6 +41,8 @@ test_alloc_locked_and_free(void **state)
 #ifndef __SANITIZE_ADDRESS__
 	/* ASan intercepts mlock() and makes it a no-op, so only check without it. */
 	assert_true(vmlck_kb() > before);
+#else
+	(void)before;
 #endif
 	secmem_free(p, 32);
 	secmem_free(NULL, 32); /* no-op */
