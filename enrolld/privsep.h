@@ -171,7 +171,7 @@ void ps_registry_clear(struct ps_registry *reg);
 /* A TENANT_UP body as a registry record (no checks). */
 void ps_tenant_to_rec(const struct ps_tenant *t, struct ps_tenant_rec *ret);
 /* Tenant names as the store accepts them: 1..31 of [a-z0-9_-], starting alnum. */
-bool ps_name_ok(const char *name, size_t max);
+bool ps_name_ok(const char name[static PS_NAME_MAX]);
 
 /* privsep.c */
 struct enrolld_conf;

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "enrolld/privsep.h"
+#include "enrolld/store.h"
 
 _Static_assert(sizeof(struct ps_hdr) == 16, "ps_hdr layout");
 _Static_assert(sizeof(struct ps_name) == 32, "ps_name layout");
@@ -40,42 +41,29 @@ fail(char *why, size_t whylen, int err, const char *fmt, ...)
 	return err;
 }
 
-bool
-ps_name_ok(const char *name, size_t max)
+/* Nothing after the terminator: the parent never carries bytes it did not check. */
+static bool
+tail_zero(const char *name, size_t max)
 {
-	size_t n = strnlen(name, max);
-
-	if (n == 0 || n >= max)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '-' && c != '_')))
-			return false;
-	}
-	/* Nothing after the terminator: the parent never carries bytes it did not check. */
-	for (size_t i = n; i < max; i++)
+	for (size_t i = strnlen(name, max); i < max; i++)
 		if (name[i] != '\0')
 			return false;
 	return true;
 }
 
-/* Interface names: printable, no '/', ':' or blanks (as the store), zero-padded. */
-static bool
-ifname_ok(const char *name)
+/* Tenant names as the store accepts them, zero-padded. */
+bool
+ps_name_ok(const char name[static PS_NAME_MAX])
 {
-	size_t n = strnlen(name, PS_IFNAME_MAX);
+	return store_tenant_name_ok(name) && tail_zero(name, PS_NAME_MAX);
+}
 
-	if (n == 0 || n >= PS_IFNAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (name[i] == '/' || name[i] == ':' || name[i] <= ' ' || name[i] > '~')
-			return false;
-	for (size_t i = n; i < PS_IFNAME_MAX; i++)
-		if (name[i] != '\0')
-			return false;
-	return true;
+/* Interface names as the store accepts them, not "." or "..", zero-padded. */
+static bool
+ifname_ok(const char name[static PS_IFNAME_MAX])
+{
+	return store_ifname_ok(name) && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+	       tail_zero(name, PS_IFNAME_MAX);
 }
 
 static bool
@@ -115,7 +103,7 @@ parse_tenant(const struct ps_tenant *t, char *why, size_t whylen)
 {
 	struct ps_tenant_rec r;
 
-	if (!ps_name_ok(t->name, PS_NAME_MAX))
+	if (!ps_name_ok(t->name))
 		return fail(why, whylen, -EBADMSG, "bad tenant name");
 	if (!ifname_ok(t->ifname))
 		return fail(why, whylen, -EBADMSG, "bad interface name");
@@ -178,7 +166,7 @@ ps_parse_request(const void *buf, size_t len, struct ps_request *ret, char *why,
 		if (len < sizeof(struct ps_name))
 			return fail(why, whylen, -EBADMSG, "type %u: %zu bytes", h.type, len);
 		ret->name = (const struct ps_name *)b;
-		if (!ps_name_ok(ret->name->name, PS_NAME_MAX))
+		if (!ps_name_ok(ret->name->name))
 			return fail(why, whylen, -EBADMSG, "bad tenant name");
 		if (h.type != PS_PEERS_SET) {
 			if (h.count != 0 || len != sizeof(struct ps_name))

@@ -881,8 +881,8 @@ str_ok(const char *str, size_t max)
 	return strnlen(str, max) < max;
 }
 
-static bool
-tenant_name_ok(const char *name)
+bool
+store_tenant_name_ok(const char *name)
 {
 	size_t n = strnlen(name, STORE_NAME_MAX);
 
@@ -898,8 +898,8 @@ tenant_name_ok(const char *name)
 	return true;
 }
 
-static bool
-ifname_ok(const char *name)
+bool
+store_ifname_ok(const char *name)
 {
 	size_t n = strnlen(name, STORE_IFNAME_MAX);
 
@@ -994,7 +994,7 @@ store_tenant_create(struct store *s, const struct store_tenant *t)
 	int r;
 
 	memset(&rec, 0, sizeof(rec));
-	if (!tenant_name_ok(t->name) || !ifname_ok(t->ifname) ||
+	if (!store_tenant_name_ok(t->name) || !store_ifname_ok(t->ifname) ||
 	    !str_ok(t->endpoint, sizeof(t->endpoint)) || t->n_pcrs > STORE_PCR_MAX)
 		return -EINVAL;
 	memcpy(rec.name, t->name, strlen(t->name));
@@ -1031,7 +1031,7 @@ get_tenant(struct store *s, MDB_txn *txn, const char *name, struct store_tenant 
 {
 	struct key key;
 
-	if (!tenant_name_ok(name))
+	if (!store_tenant_name_ok(name))
 		return -ENOENT;
 	key_bytes(&key, name, strlen(name));
 	return t_get(s, txn, DB_TENANTS, &key, ret, sizeof(*ret));
@@ -1153,7 +1153,7 @@ store_tenant_set_require_tpm(struct store *s, const char *name, bool on)
 {
 	struct policy_op o = { name, on };
 
-	if (!tenant_name_ok(name))
+	if (!store_tenant_name_ok(name))
 		return -ENOENT;
 	return submit(s, apply_require_tpm, &o);
 }
@@ -1181,7 +1181,7 @@ store_device_ca_add(struct store *s, const struct store_device_ca *ca)
 	struct store_device_ca *rec;
 	int r;
 
-	if (!tenant_name_ok(ca->tenant) || !str_ok(ca->label, sizeof(ca->label)) ||
+	if (!store_tenant_name_ok(ca->tenant) || !str_ok(ca->label, sizeof(ca->label)) ||
 	    !str_ok(ca->subject, sizeof(ca->subject)) || ca->der_len == 0 ||
 	    ca->der_len > STORE_CA_DER_MAX || is_zero(ca->fp, sizeof(ca->fp)))
 		return -EINVAL;
@@ -1220,7 +1220,7 @@ store_device_ca_remove(struct store *s, const char *tenant, const uint8_t fp[sta
 {
 	struct hash_key hk = { tenant, fp };
 
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	return submit(s, apply_device_ca_remove, &hk);
 }
@@ -1234,7 +1234,7 @@ store_device_ca_list(struct store *s, const char *tenant, struct store_device_ca
 	if (tenant == NULL)
 		return collect(s, DB_DEVICE_CAS, NULL, sizeof(**ret), NULL, NULL, (void **)ret,
 			ret_n);
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	key_tenant(&prefix, tenant);
 	return collect(s, DB_DEVICE_CAS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
@@ -1290,7 +1290,7 @@ store_device_crl_put(struct store *s, const struct store_device_crl *crl, const 
 	struct store_device_crl *rec;
 	int r;
 
-	if (!tenant_name_ok(crl->tenant) || !str_ok(crl->issuer, sizeof(crl->issuer)) ||
+	if (!store_tenant_name_ok(crl->tenant) || !str_ok(crl->issuer, sizeof(crl->issuer)) ||
 	    crl->der_len == 0 || crl->der_len > STORE_CRL_DER_MAX ||
 	    crl->number_len > STORE_CRL_NUMBER_MAX || is_zero(crl->issuer_hash, STORE_HASH_LEN))
 		return -EINVAL;
@@ -1329,7 +1329,7 @@ store_device_crl_remove(struct store *s, const char *tenant,
 {
 	struct hash_key hk = { tenant, issuer_hash };
 
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	return submit(s, apply_device_crl_remove, &hk);
 }
@@ -1347,7 +1347,7 @@ store_device_crl_each(struct store *s, const char *tenant,
 	int rc, r;
 
 	if (tenant != NULL) {
-		if (!tenant_name_ok(tenant))
+		if (!store_tenant_name_ok(tenant))
 			return -ENOENT;
 		key_tenant(&prefix, tenant);
 		k = kval(&prefix);
@@ -1452,7 +1452,7 @@ store_x509_revoke(struct store *s, const struct store_x509_revoked *rv)
 	struct store_x509_revoked rec;
 
 	memset(&rec, 0, sizeof(rec));
-	if (!tenant_name_ok(rv->tenant) || !str_ok(rv->label, sizeof(rv->label)) ||
+	if (!store_tenant_name_ok(rv->tenant) || !str_ok(rv->label, sizeof(rv->label)) ||
 	    rv->serial_len == 0 || rv->serial_len > STORE_SERIAL_MAX)
 		return -EINVAL;
 	memcpy(rec.tenant, rv->tenant, strlen(rv->tenant));
@@ -1484,7 +1484,7 @@ store_x509_unrevoke(struct store *s, const char *tenant, const uint8_t *serial, 
 {
 	struct serial_key sk = { tenant, serial, serial_len };
 
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	if (serial_len == 0 || serial_len > STORE_SERIAL_MAX)
 		return -EINVAL;
@@ -1497,7 +1497,7 @@ store_x509_revoked_list(struct store *s, const char *tenant, struct store_x509_r
 {
 	struct key prefix;
 
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	key_tenant(&prefix, tenant);
 	return collect(s, DB_X509_REVOKED, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
@@ -1526,7 +1526,7 @@ store_x509_is_revoked(struct store *s, const char *tenant, const uint8_t *serial
 	MDB_txn *txn;
 	int r;
 
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	if (serial_len == 0 || serial_len > STORE_SERIAL_MAX)
 		return -EINVAL;
@@ -1561,7 +1561,7 @@ store_registration_add(struct store *s, const struct store_registration *reg)
 	struct store_registration rec;
 
 	memset(&rec, 0, sizeof(rec));
-	if (!tenant_name_ok(reg->tenant) || !str_ok(reg->label, sizeof(reg->label)) ||
+	if (!store_tenant_name_ok(reg->tenant) || !str_ok(reg->label, sizeof(reg->label)) ||
 	    is_zero(reg->ek_hash, sizeof(reg->ek_hash)))
 		return -EINVAL;
 	memcpy(rec.tenant, reg->tenant, strlen(reg->tenant));
@@ -1592,7 +1592,7 @@ store_registration_remove(struct store *s, const char *tenant,
 {
 	struct reg_key rk = { tenant, ek_hash };
 
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	return submit(s, apply_registration_remove, &rk);
 }
@@ -1604,7 +1604,7 @@ store_registration_get(struct store *s, const char *tenant,
 	struct store_registration reg;
 	struct key key;
 
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	key_tenant_hash(&key, tenant, ek_hash);
 	return r_get(s, DB_REGISTRATIONS, &key, ret != NULL ? ret : &reg, sizeof(reg));
@@ -1616,7 +1616,7 @@ store_registration_list(struct store *s, const char *tenant, struct store_regist
 {
 	struct key prefix;
 
-	if (!tenant_name_ok(tenant))
+	if (!store_tenant_name_ok(tenant))
 		return -ENOENT;
 	key_tenant(&prefix, tenant);
 	return collect(s, DB_REGISTRATIONS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
@@ -1646,7 +1646,7 @@ store_token_create(struct store *s, const struct store_token *tok)
 	struct store_token rec;
 
 	memset(&rec, 0, sizeof(rec));
-	if (!tenant_name_ok(tok->tenant) || !str_ok(tok->label, sizeof(tok->label)) ||
+	if (!store_tenant_name_ok(tok->tenant) || !str_ok(tok->label, sizeof(tok->label)) ||
 	    is_zero(tok->hash, sizeof(tok->hash)) || tok->uses_left == 0)
 		return -EINVAL;
 	memcpy(rec.hash, tok->hash, sizeof(rec.hash));
@@ -1788,7 +1788,7 @@ store_session_create(struct store *s, const struct store_session *sess,
 	struct store_session rec;
 	int r;
 
-	if (!tenant_name_ok(sess->tenant) || sess->ak_name_len > sizeof(sess->ak_name) ||
+	if (!store_tenant_name_ok(sess->tenant) || sess->ak_name_len > sizeof(sess->ak_name) ||
 	    sess->nonce_len > sizeof(sess->nonce) || sess->secret_len > sizeof(sess->secret))
 		return -EINVAL;
 	memset(&rec, 0, sizeof(rec));
@@ -2247,7 +2247,7 @@ store_enroll_prev(struct store *s, const struct store_enroll_req *req,
 	struct enroll_op e = { .req = req };
 	int r;
 
-	if (!tenant_name_ok(req->tenant))
+	if (!store_tenant_name_ok(req->tenant))
 		return -ENOENT;
 	if (is_zero(req->ek_hash, STORE_HASH_LEN) || is_zero(req->wg_pubkey, STORE_KEY_LEN) ||
 	    (req->kind != STORE_ATTEST_TPM && req->kind != STORE_ATTEST_X509) ||
@@ -2324,7 +2324,7 @@ store_device_by_addr(struct store *s, const char *tenant, int family,
 {
 	struct key k;
 
-	if (!tenant_name_ok(tenant) || addr_len(family) == 0)
+	if (!store_tenant_name_ok(tenant) || addr_len(family) == 0)
 		return -ENOENT;
 	key_tenant_addr(&k, tenant, family, addr);
 	return device_via(s, DB_DEV_ADDR, &k, ret);
@@ -2346,7 +2346,7 @@ store_device_list(struct store *s, const struct store_device_filter *f,
 
 	if (limit > 1000)
 		limit = 1000;
-	if (f->tenant != NULL && !tenant_name_ok(f->tenant))
+	if (f->tenant != NULL && !store_tenant_name_ok(f->tenant))
 		return -ENOENT;
 	if (f->after == UINT64_MAX) {
 		*ret = NULL;

@@ -107,6 +107,12 @@ struct store_tenant {
  * PCR index or interface name; -EEXIST if the name exists or the interface, listen port or
  * a prefix is already used by another tenant.
  */
+/*
+ * The names the store accepts: a tenant's (1-31 of a-z 0-9 - _, starting with a letter or
+ * digit) and an interface's (1-15 printable characters, no '/', ':' or blank).
+ */
+bool store_tenant_name_ok(const char *name);
+bool store_ifname_ok(const char *name);
 int store_tenant_create(struct store *s, const struct store_tenant *t);
 int store_tenant_get(struct store *s, const char *name, struct store_tenant *ret);
 int store_tenant_list(struct store *s, struct store_tenant **ret, size_t *ret_n);
