@@ -1,6 +1,7 @@
 # One control plane and one gateway in two network namespaces joined by a veth pair, with
 # enrolld over HTTPS (its own test CA) and the userspace backend: the setup shared by
-# edgekeyd_enroll.sh, edgekeyd_tpm_faults.sh, edgekeyd_retry_after.sh and wgquick_tpm.sh.
+# edgekeyd_enroll.sh, edgekeyd_tpm_faults.sh, edgekeyd_retry_after.sh and wgquick_tpm.sh
+# (and their fail, step and api).
 # Sourced, not run (tests/run.sh skips *_lib.sh).
 #
 # The caller sets NSC NSG (netns), VC VG (veth ends), CP_IP GW_IP, API_PORT, T (temp dir),
@@ -32,6 +33,26 @@ cg_require() { # PROGRAM... -- TOOL...
 	[ -c /dev/net/tun ] || { echo "skip: no /dev/net/tun"; exit 77; }
 	export TSS2_LOG=all+none
 	. swtpm-fixtures/lib.sh
+}
+
+# The fatal error of the gateway tests (CG_FAIL=fail): says what, shows the tail of each
+# log of $T, exits 1.
+fail() {
+	echo "FAIL: $*"
+	for f in "$T"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
+	exit 1
+}
+step() { echo "== $*"; }
+
+# The admin API from the control plane's namespace, its CA pinned: prints the body (also
+# in $T/body), the HTTP status in $T/status.
+api() { # METHOD PATH [BODY]
+	local m=$1 p=$2
+	shift 2
+	inc curl -s --max-time 30 --cacert "$T/cp/ca.pem" -H "Authorization: Bearer $ADMIN" -X "$m" \
+		-o "$T/body" -w '%{http_code}' ${1:+-H 'Content-Type: application/json' --data "$1"} \
+		"$U$p" >"$T/status"
+	cat "$T/body"
 }
 
 # Names and ports of one run, unique per process (/var/run/wireguard is shared by all

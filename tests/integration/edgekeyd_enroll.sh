@@ -48,12 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-	echo "FAIL: $*"
-	for f in "$T"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
-	exit 1
-}
-step() { echo "== $*"; }
 
 step "namespaces $NSC (control plane) and $NSG (gateway), veth $VC/$VG"
 cg_topology_up
@@ -63,14 +57,6 @@ mkdir -p "$T/gw"
 cg_cp_credentials "edgekeyd test CA"
 cp "$T/cp/prov.token" "$T/gw/prov.token"
 cg_cp_start
-api() { # METHOD PATH [BODY]: prints the body, status in $T/status
-	local m=$1 p=$2
-	shift 2
-	inc curl -s --max-time 30 --cacert "$T/cp/ca.pem" -H "Authorization: Bearer $ADMIN" -X "$m" \
-		-o "$T/body" -w '%{http_code}' ${1:+-H 'Content-Type: application/json' --data "$1"} \
-		"$U$p" >"$T/status"
-	cat "$T/body"
-}
 api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"10.77.0.0/24\",\"interface\":\"$WGC\",
 	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
 [ "$(cat "$T/status")" = 201 ] || [ "$(cat "$T/status")" = 200 ] ||

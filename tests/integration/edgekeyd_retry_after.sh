@@ -42,11 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-	echo "FAIL: $*"
-	for f in "$T"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
-	exit 1
-}
 check() { # description, command...
 	local d=$1
 	shift
@@ -57,7 +52,6 @@ check() { # description, command...
 		fails=$((fails + 1))
 	fi
 }
-step() { echo "== $*"; }
 # each line of standard input with the time it arrived (s since the epoch)
 stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
 
@@ -68,14 +62,6 @@ cg_cp_credentials "retry-after test CA"
 cp "$T/cp/prov.token" "$T/gw/prov.token"
 CG_CONF_EXTRA=$(printf '[attestation]\nmax_sessions = 1\nsession_ttl = %s' "$TTL")
 cg_cp_start
-api() { # METHOD PATH [BODY]: prints the body, status in $T/status
-	local m=$1 p=$2
-	shift 2
-	inc curl -s --max-time 30 --cacert "$T/cp/ca.pem" -H "Authorization: Bearer $ADMIN" -X "$m" \
-		-o "$T/body" -w '%{http_code}' ${1:+-H 'Content-Type: application/json' --data "$1"} \
-		"$U$p" >"$T/status"
-	cat "$T/body"
-}
 api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"10.78.0.0/24\",\"interface\":\"$WGC\",
 	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
 [ "$(cat "$T/status")" = 201 ] || fail "tenant create: HTTP $(cat "$T/status") $(cat "$T/body")"

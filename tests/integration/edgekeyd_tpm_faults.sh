@@ -41,11 +41,6 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	for f in "$T"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done
-	exit 1
-}
 check() { # DESCRIPTION COMMAND...
 	local d=$1
 	shift
@@ -57,10 +52,6 @@ mkdir -p "$T/gw"
 cg_cp_credentials "tpm faults test CA"
 cp "$T/cp/prov.token" "$T/gw/prov.token"
 cg_cp_start
-api() { # METHOD PATH [BODY]: the body on stdout
-	inc curl -s --max-time 30 --cacert "$T/cp/ca.pem" -H "Authorization: Bearer $ADMIN" \
-		-X "$1" ${3:+-H 'Content-Type: application/json' --data "$3"} "$U$2"
-}
 api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"10.77.0.0/24\",\"interface\":\"$WGC\",
 	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
 wait_for 10 test -S "$SOCKDIR/$WGC.sock" || fail "enrolld did not bring up $WGC"
