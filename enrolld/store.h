@@ -45,7 +45,21 @@
 
 struct store;
 
+enum store_backend_kind {
+	STORE_BACKEND_LMDB = 0,       /* the embedded default: @path of store_open is a directory */
+	STORE_BACKEND_POSTGRESQL = 1, /* @path of store_open is a libpq connection string */
+};
+
+#define STORE_KEK_LEN 32
+
 struct store_options {
+	int backend; /* enum store_backend_kind */
+	/*
+	 * Key-encryption key for secrets at rest (AES-256-GCM): session secrets, later tenant
+	 * keys. Required by the PostgreSQL backend (-EINVAL without), unused by LMDB. Copied at
+	 * open into locked memory; the caller wipes its own copy.
+	 */
+	const uint8_t *kek;
 	uint64_t map_size;     /* initial map size, 0 = STORE_DEFAULT_MAP_SIZE */
 	uint64_t map_size_max; /* growth limit on MDB_MAP_FULL, 0 = 64 x map_size */
 	bool no_group_commit;  /* one commit per operation (benchmarks, comparisons) */
