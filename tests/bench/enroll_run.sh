@@ -15,7 +15,7 @@
 #   "https-ka": HTTPS with one keep-alive connection per device thread)
 # Every point is also written as TSV to $ENROLL_TSV (build/bench/enroll.tsv; drawn by
 # tests/bench/plots.sh):
-#   run LABEL EK MODE CONC ENR/S P50_MS P99_MS MAX_MS SERVER_CPU_MS_PER_ENR FAILED
+#   run LABEL EK MODE CONC ENR/S P50_MS P99_MS MAX_MS SERVER_CPU_MS_PER_ENR FAILED DEVICES_CPU_MS_PER_ENR
 #   ceiling - EK - CORES ENR/S_PER_CORE
 set -u
 B=${B:-build}
@@ -138,12 +138,29 @@ awk -v cores="$(nproc)" '
 	END { for (k in best) { split(k, f, " ")
 		printf "%-8s %-7s %-9s %7.1f enr/s of %6.0f = %5.1f%%\n", f[1], f[2], f[3], best[k],
 			ceil[f[2]], 100 * best[k] / ceil[f[2]] } }' "$T/results" | sort
+# The devices run on the same cores: at the best point, the most these cores could do for
+# enrolld + devices (cores / their CPU per enrollment), and what the devices alone leave.
+echo
+echo "== what sharing the cores with the devices allows (at each mode's best point: cores /"
+echo "   (server + devices CPU per enrollment); wireguard-go and the rest of the machine not counted)"
+awk -v cores="$(nproc)" '
+	$4 == "conc" { k = $1 " " $2 " " $3; s = d = 0
+		for (i = 18; i < NF; i++) { if ($i == "CPU" && $(i - 1) == "server") s = $(i + 1)
+			if ($i == "CPU" && $(i - 1) == "devices") d = $(i + 1) }
+		if ($8 > best[k]) { best[k] = $8; sv[k] = s; dv[k] = d } }
+	END { for (k in best) if (sv[k] + dv[k] > 0) { split(k, f, " ")
+		printf "%-8s %-7s %-9s server %5.2f + devices %5.2f ms/enr -> at most %6.0f enr/s\n",
+			f[1], f[2], f[3], sv[k], dv[k], cores * 1000 / (sv[k] + dv[k]) } }' "$T/results" | sort
 mkdir -p "$(dirname "$ENROLL_TSV")"
 awk -v cores="$(nproc)" 'BEGIN { OFS = "\t" }
 	$1 == "ceiling" { print "ceiling", "-", $2, "-", cores, $(NF - 3) }
 	$4 == "conc" { cpu = ""; failed = ""
-		for (i = 18; i < NF; i++) { if ($i == "CPU") cpu = $(i + 1); if ($i == "failed") failed = $(i + 1) + 0 }
-		print "run", $1, $2, $3, $5, $8, $11, $14, $17, cpu, failed }' \
+		dcpu = ""
+		for (i = 18; i < NF; i++) {
+			if ($i == "CPU" && $(i - 1) == "server") cpu = $(i + 1)
+			if ($i == "CPU" && $(i - 1) == "devices") dcpu = $(i + 1)
+			if ($i == "failed") failed = $(i + 1) + 0 }
+		print "run", $1, $2, $3, $5, $8, $11, $14, $17, cpu, failed, dcpu }' \
 	"$T/results" >"$ENROLL_TSV"
 echo "TSV: $ENROLL_TSV"
 exit $rc

@@ -39,6 +39,14 @@ sc -tls1_2 -cipher 'ECDHE-ECDSA-AES256-GCM-SHA384'
 check "an AEAD suite (ECDHE-ECDSA-AES256-GCM-SHA384) is accepted" negotiated TLSv1.2
 sc -tls1_2 -sigalgs 'ECDSA+SHA1' -cipher 'DEFAULT:@SECLEVEL=0'
 check "a handshake that allows only SHA-1 signatures is refused" refused
+# a default client's key share (X25519) is taken: no HelloRetryRequest, whose extra round
+# trip and P-384 keys once cost each side more than an enrollment's attestation
+sc -tls1_3 -msg
+check "TLS 1.3 with a default client: X25519, no HelloRetryRequest" \
+	grep -q 'Server Temp Key: X25519' "$T/sc"
+check "(the handshake has a single ServerHello)" [ "$(grep -c 'ServerHello' "$T/sc")" = 1 ]
+sc -tls1_3 -groups P-384
+check "a client that offers only P-384 is still served" negotiated TLSv1.3
 
 # the serial of the certificate a new connection gets
 serial_now() {
