@@ -142,6 +142,35 @@ curl_to_errno(CURLcode c)
 	}
 }
 
+struct client_conn {
+	CURL *curl; /* its connection cache holds the kept connection */
+};
+
+int
+client_conn_new(struct client_conn **ret)
+{
+	struct client_conn *conn = calloc(1, sizeof(*conn));
+
+	if (conn == NULL)
+		return -ENOMEM;
+	conn->curl = curl_easy_init();
+	if (conn->curl == NULL) {
+		free(conn);
+		return -ENOMEM;
+	}
+	*ret = conn;
+	return 0;
+}
+
+void
+client_conn_free(struct client_conn *conn)
+{
+	if (conn == NULL)
+		return;
+	curl_easy_cleanup(conn->curl);
+	free(conn);
+}
+
 int
 client_request(const struct client_opts *opts, const char *method, const char *url,
 	json_t *body, long *ret_status, json_t **ret_json, char *errbuf, size_t errlen)
@@ -164,7 +193,7 @@ client_request(const struct client_opts *opts, const char *method, const char *u
 		snprintf(errbuf, errlen, "'%s': only https:// URLs are allowed", url);
 		return -EPERM;
 	}
-	curl = curl_easy_init();
+	curl = opts->conn != NULL ? opts->conn->curl : curl_easy_init();
 	if (curl == NULL)
 		return -ENOMEM;
 	resp.curl = curl;
@@ -266,6 +295,11 @@ out:
 	free(resp.buf);
 	free(accept);
 	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(curl);
+	if (opts->conn != NULL)
+		/* Forget this request's options (they point at our stack and freed buffers);
+		 * live connections and the TLS session cache stay with the handle. */
+		curl_easy_reset(curl);
+	else
+		curl_easy_cleanup(curl);
 	return r;
 }

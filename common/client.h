@@ -18,7 +18,19 @@
  * device for days. */
 #define CLIENT_RETRY_AFTER_MAX 3600u
 
+/*
+ * A connection kept between requests (HTTP keep-alive): several requests to one server
+ * pay for one TCP and TLS handshake, e.g. an enrollment's challenge and completion. Give
+ * it in client_opts.conn; a server that closed it meanwhile is reconnected to by itself.
+ * One request at a time (not thread-safe). client_conn_free(NULL) is allowed.
+ */
+struct client_conn;
+
+int client_conn_new(struct client_conn **ret);
+void client_conn_free(struct client_conn *conn);
+
 struct client_opts {
+	struct client_conn *conn; /* NULL: a connection of its own for this request only */
 	const char *ca_file; /* PEM bundle pinned for https://, or NULL: the system store */
 	bool allow_http;
 	long timeout_sec; /* whole request; 0: 30 s; negative: no limit (streams) */

@@ -97,11 +97,15 @@ status_errno(long status, const char *code)
 	}
 }
 
-/* @ret_retry_after (may be NULL): the answer's Retry-After in seconds, 0 if none. */
+/*
+ * @conn (may be NULL): the connection to send it on (an enrollment's two rounds share one:
+ * one TLS handshake for the server instead of two). @ret_retry_after (may be NULL): the
+ * answer's Retry-After in seconds, 0 if none.
+ */
 static int
-post_json(const struct ekd_conf *conf, const char *path, const char *bearer, json_t *body,
-	long *ret_status, json_t **ret_json, unsigned int *ret_retry_after, char *errbuf,
-	size_t errlen)
+post_json(const struct ekd_conf *conf, struct client_conn *conn, const char *path,
+	const char *bearer, json_t *body, long *ret_status, json_t **ret_json,
+	unsigned int *ret_retry_after, char *errbuf, size_t errlen)
 {
 	struct client_opts o;
 	char url[512];
@@ -112,6 +116,7 @@ post_json(const struct ekd_conf *conf, const char *path, const char *bearer, jso
 		return -ENAMETOOLONG;
 	}
 	client_opts_of(conf, &o, bearer);
+	o.conn = conn;
 	o.ret_retry_after = ret_retry_after;
 	r = client_request(&o, "POST", url, body, ret_status, ret_json, errbuf, errlen);
 	if (r == 0)
@@ -499,7 +504,7 @@ ekd_provision(const struct ekd_conf *conf, bool offline)
 	}
 
 	snprintf(path, sizeof(path), "/v1/tenants/%s/registrations", conf->tenant);
-	r = post_json(conf, path, token, reg, &status, &resp, NULL, errbuf, sizeof(errbuf));
+	r = post_json(conf, NULL, path, token, reg, &status, &resp, NULL, errbuf, sizeof(errbuf));
 	if (r < 0) {
 		log_warnx("pre-registration: no answer from the control plane: %s", errbuf);
 		goto out;
@@ -627,6 +632,7 @@ ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment 
 	size_t ek_pub_len = 0, ek_cert_len = 0, ak_pub_len = 0;
 	uint8_t wg_pub[WG_KEY_LEN], secret[TPMDEV_SECRET_LEN];
 	json_t *body = NULL, *resp = NULL;
+	struct client_conn *conn = NULL;
 	long status = 0;
 	int r;
 
@@ -683,8 +689,14 @@ ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment 
 		r = -ENOMEM;
 		goto out;
 	}
-	r = post_json(conf, "/v1/enroll/challenge", NULL, body, &status, &resp, ret_retry_after,
-		errbuf, errlen);
+	r = client_conn_new(&conn);
+	if (r < 0) {
+		json_decref(body);
+		body = NULL;
+		goto out;
+	}
+	r = post_json(conf, conn, "/v1/enroll/challenge", NULL, body, &status, &resp,
+		ret_retry_after, errbuf, errlen);
 	json_wipe_member(body, "token");
 	json_decref(body);
 	body = NULL;
@@ -734,8 +746,8 @@ ekd_enroll_once(const struct ekd_conf *conf, bool staged, struct ekd_enrollment 
 		r = -ENOMEM;
 		goto out;
 	}
-	r = post_json(conf, "/v1/enroll/complete", NULL, body, &status, &resp, ret_retry_after,
-		errbuf, errlen);
+	r = post_json(conf, conn, "/v1/enroll/complete", NULL, body, &status, &resp,
+		ret_retry_after, errbuf, errlen);
 	if (r < 0)
 		goto out;
 	if (status != 200) {
@@ -750,6 +762,7 @@ out:
 	json_wipe_member(body, "secret");
 	json_decref(body);
 	secmem_free(token, EKD_TOKEN_MAX);
+	client_conn_free(conn);
 	tpmdev_close(dev);
 	challenge_clear(&c);
 	free(q);

@@ -180,6 +180,99 @@ test_request_retry_after(void **state)
 	assert_int_equal(after, 0);
 }
 
+/* ---- a kept connection ---------------------------------------------------------------------- */
+
+struct keepalive_server {
+	int lfd;
+	int want;    /* requests to answer in all */
+	int accepts; /* connections it took */
+};
+
+/* Answers @want requests with keep-alive answers, on as many connections as it is given. */
+static void *
+serve_keepalive(void *arg)
+{
+	struct keepalive_server *ks = arg;
+	int answered = 0;
+
+	while (answered < ks->want) {
+		int fd = accept(ks->lfd, NULL, NULL);
+		char buf[4096];
+		size_t n = 0;
+		ssize_t k;
+
+		if (fd < 0)
+			return NULL;
+		ks->accepts++;
+		while (answered < ks->want && (k = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0) {
+			char *end;
+
+			n += (size_t)k;
+			buf[n] = '\0';
+			end = strstr(buf, "\r\n\r\n");
+			if (end == NULL)
+				continue;
+			/* one GET answered; what followed it is the next request's beginning */
+			n -= (size_t)(end + 4 - buf);
+			memmove(buf, end + 4, n);
+			if (write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 40) != 40)
+				break;
+			answered++;
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+/* Two requests, with or without a client_conn: how many connections the server saw. */
+static int
+connections_for_two(bool keep)
+{
+	struct sockaddr_in sa = {
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	socklen_t sl = sizeof(sa);
+	struct keepalive_server ks = { .want = 2 };
+	struct client_opts o = { .allow_http = true, .timeout_sec = 5 };
+	struct client_conn *conn = NULL;
+	char url[64], err[256];
+	json_t *j = NULL;
+	long status;
+	pthread_t t;
+
+	ks.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(ks.lfd >= 0);
+	assert_int_equal(bind(ks.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(ks.lfd, 4), 0);
+	assert_int_equal(getsockname(ks.lfd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(pthread_create(&t, NULL, serve_keepalive, &ks), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/healthz", ntohs(sa.sin_port));
+	if (keep)
+		assert_int_equal(client_conn_new(&conn), 0);
+	o.conn = conn;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(client_request(&o, "GET", url, NULL, &status, &j, err,
+			sizeof(err)), 0);
+		assert_int_equal(status, 200);
+		assert_non_null(j);
+		json_decref(j);
+	}
+	client_conn_free(conn);
+	pthread_join(t, NULL);
+	close(ks.lfd);
+	return ks.accepts;
+}
+
+static void
+test_conn_kept(void **state)
+{
+	/* an enrollment's two rounds: one connection (one TLS handshake) with a client_conn */
+	assert_int_equal(connections_for_two(true), 1);
+	assert_int_equal(connections_for_two(false), 2);
+	client_conn_free(NULL);
+}
+
 int
 main(void)
 {
@@ -188,6 +281,7 @@ main(void)
 		cmocka_unit_test(test_parse_capped),
 		cmocka_unit_test(test_parse_refused),
 		cmocka_unit_test(test_request_retry_after),
+		cmocka_unit_test(test_conn_kept),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
