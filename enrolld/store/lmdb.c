@@ -88,7 +88,7 @@ static const char *const db_names[DB_COUNT] = {
 
 /* The one place MDB_* codes become errnos. */
 int
-mdb_errno(int rc)
+lm_errno(int rc)
 {
 	if (rc == 0)
 		return 0;
@@ -141,7 +141,7 @@ commit_error(struct lmdb_store *s, int rc)
 {
 	mdb_filehandle_t fd;
 	struct statvfs st;
-	int r = mdb_errno(rc);
+	int r = lm_errno(rc);
 
 	if ((rc == EIO || rc == ENOSPC) && mdb_env_get_fd(s->env, &fd) == 0 &&
 		fstatvfs(fd, &st) == 0 && (uint64_t)st.f_bavail * st.f_frsize < STORE_FULL_MARGIN) {
@@ -163,7 +163,7 @@ lmdb_now(const struct lmdb_store *s)
 
 /* Read @db[@k] into @v of exactly @vlen bytes: -ENOENT, or -EUCLEAN if the size is wrong. */
 int
-t_get(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, void *v, size_t vlen)
+lm_t_get(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, void *v, size_t vlen)
 {
 	MDB_val key = kval(k), val;
 	int rc;
@@ -172,7 +172,7 @@ t_get(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, void *v, 
 	if (rc == MDB_NOTFOUND)
 		return -ENOENT;
 	if (rc != 0)
-		return mdb_errno(rc);
+		return lm_errno(rc);
 	if (val.mv_size != vlen) {
 		store_set_errmsg("%s: record of %zu bytes, want %zu", db_names[db],
 			val.mv_size, vlen);
@@ -184,19 +184,19 @@ t_get(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, void *v, 
 }
 
 int
-t_get_u64(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, uint64_t *ret)
+lm_t_get_u64(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, uint64_t *ret)
 {
 	uint8_t b[8];
 	int r;
 
-	r = t_get(s, txn, db, k, b, sizeof(b));
+	r = lm_t_get(s, txn, db, k, b, sizeof(b));
 	if (r == 0)
 		*ret = be64_get(b);
 	return r;
 }
 
 int
-w_put(struct wtx *w, int db, const struct key *k, const void *v, size_t vlen, unsigned int flags)
+lm_w_put(struct wtx *w, int db, const struct key *k, const void *v, size_t vlen, unsigned int flags)
 {
 	MDB_val key = kval(k), val = { .mv_size = vlen, .mv_data = (void *)v };
 	int rc;
@@ -204,20 +204,20 @@ w_put(struct wtx *w, int db, const struct key *k, const void *v, size_t vlen, un
 	rc = mdb_put(w->txn, w->s->dbi[db], &key, &val, flags);
 	if (rc == MDB_MAP_FULL)
 		w->map_full = true;
-	return mdb_errno(rc);
+	return lm_errno(rc);
 }
 
 int
-w_put_u64(struct wtx *w, int db, const struct key *k, uint64_t v, unsigned int flags)
+lm_w_put_u64(struct wtx *w, int db, const struct key *k, uint64_t v, unsigned int flags)
 {
 	uint8_t b[8];
 
 	be64_put(b, v);
-	return w_put(w, db, k, b, sizeof(b), flags);
+	return lm_w_put(w, db, k, b, sizeof(b), flags);
 }
 
 int
-w_del(struct wtx *w, int db, const struct key *k)
+lm_w_del(struct wtx *w, int db, const struct key *k)
 {
 	MDB_val key = kval(k);
 	int rc;
@@ -225,7 +225,7 @@ w_del(struct wtx *w, int db, const struct key *k)
 	rc = mdb_del(w->txn, w->s->dbi[db], &key, NULL);
 	if (rc == MDB_NOTFOUND)
 		return -ENOENT;
-	return mdb_errno(rc);
+	return lm_errno(rc);
 }
 
 /*
@@ -240,12 +240,12 @@ adopt_map_resize(struct lmdb_store *s)
 	pthread_rwlock_wrlock(&s->map_lock);
 	rc = mdb_env_set_mapsize(s->env, 0);
 	pthread_rwlock_unlock(&s->map_lock);
-	return mdb_errno(rc);
+	return lm_errno(rc);
 }
 
-/* A read transaction, holding map_lock shared until rtxn_end(). */
+/* A read transaction, holding map_lock shared until lm_rtxn_end(). */
 int
-rtxn_begin(struct lmdb_store *s, MDB_txn **ret)
+lm_rtxn_begin(struct lmdb_store *s, MDB_txn **ret)
 {
 	int rc;
 
@@ -260,11 +260,11 @@ rtxn_begin(struct lmdb_store *s, MDB_txn **ret)
 		if (adopt_map_resize(s) < 0)
 			break;
 	}
-	return mdb_errno(rc);
+	return lm_errno(rc);
 }
 
 void
-rtxn_end(struct lmdb_store *s, MDB_txn *txn)
+lm_rtxn_end(struct lmdb_store *s, MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&s->map_lock);
@@ -272,16 +272,16 @@ rtxn_end(struct lmdb_store *s, MDB_txn *txn)
 
 /* One record by key in its own read transaction; @v is written only on success. */
 int
-r_get(struct lmdb_store *s, int db, const struct key *k, void *v, size_t vlen)
+lm_r_get(struct lmdb_store *s, int db, const struct key *k, void *v, size_t vlen)
 {
 	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
-	r = t_get(s, txn, db, k, v, vlen);
-	rtxn_end(s, txn);
+	r = lm_t_get(s, txn, db, k, v, vlen);
+	lm_rtxn_end(s, txn);
 	return r;
 }
 
@@ -301,7 +301,7 @@ grow_map(struct lmdb_store *s)
 	rc = mdb_env_set_mapsize(s->env, want);
 	pthread_rwlock_unlock(&s->map_lock);
 	if (rc != 0)
-		return mdb_errno(rc);
+		return lm_errno(rc);
 	log_debug("store: map grown to %llu bytes", (unsigned long long)want);
 	s->map_size = want;
 	return 0;
@@ -320,7 +320,7 @@ wtxn_begin(struct lmdb_store *s, MDB_txn **ret)
 		adopt_map_resize(s);
 		pthread_rwlock_rdlock(&s->map_lock);
 	}
-	return mdb_errno(rc);
+	return lm_errno(rc);
 }
 
 /* Run @batch (@n operations) in one write transaction; sets every op->ret. */
@@ -347,7 +347,7 @@ run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_e
 		for (op = batch; op && !w.map_full; op = op->next) {
 			rc = mdb_txn_begin(s->env, txn, 0, &child);
 			if (rc != 0) {
-				op->ret = mdb_errno(rc);
+				op->ret = lm_errno(rc);
 				continue;
 			}
 			w.txn = child;
@@ -361,7 +361,7 @@ run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_e
 				if (rc == MDB_MAP_FULL)
 					w.map_full = true;
 				if (rc != 0) {
-					r = mdb_errno(rc);
+					r = lm_errno(rc);
 					w.last_event = ev_before;
 				}
 			}
@@ -446,7 +446,7 @@ writer_main(void *arg)
 
 /* Queue an operation and wait until the commit holding it is durable (or it failed). */
 int
-submit(struct lmdb_store *s, apply_fn apply, void *arg)
+lm_submit(struct lmdb_store *s, apply_fn apply, void *arg)
 {
 	struct op op = { .apply = apply, .arg = arg };
 
@@ -469,9 +469,9 @@ submit(struct lmdb_store *s, apply_fn apply, void *arg)
 
 /* ---- meta keys ------------------------------------------------------------------------------- */
 
-static const struct key meta_format = { .b = "format", .len = 6 };
-const struct key meta_next_device = { .b = "next_device", .len = 11 };
-const struct key meta_event_seq = { .b = "event_seq", .len = 9 };
+static const struct key lm_meta_format = { .b = "format", .len = 6 };
+const struct key lm_meta_next_device = { .b = "next_device", .len = 11 };
+const struct key lm_meta_event_seq = { .b = "event_seq", .len = 9 };
 
 /* ---- open / close ------------------------------------------------------------------------- */
 
@@ -486,23 +486,23 @@ open_dbs(struct lmdb_store *s)
 
 	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc != 0)
-		return mdb_errno(rc);
+		return lm_errno(rc);
 	for (int i = 0; i < DB_COUNT; i++) {
 		rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
 		if (rc != 0) {
-			r = mdb_errno(rc);
+			r = lm_errno(rc);
 			goto err;
 		}
 	}
-	r = t_get(s, txn, DB_META, &meta_format, b, sizeof(b));
+	r = lm_t_get(s, txn, DB_META, &lm_meta_format, b, sizeof(b));
 	if (r == -ENOENT) {
-		MDB_val key = kval(&meta_format), val = { .mv_size = 4, .mv_data = b };
+		MDB_val key = kval(&lm_meta_format), val = { .mv_size = 4, .mv_data = b };
 
 		version = STORE_FORMAT_VERSION;
 		memcpy(b, &version, 4);
 		rc = mdb_put(txn, s->dbi[DB_META], &key, &val, 0);
 		if (rc != 0) {
-			r = mdb_errno(rc);
+			r = lm_errno(rc);
 			goto err;
 		}
 	} else if (r < 0) {
@@ -517,12 +517,12 @@ open_dbs(struct lmdb_store *s)
 			goto err;
 		}
 	}
-	r = t_get_u64(s, txn, DB_META, &meta_event_seq, &seq);
+	r = lm_t_get_u64(s, txn, DB_META, &lm_meta_event_seq, &seq);
 	if (r < 0 && r != -ENOENT)
 		goto err;
 	s->last_event = seq;
 	rc = mdb_txn_commit(txn);
-	return mdb_errno(rc);
+	return lm_errno(rc);
 err:
 	mdb_txn_abort(txn);
 	return r;
@@ -572,7 +572,7 @@ lmdb_open(struct store_backend **ret, const char *path, const struct store_optio
 	}
 	rc = mdb_env_create(&s->env);
 	if (rc != 0) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		s->env = NULL;
 		goto err;
 	}
@@ -585,7 +585,7 @@ lmdb_open(struct store_backend **ret, const char *path, const struct store_optio
 	 */
 	rc = mdb_env_open(s->env, path, MDB_NOTLS, 0600);
 	if (rc != 0) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto err;
 	}
 	/* An existing environment may be larger than asked for. */
@@ -655,7 +655,7 @@ lmdb_backup(struct store_backend *b, const char *dir)
 	pthread_rwlock_rdlock(&s->map_lock);
 	rc = mdb_env_copy2(s->env, dir, MDB_CP_COMPACT);
 	pthread_rwlock_unlock(&s->map_lock);
-	return mdb_errno(rc);
+	return lm_errno(rc);
 }
 
 /*
@@ -663,7 +663,7 @@ lmdb_backup(struct store_backend *b, const char *dir)
  * array of @size-byte elements; @keep (may be NULL) filters.
  */
 int
-collect(struct lmdb_store *s, int db, const struct key *prefix, size_t size,
+lm_collect(struct lmdb_store *s, int db, const struct key *prefix, size_t size,
 	bool (*keep)(const void *rec, const void *ctx), const void *ctx, void **ret,
 	size_t *ret_n)
 {
@@ -674,12 +674,12 @@ collect(struct lmdb_store *s, int db, const struct key *prefix, size_t size,
 	size_t n = 0, cap = 0;
 	int rc, r;
 
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
 	rc = mdb_cursor_open(txn, s->dbi[db], &cur);
 	if (rc != 0) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	if (prefix != NULL)
@@ -708,7 +708,7 @@ collect(struct lmdb_store *s, int db, const struct key *prefix, size_t size,
 		n++;
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	*ret = arr;
@@ -718,7 +718,7 @@ collect(struct lmdb_store *s, int db, const struct key *prefix, size_t size,
 out:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	rtxn_end(s, txn);
+	lm_rtxn_end(s, txn);
 	free(arr);
 	return r;
 }

@@ -13,12 +13,12 @@
 /* ---- devices ------------------------------------------------------------------------------ */
 
 int
-get_device(struct lmdb_store *s, MDB_txn *txn, uint64_t id, struct store_device *ret)
+lm_get_device(struct lmdb_store *s, MDB_txn *txn, uint64_t id, struct store_device *ret)
 {
 	struct key key;
 
 	key_u64(&key, id);
-	return t_get(s, txn, DB_DEVICES, &key, ret, sizeof(*ret));
+	return lm_t_get(s, txn, DB_DEVICES, &key, ret, sizeof(*ret));
 }
 
 static int
@@ -27,7 +27,7 @@ put_device(struct wtx *w, const struct store_device *d)
 	struct key key;
 
 	key_u64(&key, d->id);
-	return w_put(w, DB_DEVICES, &key, d, sizeof(*d), 0);
+	return lm_w_put(w, DB_DEVICES, &key, d, sizeof(*d), 0);
 }
 
 /* Look @db[@k] up as a device id, then the device. */
@@ -38,10 +38,10 @@ get_device_via(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k,
 	uint64_t id = 0;
 	int r;
 
-	r = t_get_u64(s, txn, db, k, &id);
+	r = lm_t_get_u64(s, txn, db, k, &id);
 	if (r < 0)
 		return r;
-	return get_device(s, txn, id, ret);
+	return lm_get_device(s, txn, id, ret);
 }
 
 /*
@@ -63,7 +63,7 @@ alloc_address(struct wtx *w, const struct store_tenant *t, int family, uint8_t r
 	int rc, r;
 
 	key_tenant_family(&hint_key, t->name, family);
-	r = t_get_u64(w->s, w->txn, DB_ADDR_HINT, &hint_key, &hint);
+	r = lm_t_get_u64(w->s, w->txn, DB_ADDR_HINT, &hint_key, &hint);
 	if (r < 0 && r != -ENOENT)
 		return r;
 	r = addr_alloc_begin(&a, p, self, hint);
@@ -75,7 +75,7 @@ alloc_address(struct wtx *w, const struct store_tenant *t, int family, uint8_t r
 		key_tenant_addr(&start, t->name, family, addr);
 		rc = mdb_cursor_open(w->txn, w->s->dbi[DB_DEV_ADDR], &cur);
 		if (rc != 0)
-			return mdb_errno(rc);
+			return lm_errno(rc);
 		k = kval(&start);
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -93,7 +93,7 @@ alloc_address(struct wtx *w, const struct store_tenant *t, int family, uint8_t r
 		}
 		mdb_cursor_close(cur);
 		if (rc != 0 && rc != MDB_NOTFOUND)
-			return mdb_errno(rc);
+			return lm_errno(rc);
 	}
 	r = addr_alloc_end(&a, &off);
 	if (r < 0) {
@@ -105,7 +105,7 @@ alloc_address(struct wtx *w, const struct store_tenant *t, int family, uint8_t r
 	*ret_off = off;
 	/* Everything below the returned offset was taken, and now it is too. */
 	if (off >= hint)
-		return w_put_u64(w, DB_ADDR_HINT, &hint_key, off + 1, 0);
+		return lm_w_put_u64(w, DB_ADDR_HINT, &hint_key, off + 1, 0);
 	return 0;
 }
 
@@ -119,17 +119,17 @@ free_address(struct wtx *w, const struct store_tenant *t, int family, const uint
 	int r;
 
 	key_tenant_addr(&key, t->name, family, addr);
-	r = w_del(w, DB_DEV_ADDR, &key);
+	r = lm_w_del(w, DB_DEV_ADDR, &key);
 	if (r < 0)
 		return r;
 	if (addr_offset(p, addr, &off) < 0)
 		return 0;
 	key_tenant_family(&hint_key, t->name, family);
-	r = t_get_u64(w->s, w->txn, DB_ADDR_HINT, &hint_key, &hint);
+	r = lm_t_get_u64(w->s, w->txn, DB_ADDR_HINT, &hint_key, &hint);
 	if (r < 0 && r != -ENOENT)
 		return r;
 	if (r == 0 && off < hint)
-		return w_put_u64(w, DB_ADDR_HINT, &hint_key, off, 0);
+		return lm_w_put_u64(w, DB_ADDR_HINT, &hint_key, off, 0);
 	return 0;
 }
 
@@ -149,7 +149,7 @@ enroll_session(struct wtx *w, const struct store_enroll_req *req)
 	int r;
 
 	key_bytes(&key, req->session_id, sizeof(req->session_id));
-	r = t_get(w->s, w->txn, DB_SESSIONS, &key, &sess, sizeof(sess));
+	r = lm_t_get(w->s, w->txn, DB_SESSIONS, &key, &sess, sizeof(sess));
 	if (r < 0)
 		goto out;
 	if (sess.used)
@@ -161,7 +161,7 @@ enroll_session(struct wtx *w, const struct store_enroll_req *req)
 		 memcmp(sess.wg_pubkey, req->wg_pubkey, STORE_KEY_LEN) != 0)
 		r = -EINVAL;
 	else
-		r = use_session(w, &key, &sess);
+		r = lm_use_session(w, &key, &sess);
 out:
 	store_session_wipe(&sess);
 	return r;
@@ -178,11 +178,11 @@ enroll_authorise(struct wtx *w, const struct store_enroll_req *req)
 
 	if (!req->has_token) {
 		key_tenant_hash(&key, req->tenant, req->ek_hash);
-		r = t_get(w->s, w->txn, DB_REGISTRATIONS, &key, &reg, sizeof(reg));
+		r = lm_t_get(w->s, w->txn, DB_REGISTRATIONS, &key, &reg, sizeof(reg));
 		return r == -ENOENT ? -EACCES : r;
 	}
 	key_bytes(&key, req->token_hash, sizeof(req->token_hash));
-	r = t_get(w->s, w->txn, DB_TOKENS, &key, &tok, sizeof(tok));
+	r = lm_t_get(w->s, w->txn, DB_TOKENS, &key, &tok, sizeof(tok));
 	if (r < 0)
 		return r == -ENOENT ? -EACCES : r;
 	if (strncmp(tok.tenant, req->tenant, STORE_NAME_MAX) != 0 || tok.revoked ||
@@ -191,7 +191,7 @@ enroll_authorise(struct wtx *w, const struct store_enroll_req *req)
 	if (tok.expires != 0 && tok.expires <= w->now)
 		return -ETIMEDOUT;
 	tok.uses_left--;
-	return w_put(w, DB_TOKENS, &key, &tok, sizeof(tok), 0);
+	return lm_w_put(w, DB_TOKENS, &key, &tok, sizeof(tok), 0);
 }
 
 /* An enrollment of an EK that already has a device: same key, rotation, or renewal. */
@@ -204,7 +204,7 @@ enroll_existing(struct wtx *w, struct enroll_op *e, uint64_t id)
 	bool was_revoked;
 	int r;
 
-	r = get_device(w->s, w->txn, id, d);
+	r = lm_get_device(w->s, w->txn, id, d);
 	if (r < 0)
 		return r;
 	e->prev = *d;
@@ -215,11 +215,11 @@ enroll_existing(struct wtx *w, struct enroll_op *e, uint64_t id)
 	was_revoked = d->state == STORE_DEVICE_REVOKED;
 	if (memcmp(d->wg_pubkey, req->wg_pubkey, STORE_KEY_LEN) != 0) {
 		key_bytes(&key, req->wg_pubkey, STORE_KEY_LEN);
-		r = w_put_u64(w, DB_DEV_PUBKEY, &key, d->id, MDB_NOOVERWRITE);
+		r = lm_w_put_u64(w, DB_DEV_PUBKEY, &key, d->id, MDB_NOOVERWRITE);
 		if (r < 0)
 			return r;
 		key_bytes(&key, d->wg_pubkey, STORE_KEY_LEN);
-		r = w_del(w, DB_DEV_PUBKEY, &key);
+		r = lm_w_del(w, DB_DEV_PUBKEY, &key);
 		if (r < 0)
 			return r;
 		memcpy(d->wg_pubkey, req->wg_pubkey, STORE_KEY_LEN);
@@ -236,7 +236,7 @@ enroll_existing(struct wtx *w, struct enroll_op *e, uint64_t id)
 	r = put_device(w, d);
 	if (r < 0)
 		return r;
-	return append_event(w, e->result == STORE_ENROLL_ROTATED ? STORE_EV_ROTATED :
+	return lm_append_event(w, e->result == STORE_ENROLL_ROTATED ? STORE_EV_ROTATED :
 		STORE_EV_ENROLLED, d->id, d->tenant);
 }
 
@@ -250,7 +250,7 @@ enroll_new(struct wtx *w, struct enroll_op *e, const struct store_tenant *t)
 	int r;
 
 	memset(d, 0, sizeof(*d));
-	r = t_get_u64(w->s, w->txn, DB_META, &meta_next_device, &id);
+	r = lm_t_get_u64(w->s, w->txn, DB_META, &lm_meta_next_device, &id);
 	if (r < 0 && r != -ENOENT)
 		return r;
 	d->id = id ? id : 1;
@@ -272,33 +272,33 @@ enroll_new(struct wtx *w, struct enroll_op *e, const struct store_tenant *t)
 
 	/* MDB_NOOVERWRITE everywhere: an index collision is a bug, never an overwrite. */
 	key_tenant_addr(&key, t->name, AF_INET, d->addr4);
-	r = w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
+	r = lm_w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
 	if (r == 0 && d->has_addr6) {
 		key_tenant_addr(&key, t->name, AF_INET6, d->addr6);
-		r = w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
+		r = lm_w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
 	}
 	if (r == 0) {
 		key_bytes(&key, d->wg_pubkey, STORE_KEY_LEN);
-		r = w_put_u64(w, DB_DEV_PUBKEY, &key, d->id, MDB_NOOVERWRITE);
+		r = lm_w_put_u64(w, DB_DEV_PUBKEY, &key, d->id, MDB_NOOVERWRITE);
 	}
 	if (r == 0) {
 		key_bytes(&key, d->ek_hash, STORE_HASH_LEN);
-		r = w_put_u64(w, DB_DEV_EK, &key, d->id, MDB_NOOVERWRITE);
+		r = lm_w_put_u64(w, DB_DEV_EK, &key, d->id, MDB_NOOVERWRITE);
 	}
 	if (r == 0) {
 		key_tenant_id(&key, t->name, d->id);
-		r = w_put(w, DB_DEV_TENANT, &key, "", 0, MDB_NOOVERWRITE);
+		r = lm_w_put(w, DB_DEV_TENANT, &key, "", 0, MDB_NOOVERWRITE);
 	}
 	if (r == 0) {
 		key_u64(&key, d->id);
-		r = w_put(w, DB_DEVICES, &key, d, sizeof(*d), MDB_NOOVERWRITE);
+		r = lm_w_put(w, DB_DEVICES, &key, d, sizeof(*d), MDB_NOOVERWRITE);
 	}
 	if (r == 0)
-		r = w_put_u64(w, DB_META, &meta_next_device, d->id + 1, 0);
+		r = lm_w_put_u64(w, DB_META, &lm_meta_next_device, d->id + 1, 0);
 	if (r < 0)
 		return r;
 	e->result = STORE_ENROLL_NEW;
-	return append_event(w, STORE_EV_ENROLLED, d->id, d->tenant);
+	return lm_append_event(w, STORE_EV_ENROLLED, d->id, d->tenant);
 }
 
 static int
@@ -313,7 +313,7 @@ apply_enroll(struct wtx *w, void *arg)
 	int r;
 
 	memset(&e->prev, 0, sizeof(e->prev));
-	r = get_tenant(w->s, w->txn, req->tenant, &t);
+	r = lm_get_tenant(w->s, w->txn, req->tenant, &t);
 	if (r < 0)
 		return r;
 	if (req->has_session) {
@@ -322,7 +322,7 @@ apply_enroll(struct wtx *w, void *arg)
 			return r;
 	}
 	key_bytes(&key, req->ek_hash, STORE_HASH_LEN);
-	r = t_get(w->s, w->txn, DB_REVOCATIONS, &key, &rev, sizeof(rev));
+	r = lm_t_get(w->s, w->txn, DB_REVOCATIONS, &key, &rev, sizeof(rev));
 	if (r == 0)
 		return -EPERM;
 	if (r != -ENOENT)
@@ -331,7 +331,7 @@ apply_enroll(struct wtx *w, void *arg)
 		/* the certificate is the authorisation; policy and serial checked here, atomically */
 		if (t.require_tpm)
 			return -EPROTONOSUPPORT;
-		r = x509_revoked_in(w->s, w->txn, req->tenant, req->serial, req->serial_len);
+		r = lm_x509_revoked_in(w->s, w->txn, req->tenant, req->serial, req->serial_len);
 		if (r < 0)
 			return r;
 		if (r == 1)
@@ -343,11 +343,11 @@ apply_enroll(struct wtx *w, void *arg)
 	}
 	/* The key must not belong to another device (a peer is identified by its key). */
 	key_bytes(&key, req->wg_pubkey, STORE_KEY_LEN);
-	r = t_get_u64(w->s, w->txn, DB_DEV_PUBKEY, &key, &id);
+	r = lm_t_get_u64(w->s, w->txn, DB_DEV_PUBKEY, &key, &id);
 	if (r == 0) {
 		struct store_device other;
 
-		r = get_device(w->s, w->txn, id, &other);
+		r = lm_get_device(w->s, w->txn, id, &other);
 		if (r < 0)
 			return r;
 		if (memcmp(other.ek_hash, req->ek_hash, STORE_HASH_LEN) != 0)
@@ -356,7 +356,7 @@ apply_enroll(struct wtx *w, void *arg)
 		return r;
 	}
 	key_bytes(&key, req->ek_hash, STORE_HASH_LEN);
-	r = t_get_u64(w->s, w->txn, DB_DEV_EK, &key, &id);
+	r = lm_t_get_u64(w->s, w->txn, DB_DEV_EK, &key, &id);
 	if (r == 0)
 		return enroll_existing(w, e, id);
 	if (r != -ENOENT)
@@ -372,7 +372,7 @@ lmdb_enroll_prev(struct store_backend *b, const struct store_enroll_req *req,
 	struct enroll_op e = { .req = req };
 	int r;
 
-	r = submit(s, apply_enroll, &e);
+	r = lm_submit(s, apply_enroll, &e);
 	if (r < 0)
 		return r;
 	if (ret_dev != NULL)
@@ -390,11 +390,11 @@ lmdb_device_get(struct store_backend *b, uint64_t id, struct store_device *ret)
 	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
-	r = get_device(s, txn, id, &d);
-	rtxn_end(s, txn);
+	r = lm_get_device(s, txn, id, &d);
+	lm_rtxn_end(s, txn);
 	if (r == 0)
 		*ret = d;
 	return r;
@@ -407,11 +407,11 @@ device_via(struct lmdb_store *s, int db, const struct key *k, struct store_devic
 	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
 	r = get_device_via(s, txn, db, k, &d);
-	rtxn_end(s, txn);
+	lm_rtxn_end(s, txn);
 	if (r == 0)
 		*ret = d;
 	return r;
@@ -468,7 +468,7 @@ lmdb_device_list(struct store_backend *b, const struct store_device_filter *f,
 	arr = calloc(limit, sizeof(*arr));
 	if (arr == NULL)
 		return -ENOMEM;
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		goto out_free;
 	/* By tenant: walk that tenant's index; otherwise the devices themselves, both by id. */
@@ -482,7 +482,7 @@ lmdb_device_list(struct store_backend *b, const struct store_device_filter *f,
 		rc = mdb_cursor_open(txn, s->dbi[DB_DEVICES], &cur);
 	}
 	if (rc != 0) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	k = kval(&start);
@@ -491,7 +491,7 @@ lmdb_device_list(struct store_backend *b, const struct store_device_filter *f,
 		if (k.mv_size != prefix.len + 8 || memcmp(k.mv_data, prefix.b, prefix.len) != 0)
 			break;
 		id = be64_get((const uint8_t *)k.mv_data + prefix.len);
-		r = get_device(s, txn, id, &d);
+		r = lm_get_device(s, txn, id, &d);
 		if (r < 0)
 			goto out;
 		if (f->state != 0 && d.state != f->state)
@@ -504,7 +504,7 @@ lmdb_device_list(struct store_backend *b, const struct store_device_filter *f,
 		arr[n++] = d;
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	*ret = arr;
@@ -515,7 +515,7 @@ lmdb_device_list(struct store_backend *b, const struct store_device_filter *f,
 out:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	rtxn_end(s, txn);
+	lm_rtxn_end(s, txn);
 out_free:
 	free(arr);
 	return r;
@@ -535,7 +535,7 @@ apply_revoke(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_device(w->s, w->txn, o->id, d);
+	r = lm_get_device(w->s, w->txn, o->id, d);
 	if (r < 0)
 		return r;
 	if (d->state == STORE_DEVICE_REVOKED)
@@ -548,10 +548,10 @@ apply_revoke(struct wtx *w, void *arg)
 	rev.time = w->now;
 	rev.device = d->id;
 	key_bytes(&key, d->ek_hash, STORE_HASH_LEN);
-	r = w_put(w, DB_REVOCATIONS, &key, &rev, sizeof(rev), 0);
+	r = lm_w_put(w, DB_REVOCATIONS, &key, &rev, sizeof(rev), 0);
 	if (r < 0)
 		return r;
-	return append_event(w, STORE_EV_REVOKED, d->id, d->tenant);
+	return lm_append_event(w, STORE_EV_REVOKED, d->id, d->tenant);
 }
 
 int
@@ -561,7 +561,7 @@ lmdb_device_revoke(struct store_backend *b, uint64_t id, struct store_device *re
 	struct device_op o = { .id = id };
 	int r;
 
-	r = submit(s, apply_revoke, &o);
+	r = lm_submit(s, apply_revoke, &o);
 	if (r == 0 && ret_dev != NULL)
 		*ret_dev = o.dev;
 	return r;
@@ -575,16 +575,16 @@ apply_reinstate(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_device(w->s, w->txn, o->id, d);
+	r = lm_get_device(w->s, w->txn, o->id, d);
 	if (r < 0)
 		return r;
 	key_bytes(&key, d->ek_hash, STORE_HASH_LEN);
-	r = w_del(w, DB_REVOCATIONS, &key);
+	r = lm_w_del(w, DB_REVOCATIONS, &key);
 	if (r == -ENOENT)
 		return -EALREADY;
 	if (r < 0)
 		return r;
-	return append_event(w, STORE_EV_REINSTATED, d->id, d->tenant);
+	return lm_append_event(w, STORE_EV_REINSTATED, d->id, d->tenant);
 }
 
 int
@@ -593,7 +593,7 @@ lmdb_device_reinstate(struct store_backend *b, uint64_t id)
 	struct lmdb_store *s = lmdb_of(b);
 	struct device_op o = { .id = id };
 
-	return submit(s, apply_reinstate, &o);
+	return lm_submit(s, apply_reinstate, &o);
 }
 
 /* Delete index entry @k of @db only if it still points at @id. */
@@ -603,12 +603,12 @@ del_if_points(struct wtx *w, int db, const struct key *k, uint64_t id)
 	uint64_t cur;
 	int r;
 
-	r = t_get_u64(w->s, w->txn, db, k, &cur);
+	r = lm_t_get_u64(w->s, w->txn, db, k, &cur);
 	if (r == -ENOENT || (r == 0 && cur != id))
 		return 0;
 	if (r < 0)
 		return r;
-	return w_del(w, db, k);
+	return lm_w_del(w, db, k);
 }
 
 static int
@@ -620,12 +620,12 @@ apply_delete(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_device(w->s, w->txn, o->id, d);
+	r = lm_get_device(w->s, w->txn, o->id, d);
 	if (r < 0)
 		return r;
 	if (d->state != STORE_DEVICE_REVOKED)
 		return -EBUSY;
-	r = get_tenant(w->s, w->txn, d->tenant, &t);
+	r = lm_get_tenant(w->s, w->txn, d->tenant, &t);
 	if (r < 0)
 		return r;
 	r = free_address(w, &t, AF_INET, d->addr4);
@@ -642,14 +642,14 @@ apply_delete(struct wtx *w, void *arg)
 	if (r < 0)
 		return r;
 	key_tenant_id(&key, d->tenant, d->id);
-	r = w_del(w, DB_DEV_TENANT, &key);
+	r = lm_w_del(w, DB_DEV_TENANT, &key);
 	if (r < 0)
 		return r;
 	key_u64(&key, d->id);
-	r = w_del(w, DB_HEALTH, &key);
+	r = lm_w_del(w, DB_HEALTH, &key);
 	if (r < 0 && r != -ENOENT)
 		return r;
-	return w_del(w, DB_DEVICES, &key);
+	return lm_w_del(w, DB_DEVICES, &key);
 }
 
 int
@@ -658,7 +658,7 @@ lmdb_device_delete(struct store_backend *b, uint64_t id)
 	struct lmdb_store *s = lmdb_of(b);
 	struct device_op o = { .id = id };
 
-	return submit(s, apply_delete, &o);
+	return lm_submit(s, apply_delete, &o);
 }
 
 int
@@ -670,7 +670,7 @@ lmdb_ek_revoked(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH
 	int r;
 
 	key_bytes(&key, ek_hash, STORE_HASH_LEN);
-	r = r_get(s, DB_REVOCATIONS, &key, &rev, sizeof(rev));
+	r = lm_r_get(s, DB_REVOCATIONS, &key, &rev, sizeof(rev));
 	if (r == -ENOENT)
 		return 0;
 	return r < 0 ? r : 1;

@@ -15,14 +15,14 @@
  * last key, so trimming old events later can never make a number come back.
  */
 int
-append_event(struct wtx *w, int kind, uint64_t device, const char *tenant)
+lm_append_event(struct wtx *w, int kind, uint64_t device, const char *tenant)
 {
 	struct store_event ev;
 	struct key k;
 	uint64_t seq = 0;
 	int r;
 
-	r = t_get_u64(w->s, w->txn, DB_META, &meta_event_seq, &seq);
+	r = lm_t_get_u64(w->s, w->txn, DB_META, &lm_meta_event_seq, &seq);
 	if (r < 0 && r != -ENOENT)
 		return r;
 	memset(&ev, 0, sizeof(ev));
@@ -32,10 +32,10 @@ append_event(struct wtx *w, int kind, uint64_t device, const char *tenant)
 	ev.device = device;
 	snprintf(ev.tenant, sizeof(ev.tenant), "%s", tenant);
 	key_u64(&k, ev.seq);
-	r = w_put(w, DB_EVENTS, &k, &ev, sizeof(ev), MDB_APPEND);
+	r = lm_w_put(w, DB_EVENTS, &k, &ev, sizeof(ev), MDB_APPEND);
 	if (r < 0)
 		return r;
-	r = w_put_u64(w, DB_META, &meta_event_seq, ev.seq, 0);
+	r = lm_w_put_u64(w, DB_META, &lm_meta_event_seq, ev.seq, 0);
 	if (r < 0)
 		return r;
 	w->last_event = ev.seq;
@@ -60,12 +60,12 @@ lmdb_events_read(struct store_backend *b, uint64_t after, size_t max, struct sto
 	arr = calloc(max, sizeof(*arr));
 	if (arr == NULL)
 		return -ENOMEM;
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		goto out_free;
 	rc = mdb_cursor_open(txn, s->dbi[DB_EVENTS], &cur);
 	if (rc != 0) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	key_u64(&start, after + 1);
@@ -79,7 +79,7 @@ lmdb_events_read(struct store_backend *b, uint64_t after, size_t max, struct sto
 		memcpy(&arr[n++], v.mv_data, sizeof(*arr));
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	*ret = arr;
@@ -89,7 +89,7 @@ lmdb_events_read(struct store_backend *b, uint64_t after, size_t max, struct sto
 out:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	rtxn_end(s, txn);
+	lm_rtxn_end(s, txn);
 out_free:
 	free(arr);
 	return r;
@@ -103,11 +103,11 @@ lmdb_events_last(struct store_backend *b, uint64_t *ret_seq)
 	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
-	r = t_get_u64(s, txn, DB_META, &meta_event_seq, &seq);
-	rtxn_end(s, txn);
+	r = lm_t_get_u64(s, txn, DB_META, &lm_meta_event_seq, &seq);
+	lm_rtxn_end(s, txn);
 	if (r < 0 && r != -ENOENT)
 		return r;
 	*ret_seq = seq;
@@ -157,13 +157,13 @@ apply_health(struct wtx *w, void *arg)
 		struct store_device d;
 		struct key key;
 
-		r = get_device(w->s, w->txn, h->device, &d);
+		r = lm_get_device(w->s, w->txn, h->device, &d);
 		if (r == -ENOENT)
 			continue;
 		if (r < 0)
 			return r;
 		key_u64(&key, h->device);
-		r = t_get(w->s, w->txn, DB_HEALTH, &key, &cur, sizeof(cur));
+		r = lm_t_get(w->s, w->txn, DB_HEALTH, &key, &cur, sizeof(cur));
 		if (r < 0 && r != -ENOENT)
 			return r;
 		if (r == -ENOENT)
@@ -173,12 +173,13 @@ apply_health(struct wtx *w, void *arg)
 		rec.device = h->device;
 		rec.state = h->state;
 		rec.since = h->since ? h->since : w->now;
-		r = w_put(w, DB_HEALTH, &key, &rec, sizeof(rec), 0);
+		r = lm_w_put(w, DB_HEALTH, &key, &rec, sizeof(rec), 0);
 		if (r < 0)
 			return r;
 		if (h->state != STORE_HEALTH_NEVER) {
-			r = append_event(w, h->state == STORE_HEALTH_UP ? STORE_EV_UP : STORE_EV_DOWN,
-				d.id, d.tenant);
+			r = lm_append_event(w,
+				h->state == STORE_HEALTH_UP ? STORE_EV_UP : STORE_EV_DOWN, d.id,
+				d.tenant);
 			if (r < 0)
 				return r;
 		}
@@ -194,7 +195,7 @@ lmdb_health_update(struct store_backend *b, const struct store_health *h, size_t
 	struct health_op o = { .h = h, .n = n };
 	int r;
 
-	r = submit(s, apply_health, &o);
+	r = lm_submit(s, apply_health, &o);
 	return r < 0 ? r : o.transitions;
 }
 
@@ -208,20 +209,20 @@ lmdb_health_get(struct store_backend *b, uint64_t device, struct store_health *r
 	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
-	r = get_device(s, txn, device, &d);
+	r = lm_get_device(s, txn, device, &d);
 	if (r == 0) {
 		key_u64(&key, device);
-		r = t_get(s, txn, DB_HEALTH, &key, &h, sizeof(h));
+		r = lm_t_get(s, txn, DB_HEALTH, &key, &h, sizeof(h));
 		if (r == -ENOENT) {
 			h.device = device;
 			h.state = STORE_HEALTH_NEVER;
 			r = 0;
 		}
 	}
-	rtxn_end(s, txn);
+	lm_rtxn_end(s, txn);
 	if (r == 0)
 		*ret = h;
 	return r;

@@ -194,45 +194,45 @@ kval(const struct key *k)
 
 /* ---- lmdb.c: errors, clock, transactions, the writer ------------------------------------ */
 
-extern const struct key meta_next_device, meta_event_seq;
+extern const struct key lm_meta_next_device, lm_meta_event_seq;
 
 /* The one place MDB_* codes become errnos (and the error text of store_errmsg()). */
-int mdb_errno(int rc);
+int lm_errno(int rc);
 int64_t lmdb_now(const struct lmdb_store *s);
 /* Read @db[@k] into @v of exactly @vlen bytes: -ENOENT, or -EUCLEAN if the size is wrong. */
-int t_get(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, void *v, size_t vlen);
-int t_get_u64(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, uint64_t *ret);
-int w_put(struct wtx *w, int db, const struct key *k, const void *v, size_t vlen,
+int lm_t_get(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, void *v, size_t vlen);
+int lm_t_get_u64(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, uint64_t *ret);
+int lm_w_put(struct wtx *w, int db, const struct key *k, const void *v, size_t vlen,
 	unsigned int flags);
-int w_put_u64(struct wtx *w, int db, const struct key *k, uint64_t v, unsigned int flags);
-int w_del(struct wtx *w, int db, const struct key *k);
-/* A read transaction, holding map_lock shared until rtxn_end(). */
-int rtxn_begin(struct lmdb_store *s, MDB_txn **ret);
-void rtxn_end(struct lmdb_store *s, MDB_txn *txn);
+int lm_w_put_u64(struct wtx *w, int db, const struct key *k, uint64_t v, unsigned int flags);
+int lm_w_del(struct wtx *w, int db, const struct key *k);
+/* A read transaction, holding map_lock shared until lm_rtxn_end(). */
+int lm_rtxn_begin(struct lmdb_store *s, MDB_txn **ret);
+void lm_rtxn_end(struct lmdb_store *s, MDB_txn *txn);
 /* One record by key in its own read transaction; @v is written only on success. */
-int r_get(struct lmdb_store *s, int db, const struct key *k, void *v, size_t vlen);
+int lm_r_get(struct lmdb_store *s, int db, const struct key *k, void *v, size_t vlen);
 /* Queue an operation and wait until the commit holding it is durable (or it failed). */
-int submit(struct lmdb_store *s, apply_fn apply, void *arg);
+int lm_submit(struct lmdb_store *s, apply_fn apply, void *arg);
 /*
  * Collect records of @db whose key starts with @prefix (NULL = all) into a malloc()ed
  * array of @size-byte elements; @keep (may be NULL) filters.
  */
-int collect(struct lmdb_store *s, int db, const struct key *prefix, size_t size,
+int lm_collect(struct lmdb_store *s, int db, const struct key *prefix, size_t size,
 	bool (*keep)(const void *rec, const void *ctx), const void *ctx, void **ret,
 	size_t *ret_n);
 
 /* ---- used across the record kinds --------------------------------------------------------- */
 
 /* lmdb_tenant.c */
-int get_tenant(struct lmdb_store *s, MDB_txn *txn, const char *name, struct store_tenant *ret);
-int x509_revoked_in(struct lmdb_store *s, MDB_txn *txn, const char *tenant,
+int lm_get_tenant(struct lmdb_store *s, MDB_txn *txn, const char *name, struct store_tenant *ret);
+int lm_x509_revoked_in(struct lmdb_store *s, MDB_txn *txn, const char *tenant,
 	const uint8_t *serial, size_t serial_len);
 /* lmdb_session.c: mark used and wipe the stored secret. @sess is the record, already read. */
-int use_session(struct wtx *w, const struct key *key, struct store_session *sess);
+int lm_use_session(struct wtx *w, const struct key *key, struct store_session *sess);
 /* lmdb_device.c */
-int get_device(struct lmdb_store *s, MDB_txn *txn, uint64_t id, struct store_device *ret);
+int lm_get_device(struct lmdb_store *s, MDB_txn *txn, uint64_t id, struct store_device *ret);
 /* lmdb_event.c: append an event in the write transaction of @w. */
-int append_event(struct wtx *w, int kind, uint64_t device, const char *tenant);
+int lm_append_event(struct wtx *w, int kind, uint64_t device, const char *tenant);
 
 /* ---- the ops (store_lmdb_ops in lmdb.c), by file ------------------------------------------ */
 

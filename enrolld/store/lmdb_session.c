@@ -23,7 +23,7 @@ purge_sessions(struct wtx *w)
 
 	rc = mdb_cursor_open(w->txn, w->s->dbi[DB_SESSIONS], &cur);
 	if (rc != 0)
-		return mdb_errno(rc);
+		return lm_errno(rc);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct store_session sess;
@@ -45,7 +45,7 @@ purge_sessions(struct wtx *w)
 	if (rc == MDB_MAP_FULL)
 		w->map_full = true;
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		return mdb_errno(rc);
+		return lm_errno(rc);
 	return n;
 }
 
@@ -57,7 +57,7 @@ apply_session_create(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_tenant(w->s, w->txn, sess->tenant, &t);
+	r = lm_get_tenant(w->s, w->txn, sess->tenant, &t);
 	if (r < 0)
 		return r;
 	/*
@@ -72,7 +72,7 @@ apply_session_create(struct wtx *w, void *arg)
 		w->s->sessions_purged = w->now;
 	}
 	key_bytes(&key, sess->id, sizeof(sess->id));
-	return w_put(w, DB_SESSIONS, &key, sess, sizeof(*sess), MDB_NOOVERWRITE);
+	return lm_w_put(w, DB_SESSIONS, &key, sess, sizeof(*sess), MDB_NOOVERWRITE);
 }
 
 int
@@ -82,7 +82,7 @@ lmdb_session_create(struct store_backend *b, const struct store_session *sess,
 	struct lmdb_store *s = lmdb_of(b);
 	int r;
 
-	r = submit(s, apply_session_create, (void *)sess);
+	r = lm_submit(s, apply_session_create, (void *)sess);
 	if (r == 0)
 		memcpy(ret_id, sess->id, sizeof(sess->id));
 	return r;
@@ -98,7 +98,7 @@ lmdb_session_get(struct store_backend *b, const uint8_t id[static STORE_SESSION_
 	int r;
 
 	key_bytes(&key, id, STORE_SESSION_ID_LEN);
-	r = r_get(s, DB_SESSIONS, &key, &sess, sizeof(sess));
+	r = lm_r_get(s, DB_SESSIONS, &key, &sess, sizeof(sess));
 	if (r < 0)
 		return r;
 	if (sess.used)
@@ -113,12 +113,12 @@ lmdb_session_get(struct store_backend *b, const uint8_t id[static STORE_SESSION_
 
 /* Mark used and wipe the stored secret. @sess is the record, already read. */
 int
-use_session(struct wtx *w, const struct key *key, struct store_session *sess)
+lm_use_session(struct wtx *w, const struct key *key, struct store_session *sess)
 {
 	sess->used = 1;
 	explicit_bzero(sess->secret, sizeof(sess->secret));
 	sess->secret_len = 0;
-	return w_put(w, DB_SESSIONS, key, sess, sizeof(*sess), 0);
+	return lm_w_put(w, DB_SESSIONS, key, sess, sizeof(*sess), 0);
 }
 
 static int
@@ -129,9 +129,9 @@ apply_session_use(struct wtx *w, void *arg)
 	int r;
 
 	key_bytes(&key, arg, STORE_SESSION_ID_LEN);
-	r = t_get(w->s, w->txn, DB_SESSIONS, &key, &sess, sizeof(sess));
+	r = lm_t_get(w->s, w->txn, DB_SESSIONS, &key, &sess, sizeof(sess));
 	if (r == 0)
-		r = sess.used ? -EALREADY : use_session(w, &key, &sess);
+		r = sess.used ? -EALREADY : lm_use_session(w, &key, &sess);
 	store_session_wipe(&sess);
 	return r;
 }
@@ -141,7 +141,7 @@ lmdb_session_use(struct store_backend *b, const uint8_t id[static STORE_SESSION_
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return submit(s, apply_session_use, (void *)id);
+	return lm_submit(s, apply_session_use, (void *)id);
 }
 
 static int
@@ -153,5 +153,5 @@ apply_session_purge(struct wtx *w, void *arg)
 int
 lmdb_session_purge(struct store_backend *b)
 {
-	return submit(lmdb_of(b), apply_session_purge, NULL);
+	return lm_submit(lmdb_of(b), apply_session_purge, NULL);
 }

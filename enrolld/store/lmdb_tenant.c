@@ -23,7 +23,7 @@ apply_tenant_create(struct wtx *w, void *arg)
 	int rc, r = 0;
 
 	key_bytes(&key, t->name, strlen(t->name));
-	r = t_get(w->s, w->txn, DB_TENANTS, &key, &other, sizeof(other));
+	r = lm_t_get(w->s, w->txn, DB_TENANTS, &key, &other, sizeof(other));
 	if (r == 0)
 		return -EEXIST;
 	if (r != -ENOENT)
@@ -31,7 +31,7 @@ apply_tenant_create(struct wtx *w, void *arg)
 	/* Tenants are few: a scan for a shared interface, port or prefix is cheap. */
 	rc = mdb_cursor_open(w->txn, w->s->dbi[DB_TENANTS], &cur);
 	if (rc != 0)
-		return mdb_errno(rc);
+		return lm_errno(rc);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (v.mv_size != sizeof(other)) {
@@ -49,10 +49,10 @@ apply_tenant_create(struct wtx *w, void *arg)
 		}
 	}
 	if (rc != MDB_NOTFOUND) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
-	r = w_put(w, DB_TENANTS, &key, t, sizeof(*t), MDB_NOOVERWRITE);
+	r = lm_w_put(w, DB_TENANTS, &key, t, sizeof(*t), MDB_NOOVERWRITE);
 out:
 	mdb_cursor_close(cur);
 	return r;
@@ -63,11 +63,11 @@ lmdb_tenant_create(struct store_backend *b, const struct store_tenant *t)
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return submit(s, apply_tenant_create, (void *)t);
+	return lm_submit(s, apply_tenant_create, (void *)t);
 }
 
 int
-get_tenant(struct lmdb_store *s, MDB_txn *txn, const char *name, struct store_tenant *ret)
+lm_get_tenant(struct lmdb_store *s, MDB_txn *txn, const char *name, struct store_tenant *ret)
 {
 	struct key key;
 
@@ -75,7 +75,7 @@ get_tenant(struct lmdb_store *s, MDB_txn *txn, const char *name, struct store_te
 	if (!store_tenant_name_ok(name))
 		return -ENOENT;
 	key_bytes(&key, name, strlen(name));
-	return t_get(s, txn, DB_TENANTS, &key, ret, sizeof(*ret));
+	return lm_t_get(s, txn, DB_TENANTS, &key, ret, sizeof(*ret));
 }
 
 int
@@ -86,11 +86,11 @@ lmdb_tenant_get(struct store_backend *b, const char *name, struct store_tenant *
 	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
-	r = get_tenant(s, txn, name, &t);
-	rtxn_end(s, txn);
+	r = lm_get_tenant(s, txn, name, &t);
+	lm_rtxn_end(s, txn);
 	if (r == 0)
 		*ret = t;
 	return r;
@@ -101,7 +101,7 @@ lmdb_tenant_list(struct store_backend *b, struct store_tenant **ret, size_t *ret
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return collect(s, DB_TENANTS, NULL, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
+	return lm_collect(s, DB_TENANTS, NULL, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
 }
 
 /* ---- tenant policy ------------------------------------------------------------------------ */
@@ -119,12 +119,12 @@ apply_require_tpm(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_tenant(w->s, w->txn, o->name, &t);
+	r = lm_get_tenant(w->s, w->txn, o->name, &t);
 	if (r < 0)
 		return r;
 	t.require_tpm = o->on ? 1 : 0;
 	key_bytes(&key, t.name, strlen(t.name));
-	return w_put(w, DB_TENANTS, &key, &t, sizeof(t), 0);
+	return lm_w_put(w, DB_TENANTS, &key, &t, sizeof(t), 0);
 }
 
 int
@@ -133,7 +133,7 @@ lmdb_tenant_set_require_tpm(struct store_backend *b, const char *name, bool on)
 	struct lmdb_store *s = lmdb_of(b);
 	struct policy_op o = { name, on };
 
-	return submit(s, apply_require_tpm, &o);
+	return lm_submit(s, apply_require_tpm, &o);
 }
 
 /* ---- device CAs ------------------------------------------------------------------------------ */
@@ -146,11 +146,11 @@ apply_device_ca_add(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_tenant(w->s, w->txn, ca->tenant, &t);
+	r = lm_get_tenant(w->s, w->txn, ca->tenant, &t);
 	if (r < 0)
 		return r;
 	key_tenant_hash(&key, ca->tenant, ca->fp);
-	return w_put(w, DB_DEVICE_CAS, &key, ca, sizeof(*ca), MDB_NOOVERWRITE);
+	return lm_w_put(w, DB_DEVICE_CAS, &key, ca, sizeof(*ca), MDB_NOOVERWRITE);
 }
 
 int
@@ -158,7 +158,7 @@ lmdb_device_ca_add(struct store_backend *b, const struct store_device_ca *ca)
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return submit(s, apply_device_ca_add, (void *)ca);
+	return lm_submit(s, apply_device_ca_add, (void *)ca);
 }
 
 struct hash_key {
@@ -173,7 +173,7 @@ apply_device_ca_remove(struct wtx *w, void *arg)
 	struct key key;
 
 	key_tenant_hash(&key, hk->tenant, hk->hash);
-	return w_del(w, DB_DEVICE_CAS, &key);
+	return lm_w_del(w, DB_DEVICE_CAS, &key);
 }
 
 int
@@ -183,7 +183,7 @@ lmdb_device_ca_remove(struct store_backend *b, const char *tenant,
 	struct lmdb_store *s = lmdb_of(b);
 	struct hash_key hk = { tenant, fp };
 
-	return submit(s, apply_device_ca_remove, &hk);
+	return lm_submit(s, apply_device_ca_remove, &hk);
 }
 
 int
@@ -194,10 +194,11 @@ lmdb_device_ca_list(struct store_backend *b, const char *tenant, struct store_de
 	struct key prefix;
 
 	if (tenant == NULL)
-		return collect(s, DB_DEVICE_CAS, NULL, sizeof(**ret), NULL, NULL, (void **)ret,
+		return lm_collect(s, DB_DEVICE_CAS, NULL, sizeof(**ret), NULL, NULL, (void **)ret,
 			ret_n);
 	key_tenant(&prefix, tenant);
-	return collect(s, DB_DEVICE_CAS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
+	return lm_collect(s, DB_DEVICE_CAS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
+		ret_n);
 }
 
 /* ---- device CA revocation lists ------------------------------------------------------------ */
@@ -224,7 +225,7 @@ apply_device_crl_put(struct wtx *w, void *arg)
 	MDB_val k, v;
 	int rc, r, replaced = 0;
 
-	r = get_tenant(w->s, w->txn, crl->tenant, &t);
+	r = lm_get_tenant(w->s, w->txn, crl->tenant, &t);
 	if (r < 0)
 		return r;
 	key_tenant_hash(&key, crl->tenant, crl->issuer_hash);
@@ -238,9 +239,9 @@ apply_device_crl_put(struct wtx *w, void *arg)
 			return -ESTALE;
 		replaced = 1;
 	} else if (rc != MDB_NOTFOUND) {
-		return mdb_errno(rc);
+		return lm_errno(rc);
 	}
-	r = w_put(w, DB_DEVICE_CRLS, &key, crl, sizeof(*crl) + crl->der_len, 0);
+	r = lm_w_put(w, DB_DEVICE_CRLS, &key, crl, sizeof(*crl) + crl->der_len, 0);
 	return r < 0 ? r : replaced;
 }
 
@@ -257,7 +258,7 @@ lmdb_device_crl_put(struct store_backend *b, const struct store_device_crl *crl,
 		return -ENOMEM;
 	memcpy(rec, crl, sizeof(*rec));
 	memcpy((uint8_t *)(rec + 1), der, crl->der_len);
-	r = submit(s, apply_device_crl_put, rec);
+	r = lm_submit(s, apply_device_crl_put, rec);
 	free(rec);
 	return r;
 }
@@ -269,7 +270,7 @@ apply_device_crl_remove(struct wtx *w, void *arg)
 	struct key key;
 
 	key_tenant_hash(&key, hk->tenant, hk->hash);
-	return w_del(w, DB_DEVICE_CRLS, &key);
+	return lm_w_del(w, DB_DEVICE_CRLS, &key);
 }
 
 int
@@ -279,7 +280,7 @@ lmdb_device_crl_remove(struct store_backend *b, const char *tenant,
 	struct lmdb_store *s = lmdb_of(b);
 	struct hash_key hk = { tenant, issuer_hash };
 
-	return submit(s, apply_device_crl_remove, &hk);
+	return lm_submit(s, apply_device_crl_remove, &hk);
 }
 
 /* Visit the CRL records of @tenant (NULL: all) in one read transaction. */
@@ -299,12 +300,12 @@ lmdb_device_crl_each(struct store_backend *b, const char *tenant,
 		key_tenant(&prefix, tenant);
 		k = kval(&prefix);
 	}
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
 	rc = mdb_cursor_open(txn, s->dbi[DB_DEVICE_CRLS], &cur);
 	if (rc != 0) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	r = 0;
@@ -327,13 +328,13 @@ lmdb_device_crl_each(struct store_backend *b, const char *tenant,
 			goto out;
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 	else
 		r = 0;
 out:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	rtxn_end(s, txn);
+	lm_rtxn_end(s, txn);
 	return r;
 }
 
@@ -386,11 +387,11 @@ apply_x509_revoke(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_tenant(w->s, w->txn, rv->tenant, &t);
+	r = lm_get_tenant(w->s, w->txn, rv->tenant, &t);
 	if (r < 0)
 		return r;
 	key_tenant_serial(&key, rv->tenant, rv->serial, rv->serial_len);
-	return w_put(w, DB_X509_REVOKED, &key, rv, sizeof(*rv), MDB_NOOVERWRITE);
+	return lm_w_put(w, DB_X509_REVOKED, &key, rv, sizeof(*rv), MDB_NOOVERWRITE);
 }
 
 int
@@ -398,7 +399,7 @@ lmdb_x509_revoke(struct store_backend *b, const struct store_x509_revoked *rv)
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return submit(s, apply_x509_revoke, (void *)rv);
+	return lm_submit(s, apply_x509_revoke, (void *)rv);
 }
 
 struct serial_key {
@@ -414,7 +415,7 @@ apply_x509_unrevoke(struct wtx *w, void *arg)
 	struct key key;
 
 	key_tenant_serial(&key, sk->tenant, sk->serial, sk->len);
-	return w_del(w, DB_X509_REVOKED, &key);
+	return lm_w_del(w, DB_X509_REVOKED, &key);
 }
 
 int
@@ -424,7 +425,7 @@ lmdb_x509_unrevoke(struct store_backend *b, const char *tenant, const uint8_t *s
 	struct lmdb_store *s = lmdb_of(b);
 	struct serial_key sk = { tenant, serial, serial_len };
 
-	return submit(s, apply_x509_unrevoke, &sk);
+	return lm_submit(s, apply_x509_unrevoke, &sk);
 }
 
 int
@@ -435,12 +436,12 @@ lmdb_x509_revoked_list(struct store_backend *b, const char *tenant, struct store
 	struct key prefix;
 
 	key_tenant(&prefix, tenant);
-	return collect(s, DB_X509_REVOKED, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
+	return lm_collect(s, DB_X509_REVOKED, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
 		ret_n);
 }
 
 int
-x509_revoked_in(struct lmdb_store *s, MDB_txn *txn, const char *tenant, const uint8_t *serial,
+lm_x509_revoked_in(struct lmdb_store *s, MDB_txn *txn, const char *tenant, const uint8_t *serial,
 	size_t serial_len)
 {
 	struct store_x509_revoked rv;
@@ -448,7 +449,7 @@ x509_revoked_in(struct lmdb_store *s, MDB_txn *txn, const char *tenant, const ui
 	int r;
 
 	key_tenant_serial(&key, tenant, serial, serial_len);
-	r = t_get(s, txn, DB_X509_REVOKED, &key, &rv, sizeof(rv));
+	r = lm_t_get(s, txn, DB_X509_REVOKED, &key, &rv, sizeof(rv));
 	if (r == -ENOENT)
 		return 0;
 	return r < 0 ? r : 1;
@@ -462,10 +463,10 @@ lmdb_x509_is_revoked(struct store_backend *b, const char *tenant, const uint8_t 
 	MDB_txn *txn;
 	int r;
 
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
-	r = x509_revoked_in(s, txn, tenant, serial, serial_len);
-	rtxn_end(s, txn);
+	r = lm_x509_revoked_in(s, txn, tenant, serial, serial_len);
+	lm_rtxn_end(s, txn);
 	return r;
 }

@@ -17,11 +17,11 @@ apply_registration_add(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_tenant(w->s, w->txn, reg->tenant, &t);
+	r = lm_get_tenant(w->s, w->txn, reg->tenant, &t);
 	if (r < 0)
 		return r;
 	key_tenant_hash(&key, reg->tenant, reg->ek_hash);
-	return w_put(w, DB_REGISTRATIONS, &key, reg, sizeof(*reg), MDB_NOOVERWRITE);
+	return lm_w_put(w, DB_REGISTRATIONS, &key, reg, sizeof(*reg), MDB_NOOVERWRITE);
 }
 
 int
@@ -29,7 +29,7 @@ lmdb_registration_add(struct store_backend *b, const struct store_registration *
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return submit(s, apply_registration_add, (void *)reg);
+	return lm_submit(s, apply_registration_add, (void *)reg);
 }
 
 struct reg_key {
@@ -44,7 +44,7 @@ apply_registration_remove(struct wtx *w, void *arg)
 	struct key key;
 
 	key_tenant_hash(&key, rk->tenant, rk->ek_hash);
-	return w_del(w, DB_REGISTRATIONS, &key);
+	return lm_w_del(w, DB_REGISTRATIONS, &key);
 }
 
 int
@@ -54,7 +54,7 @@ lmdb_registration_remove(struct store_backend *b, const char *tenant,
 	struct lmdb_store *s = lmdb_of(b);
 	struct reg_key rk = { tenant, ek_hash };
 
-	return submit(s, apply_registration_remove, &rk);
+	return lm_submit(s, apply_registration_remove, &rk);
 }
 
 int
@@ -65,7 +65,7 @@ lmdb_registration_get(struct store_backend *b, const char *tenant,
 	struct key key;
 
 	key_tenant_hash(&key, tenant, ek_hash);
-	return r_get(s, DB_REGISTRATIONS, &key, ret, sizeof(*ret));
+	return lm_r_get(s, DB_REGISTRATIONS, &key, ret, sizeof(*ret));
 }
 
 int
@@ -76,7 +76,7 @@ lmdb_registration_list(struct store_backend *b, const char *tenant, struct store
 	struct key prefix;
 
 	key_tenant(&prefix, tenant);
-	return collect(s, DB_REGISTRATIONS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
+	return lm_collect(s, DB_REGISTRATIONS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
 		ret_n);
 }
 
@@ -90,11 +90,11 @@ apply_token_create(struct wtx *w, void *arg)
 	struct key key;
 	int r;
 
-	r = get_tenant(w->s, w->txn, tok->tenant, &t);
+	r = lm_get_tenant(w->s, w->txn, tok->tenant, &t);
 	if (r < 0)
 		return r;
 	key_bytes(&key, tok->hash, sizeof(tok->hash));
-	return w_put(w, DB_TOKENS, &key, tok, sizeof(*tok), MDB_NOOVERWRITE);
+	return lm_w_put(w, DB_TOKENS, &key, tok, sizeof(*tok), MDB_NOOVERWRITE);
 }
 
 int
@@ -102,7 +102,7 @@ lmdb_token_create(struct store_backend *b, const struct store_token *tok)
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return submit(s, apply_token_create, (void *)tok);
+	return lm_submit(s, apply_token_create, (void *)tok);
 }
 
 static bool
@@ -119,8 +119,8 @@ lmdb_token_list(struct store_backend *b, const char *tenant, struct store_token 
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return collect(s, DB_TOKENS, NULL, sizeof(**ret), tenant ? token_of_tenant : NULL, tenant,
-		(void **)ret, ret_n);
+	return lm_collect(s, DB_TOKENS, NULL, sizeof(**ret), tenant ? token_of_tenant : NULL,
+		tenant, (void **)ret, ret_n);
 }
 
 int
@@ -131,7 +131,7 @@ lmdb_token_get(struct store_backend *b, const uint8_t hash[static STORE_HASH_LEN
 	struct key key;
 
 	key_bytes(&key, hash, STORE_HASH_LEN);
-	return r_get(s, DB_TOKENS, &key, ret, sizeof(*ret));
+	return lm_r_get(s, DB_TOKENS, &key, ret, sizeof(*ret));
 }
 
 static int
@@ -142,13 +142,13 @@ apply_token_revoke(struct wtx *w, void *arg)
 	int r;
 
 	key_bytes(&key, arg, STORE_HASH_LEN);
-	r = t_get(w->s, w->txn, DB_TOKENS, &key, &t, sizeof(t));
+	r = lm_t_get(w->s, w->txn, DB_TOKENS, &key, &t, sizeof(t));
 	if (r < 0)
 		return r;
 	if (t.revoked)
 		return -EALREADY;
 	t.revoked = 1;
-	return w_put(w, DB_TOKENS, &key, &t, sizeof(t), 0);
+	return lm_w_put(w, DB_TOKENS, &key, &t, sizeof(t), 0);
 }
 
 int
@@ -156,5 +156,5 @@ lmdb_token_revoke(struct store_backend *b, const uint8_t hash[static STORE_HASH_
 {
 	struct lmdb_store *s = lmdb_of(b);
 
-	return submit(s, apply_token_revoke, (void *)hash);
+	return lm_submit(s, apply_token_revoke, (void *)hash);
 }

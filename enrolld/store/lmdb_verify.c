@@ -22,7 +22,7 @@ index_points(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, ui
 {
 	uint64_t v = 0;
 
-	return t_get_u64(s, txn, db, k, &v) == 0 && v == id;
+	return lm_t_get_u64(s, txn, db, k, &v) == 0 && v == id;
 }
 
 static size_t
@@ -71,7 +71,7 @@ verify_hint(struct lmdb_store *s, MDB_txn *txn, const struct store_tenant *t, in
 	int r = 0;
 
 	key_tenant_family(&k, t->name, family);
-	if (t_get_u64(s, txn, DB_ADDR_HINT, &k, &hint) < 0)
+	if (lm_t_get_u64(s, txn, DB_ADDR_HINT, &k, &hint) < 0)
 		return 0;
 	if (addr_usable_range(p, &first, &last) < 0)
 		return 0;
@@ -81,7 +81,7 @@ verify_hint(struct lmdb_store *s, MDB_txn *txn, const struct store_tenant *t, in
 			continue;
 		addr_at(p, off, addr);
 		key_tenant_addr(&k, t->name, family, addr);
-		if (t_get_u64(s, txn, DB_DEV_ADDR, &k, &id) < 0)
+		if (lm_t_get_u64(s, txn, DB_DEV_ADDR, &k, &id) < 0)
 			FAIL("tenant '%s': offset %llu below the allocation mark %llu is free",
 				t->name, (unsigned long long)off, (unsigned long long)hint);
 	}
@@ -104,12 +104,12 @@ lmdb_verify(struct store_backend *b, char *why, size_t why_len)
 	int rc, r;
 
 	snprintf(why, why_len, "consistent");
-	r = rtxn_begin(s, &txn);
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
 	rc = mdb_cursor_open(txn, s->dbi[DB_DEVICES], &cur);
 	if (rc != 0) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
@@ -121,7 +121,7 @@ lmdb_verify(struct store_backend *b, char *why, size_t why_len)
 			FAIL("device %llu stored under another id", (unsigned long long)d.id);
 		if (d.state != STORE_DEVICE_ACTIVE && d.state != STORE_DEVICE_REVOKED)
 			FAIL("device %llu: bad state %u", (unsigned long long)d.id, d.state);
-		if (get_tenant(s, txn, d.tenant, &t) < 0)
+		if (lm_get_tenant(s, txn, d.tenant, &t) < 0)
 			FAIL("device %llu: no tenant '%.31s'", (unsigned long long)d.id, d.tenant);
 		key_bytes(&key, d.wg_pubkey, STORE_KEY_LEN);
 		if (!index_points(s, txn, DB_DEV_PUBKEY, &key, d.id))
@@ -130,7 +130,7 @@ lmdb_verify(struct store_backend *b, char *why, size_t why_len)
 		if (!index_points(s, txn, DB_DEV_EK, &key, d.id))
 			FAIL("device %llu: EK index", (unsigned long long)d.id);
 		key_tenant_id(&key, d.tenant, d.id);
-		if (t_get(s, txn, DB_DEV_TENANT, &key, NULL, 0) < 0)
+		if (lm_t_get(s, txn, DB_DEV_TENANT, &key, NULL, 0) < 0)
 			FAIL("device %llu: tenant index", (unsigned long long)d.id);
 		r = verify_address(s, txn, &t, &d, AF_INET, why, why_len);
 		if (r == 0 && d.has_addr6)
@@ -151,7 +151,7 @@ lmdb_verify(struct store_backend *b, char *why, size_t why_len)
 	cur = NULL;
 	rc = mdb_cursor_open(txn, s->dbi[DB_TENANTS], &cur);
 	if (rc != 0) {
-		r = mdb_errno(rc);
+		r = lm_errno(rc);
 		goto out;
 	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
@@ -165,7 +165,7 @@ lmdb_verify(struct store_backend *b, char *why, size_t why_len)
 		if (r < 0)
 			goto out;
 	}
-	t_get_u64(s, txn, DB_META, &meta_event_seq, &seq);
+	lm_t_get_u64(s, txn, DB_META, &lm_meta_event_seq, &seq);
 	mdb_cursor_close(cur);
 	cur = NULL;
 	rc = mdb_cursor_open(txn, s->dbi[DB_EVENTS], &cur);
@@ -176,6 +176,6 @@ lmdb_verify(struct store_backend *b, char *why, size_t why_len)
 out:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	rtxn_end(s, txn);
+	lm_rtxn_end(s, txn);
 	return r;
 }
