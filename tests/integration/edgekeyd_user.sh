@@ -16,8 +16,8 @@
 # exactly CAP_NET_ADMIN, NoNewPrivs 1; `rotate` by root next to the daemon keeps every file
 # the user's and the tunnel up with the new key; SIGTERM removes the interface.
 # Seeing it fail: EKD_USER_BREAK=nocap (no CAP_NET_ADMIN: edge-keyd refuses to run, one
-# line says why), statedir (the state directory root's 0700: edge-keyd refuses, one line
-# names it and the chown), extracap (CAP_IPC_LOCK as well: the CapEff check fails).
+# line says why), statedir (the state directory and its files root's, as an install that
+# ran edge-keyd as root leaves them: edge-keyd refuses, one line names it and the chown), extracap (CAP_IPC_LOCK as well: the CapEff check fails).
 set -u
 B=${B:-build}
 EKD=$B/edge-keyd
@@ -119,7 +119,6 @@ step "gateway: swtpm, the configuration root:$EKD_UID 0640, the state directory 
 swtpm_fixture_state eugw "$T/gw/tpm" || fail "fixture state"
 cg_gw_swtpm "$T/gw/tpm" "$TPM_PORT" "$T/swtpm.log" || fail "swtpm"
 install -d -m 0700 -o "$EKD_UID" -g "$EKD_UID" "$T/gw/state"
-[ "$BREAK" = statedir ] && chown root:root "$T/gw/state"
 # the provisioning token: root:<the user's group> 0640 (what the user's second provision
 # reads), and the user's own copy readable by another group (refused)
 install -m 0640 -g "$EKD_UID" "$T/cp/prov.token" "$T/gw/prov.token"
@@ -152,12 +151,12 @@ EK_ID=$(gw timeout 60 "$EKD" -c "$T/gw/edge-keyd.conf" provision 2>"$T/provision
 	fail "provision"
 [[ $EK_ID =~ ^[0-9a-f]{64}$ ]] || fail "provision printed '$EK_ID', not an EK id"
 ls -ln "$T/gw/state"
-if [ "$BREAK" != statedir ]; then
-	n=$(find "$T/gw/state" -mindepth 1 | wc -l)
-	[ "$n" -ge 2 ] || fail "provision wrote $n files"
-	[ -z "$(find "$T/gw/state" -mindepth 1 ! -user "$EKD_UID")" ] ||
-		fail "root's provision left files the user does not own: $(find "$T/gw/state" ! -user "$EKD_UID")"
-fi
+n=$(find "$T/gw/state" -mindepth 1 | wc -l)
+[ "$n" -ge 2 ] || fail "provision wrote $n files"
+[ -z "$(find "$T/gw/state" -mindepth 1 ! -user "$EKD_UID")" ] ||
+	fail "root's provision left files the user does not own: $(find "$T/gw/state" ! -user "$EKD_UID")"
+# what an install that ran edge-keyd as root leaves
+[ "$BREAK" = statedir ] && chown -R root:root "$T/gw/state"
 
 step "the user's own provision reads a token file root:<its group> 0640, not another group's"
 if [ "$BREAK" = "" ]; then
