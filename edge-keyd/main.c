@@ -379,7 +379,8 @@ check_state_dir(const char *dir)
 	while ((de = readdir(dp)) != NULL) {
 		struct stat st;
 
-		if (de->d_name[0] == '.' ||
+		/* a temporary file left by a crash is replaced, not read: ours to unlink */
+		if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp") != NULL ||
 			fstatat(dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 			!S_ISREG(st.st_mode))
 			continue;

@@ -420,7 +420,7 @@ wggo_confined() {
 			"$(systemctl show edge-keyd -p FragmentPath --value)" >/etc/systemd/system/ekd-wggo.service &&
 		systemctl daemon-reload && systemctl start ekd-wggo &&
 		for i in $(seq 30); do [ -S /run/wireguard/wgu0.sock ] && break; sleep 1; done
-		wg genkey >/tmp/wgu0.key && wg set wgu0 private-key /tmp/wgu0.key listen-port 51999 && wg show wgu0 &&
+		(umask 077; wg genkey >/tmp/wgu0.key) && wg set wgu0 private-key /tmp/wgu0.key listen-port 51999 && wg show wgu0 &&
 		ip link show wgu0 >/dev/null && p=$(systemctl show ekd-wggo -p MainPID --value) &&
 		grep -E "^(Uid|CapEff|NoNewPrivs|Seccomp):" /proc/$p/status &&
 		f() { awk -v k="$1:" "\$1 == k { print \$2 }" /proc/$p/status; } &&
