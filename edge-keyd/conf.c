@@ -321,8 +321,8 @@ ekd_read_token(const char *path, char buf[static EKD_TOKEN_MAX], char *errbuf, s
 	n = config_read_secret(path, tmp, sizeof(tmp));
 	if (n == -EPERM) {
 		snprintf(errbuf, errlen,
-			"token file '%s' is readable or writable by group or others: chmod 0600 it",
-			path);
+			"token file '%s' is readable or writable by group or others: chmod 0600 it "
+			"(or 0640 with the group of edge-keyd's user, when the daemon reads it)", path);
 		return (int)n;
 	}
 	if (n < 0 && n != -EMSGSIZE && n != -ENODATA) {

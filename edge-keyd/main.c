@@ -7,8 +7,12 @@
  * This file is the command line and the daemon loop; the work is in enroll.c (TPM and
  * control plane), tunnel.c (the interface) and status.c.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <linux/capability.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,9 +21,11 @@
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/log.h"
 #include "common/secmem.h"
 #include "edge-keyd/edge-keyd.h"
@@ -259,6 +265,137 @@ try_enroll(struct daemon *d, time_t now, const char *why)
 			errbuf[0] ? errbuf : strerror(-r), delay);
 }
 
+/* ---- privileges ------------------------------------------------------------------------- */
+
+/* The effective capability set (bits 0-63), or -errno. */
+static int
+cap_effective(uint64_t *ret)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3] = { 0 };
+
+	if (syscall(SYS_capget, &h, c) < 0)
+		return -errno;
+	*ret = (uint64_t)c[0].effective | (uint64_t)c[1].effective << 32;
+	return 0;
+}
+
+/* "cap_net_admin,cap_ipc_lock", the numbers of those without a name here, or "none". */
+static void
+cap_format(uint64_t caps, char *buf, size_t len)
+{
+	static const struct { int bit; const char *name; } names[] = {
+		{ CAP_CHOWN, "cap_chown" }, { CAP_DAC_OVERRIDE, "cap_dac_override" },
+		{ CAP_DAC_READ_SEARCH, "cap_dac_read_search" }, { CAP_FOWNER, "cap_fowner" },
+		{ CAP_KILL, "cap_kill" }, { CAP_SETGID, "cap_setgid" }, { CAP_SETUID, "cap_setuid" },
+		{ CAP_SETPCAP, "cap_setpcap" }, { CAP_NET_BIND_SERVICE, "cap_net_bind_service" },
+		{ CAP_NET_ADMIN, "cap_net_admin" }, { CAP_NET_RAW, "cap_net_raw" },
+		{ CAP_IPC_LOCK, "cap_ipc_lock" }, { CAP_SYS_ADMIN, "cap_sys_admin" },
+		{ CAP_SYS_PTRACE, "cap_sys_ptrace" }, { CAP_SYS_MODULE, "cap_sys_module" },
+	};
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int bit = 0; bit < 64 && off < len; bit++) {
+		const char *name = NULL;
+
+		if (!(caps & ((uint64_t)1 << bit)))
+			continue;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (names[i].bit == bit)
+				name = names[i].name;
+		if (name != NULL)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "", name);
+		else
+			off += (size_t)snprintf(buf + off, len - off, "%scap_%d", off ? "," : "", bit);
+	}
+	if (buf[0] == '\0')
+		snprintf(buf, len, "none");
+}
+
+/*
+ * Say who we run as; refuse to run without CAP_NET_ADMIN (nothing would work, every few
+ * seconds, with a less clear message); warn when root: etc/edge-keyd.service runs the
+ * daemon as _edge-keyd with CAP_NET_ADMIN only (docs/gateway-setup.md), and a unit or a
+ * command line of an older install that still runs it as root keeps working.
+ */
+static int
+check_privileges(void)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	uint64_t caps = 0;
+	char names[512];
+	int r;
+
+	r = cap_effective(&caps);
+	if (r < 0) {
+		/* not fatal: the interface calls say it soon enough if a capability is missing */
+		log_warnx("cannot read our capabilities: %s", strerror(-r));
+		return 0;
+	}
+	cap_format(caps, names, sizeof(names));
+	log_info("running as uid %u (%s), gid %u, effective capabilities: %s",
+		(unsigned)geteuid(), pw ? pw->pw_name : "?", (unsigned)getegid(), names);
+	if (!(caps & ((uint64_t)1 << CAP_NET_ADMIN))) {
+		log_warnx("no CAP_NET_ADMIN: edge-keyd cannot create or configure the WireGuard "
+			"interface without it (systemd unit: AmbientCapabilities=CAP_NET_ADMIN; "
+			"docs/gateway-setup.md)");
+		return -EPERM;
+	}
+	if (geteuid() == 0)
+		log_warnx("running as root: edge-keyd needs only CAP_NET_ADMIN and the TPM "
+			"device's group; etc/edge-keyd.service runs it as _edge-keyd "
+			"(docs/gateway-setup.md)");
+	return 0;
+}
+
+/*
+ * The state directory and each file in it must be readable and writable by us: an
+ * install that ran edge-keyd as root left root's 0600 files, which its own user cannot
+ * read (the package's postinst hands them over on upgrade). Said here once, in one line
+ * per file with the fix, instead of as a broken enrollment or TPM blob later. A missing
+ * directory is fine (not provisioned yet: the errors that follow say so).
+ */
+static int
+check_state_dir(const char *dir)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	const char *user = pw != NULL ? pw->pw_name : "<user>";
+	struct dirent *de;
+	DIR *dp;
+	int bad = 0;
+
+	if (faccessat(AT_FDCWD, dir, F_OK, AT_EACCESS) < 0 && errno == ENOENT)
+		return 0;
+	if (faccessat(AT_FDCWD, dir, R_OK | W_OK | X_OK, AT_EACCESS) < 0) {
+		log_warnx("state directory '%s': %s for uid %u: it must belong to edge-keyd's "
+			"user (chown -R %s: '%s')", dir, strerror(errno), (unsigned)geteuid(),
+			user, dir);
+		return -EACCES;
+	}
+	dp = opendir(dir);
+	if (dp == NULL)
+		return -errno;
+	while ((de = readdir(dp)) != NULL) {
+		struct stat st;
+
+		/* a temporary file left by a crash is replaced, not read: ours to unlink */
+		if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp") != NULL ||
+			fstatat(dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			!S_ISREG(st.st_mode))
+			continue;
+		if (faccessat(dirfd(dp), de->d_name, R_OK | W_OK, AT_EACCESS) == 0)
+			continue;
+		log_warnx("'%s/%s' (owner uid %u, mode %04o) is not readable and writable by uid "
+			"%u: chown -R %s: '%s'", dir, de->d_name, (unsigned)st.st_uid,
+			(unsigned)(st.st_mode & 07777), (unsigned)geteuid(), user,
+			dir);
+		bad = 1;
+	}
+	closedir(dp);
+	return bad ? -EACCES : 0;
+}
+
 static int
 daemon_run(struct daemon *d)
 {
@@ -267,6 +404,12 @@ daemon_run(struct daemon *d)
 	sigset_t mask;
 	int r;
 
+	r = check_privileges();
+	if (r < 0)
+		return r;
+	r = check_state_dir(d->conf.state_dir);
+	if (r < 0)
+		return r;
 	r = secmem_harden_process();
 	if (r < 0)
 		log_warnx("cannot harden the process (no core dumps, not dumpable): %s",
@@ -355,6 +498,23 @@ out:
 	d->tun = NULL;
 	close(d->sfd);
 	return r;
+}
+
+/*
+ * A token file may also be root:<the daemon's group> 0640: readable by the daemon's user
+ * (_edge-keyd, in its own group) without being its to change, and by root running a
+ * command by hand. The daemon's group is ours when we are not root, else the state
+ * directory's (when that is not root's).
+ */
+static void
+secret_group(const struct ekd_conf *conf)
+{
+	struct stat st;
+
+	if (geteuid() != 0)
+		config_secret_group(getegid());
+	else if (stat(conf->state_dir, &st) == 0 && st.st_uid != 0 && st.st_gid != 0)
+		config_secret_group(st.st_gid);
 }
 
 /* ---- main --------------------------------------------------------------------------------- */
@@ -453,7 +613,6 @@ main(int argc, char **argv)
 	/* Only `run` without -d goes to syslog; the one-shot commands talk to a person. */
 	log_init(strcmp(cmd, "run") != 0 || foreground, "edge-keyd");
 	log_setverbose(verbose);
-
 	r = ekd_conf_load(&d.conf, d.conf_path, errbuf, sizeof(errbuf));
 	if (r < 0) {
 		log_warnx("%s", errbuf);
@@ -463,6 +622,7 @@ main(int argc, char **argv)
 		ekd_conf_clear(&d.conf);
 		return 0;
 	}
+	secret_group(&d.conf);
 
 	if (strcmp(cmd, "provision") == 0) {
 		r = ekd_provision(&d.conf, offline);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "edge-keyd/edge-keyd.h"
+#include "edge-keyd/tpm/tpmdev.h"
 
 #define ENROLLMENT_VERSION 1
 #define ENROLLMENT_MAX_SIZE (64 * 1024)
@@ -334,6 +335,12 @@ ekd_write_file_atomic(const char *path, const void *data, size_t len, unsigned i
 	/* The umask may have taken bits away, never added: set exactly @mode. */
 	if (fchmod(fd, mode) < 0)
 		goto err;
+	/* root writing into the daemon's state directory: the file stays the daemon's */
+	r = tpmdev_own_like_dir(fd, dir);
+	if (r < 0) {
+		errno = -r;
+		goto err;
+	}
 	while (off < len) {
 		ssize_t n = write(fd, (const char *)data + off, len - off);
 

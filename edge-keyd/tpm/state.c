@@ -50,6 +50,20 @@ tpmdev_state_dir(const char *dir)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+int
+tpmdev_own_like_dir(int fd, const char *dir)
+{
+	struct stat st;
+
+	if (geteuid() != 0)
+		return 0;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (st.st_uid == 0)
+		return 0;
+	return fchown(fd, st.st_uid, st.st_gid) < 0 ? -errno : 0;
+}
+
 static int
 path_of(char *buf, size_t cap, const char *dir, const char *name)
 {
@@ -259,6 +273,9 @@ tpmdev_file_write(const char *dir, const char *name, const struct tpmdev_file *f
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
+	ret = tpmdev_own_like_dir(fd, dir);
+	if (ret < 0)
+		goto fail;
 	while (off < len) {
 		ssize_t n = write(fd, buf + off, len - off);
 

@@ -202,6 +202,17 @@ int tpmdev_rotate_commit(const char *state_dir);
 /* Drop the staged key; 0 also if nothing was staged. */
 int tpmdev_rotate_abort(const char *state_dir);
 
+/* ---- the state directory's owner -------------------------------------------------------- */
+
+/*
+ * The file @fd, just created in @dir, gets @dir's owner and group when we are root and
+ * @dir belongs to someone else. The daemon runs as its own user (_edge-keyd, owner of the
+ * state directory); `edge-keyd provision`, `enroll` and `rotate` run by hand as root must
+ * leave files that user can still read and replace, not root's 0600 files. 0 (also when
+ * there is nothing to do) or a negative errno.
+ */
+int tpmdev_own_like_dir(int fd, const char *dir);
+
 /* ---- diagnostics ----------------------------------------------------------------------- */
 
 /*

@@ -10,7 +10,8 @@
 #   3. in it: the packages' dependencies from the archive, a listing of the root, then
 #      `apt-get install ./*.deb`; enrolld -n with a configuration and token made here (and
 #      refused without the token), edge-keyd --help, enrollctl --help, man -w; the users,
-#      directories and units (installed, not enabled); `apt-get remove` keeps state and
+#      directories and units (installed, not enabled); edge-keyd's postinst on an upgrade
+#      hands a root-owned /var/lib/edge-keyd to _edge-keyd; `apt-get remove` keeps state and
 #      users, `apt-get purge` removes them and leaves the operator's own /etc files; the
 #      listing afterwards equals the one before (apt/dpkg bookkeeping aside).
 #
@@ -248,13 +249,26 @@ for d in enrolld edge-keyd; do
 	check "user $u: system uid, no login shell, home /var/lib/$d" \
 		eval '[[ $pw =~ ^$u:x:([0-9]+):[0-9]+:[^:]*:/var/lib/$d:/usr/sbin/nologin$ ]] && [ "${BASH_REMATCH[1]}" -lt 1000 ]'
 	check "group $u" eval 'in_root getent group "$u" >/dev/null'
-	check "/var/lib/$d is 0700 root" [ "$(stat -c '%a %U' "$R/var/lib/$d")" = "700 root" ]
+	# edge-keyd runs as its user (its unit's User=); enrolld starts as root
+	owner=root
+	[ $d = edge-keyd ] && owner=$u
+	check "/var/lib/$d is 0700 $owner" [ "$(in_root stat -c '%a %U' "/var/lib/$d")" = "700 $owner" ]
 	check "/etc/$d exists" [ -d "$R/etc/$d" ]
 	unit=$R/lib/systemd/system/$d.service
 	check "$d.service runs /usr/sbin/$d" grep -q "^ExecStart=/usr/sbin/$d " "$unit"
 	check "$d.service is not enabled" \
 		eval '[ -z "$(find "$R/etc/systemd/system" -name "$d.service" 2>/dev/null)" ]'
 done
+# An upgrade from a version whose edge-keyd ran as root: its root-owned state directory
+# and files are handed to _edge-keyd by postinst configure.
+chown -R root:root "$R/var/lib/edge-keyd"
+(umask 077; echo blob >"$R/var/lib/edge-keyd/wg.sealed")
+in_root /var/lib/dpkg/info/edge-keyd.postinst configure 0.0.1 >"$W/upgrade.log" 2>&1 ||
+	{ cat "$W/upgrade.log"; fail "edge-keyd postinst configure (upgrade)"; }
+check "upgrade: edge-keyd's root-owned state handed to _edge-keyd" \
+	eval '[ "$(in_root stat -c "%U %a" /var/lib/edge-keyd /var/lib/edge-keyd/wg.sealed | sort -u)" = "_edge-keyd 600
+_edge-keyd 700" ]'
+rm -f "$R/var/lib/edge-keyd/wg.sealed"
 # What the daemons would have written.
 echo state >"$R/var/lib/enrolld/data.mdb"
 mkdir -m 0700 "$R/var/lib/enrolld/keys"

@@ -230,6 +230,43 @@ test_file(void **state)
 	assert_int_equal(rmdir(dir), 0); /* fails if a temp file was left */
 }
 
+/*
+ * Root writing into a state directory owned by the daemon's user (provision, rotate by
+ * hand): the file is the directory owner's; into root's own directory it stays root's.
+ * Not root: nothing to check (the test says so and passes).
+ */
+static void
+test_file_owner(void **state)
+{
+	char dir[] = "/tmp/test_edgekeyd_owner.XXXXXX", path[128], err[256];
+	struct ekd_enrollment a;
+	uint8_t pub[WG_KEY_LEN] = { 3 };
+	json_t *j = parse(good_response);
+	struct stat st;
+
+	assert_int_equal(ekd_enrollment_from_response(&a, j, pub, 5, "https://cp", err,
+				 sizeof(err)),
+		0);
+	json_decref(j);
+	if (geteuid() != 0) {
+		print_message("not root: ownership of files written by root not tested\n");
+		return;
+	}
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/enrollment.json", dir);
+	assert_int_equal(ekd_enrollment_store(dir, &a, err, sizeof(err)), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(chown(dir, 64001, 64002), 0);
+	assert_int_equal(ekd_enrollment_store(dir, &a, err, sizeof(err)), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, 64001);
+	assert_int_equal(st.st_gid, 64002);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 static void
 test_endpoint_split(void **state)
 {
@@ -284,6 +321,7 @@ main(void)
 		cmocka_unit_test(test_too_many_allowed_ips),
 		cmocka_unit_test(test_json_roundtrip),
 		cmocka_unit_test(test_file),
+		cmocka_unit_test(test_file_owner),
 		cmocka_unit_test(test_endpoint_split),
 		cmocka_unit_test(test_backoff),
 	};

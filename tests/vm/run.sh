@@ -10,10 +10,13 @@
 #            enrolld was down, is back in its VRF; the watchdog is pinged (no restart over
 #            35 s, WatchdogSec=20) and works (a SIGSTOPped enrolld is killed and restarted);
 #            `systemctl reload` re-reads the tokens
-#   gateway  `edge-keyd provision` against device:/dev/tpmrm0, enrollment and a kernel
+#   gateway  `edge-keyd provision` against device:/dev/tpmrm0 (by root, into _edge-keyd's
+#            state directory: the files stay _edge-keyd's), enrollment and a kernel
 #            WireGuard wg0 by edge-keyd.service, the WAN firewall loaded by a unit; the
-#            control plane pings the gateway's /32; the gateway listens on no TCP port and
-#            no UDP port but WireGuard's; its WAN address answers no ping
+#            control plane pings the gateway's /32; edge-keyd's /proc/PID/status: uid
+#            _edge-keyd, group tss, CapEff CAP_NET_ADMIN alone, NoNewPrivs 1, Seccomp 2;
+#            wireguard-go runs under the same unit's sandbox; the gateway listens on no TCP
+#            port and no UDP port but WireGuard's; its WAN address answers no ping
 #   reboot   the gateway VM reboots: edge-keyd.service brings the tunnel back with the same
 #            key and address (its PCR-sealed key unseals again: PCRs 0 and 9 are measured
 #            the same), and the control plane saw no new enrollment
@@ -45,7 +48,9 @@
 # revoke (the revocation call is skipped: revoke fails, the tunnel still works), pcr (the
 # measured file is not changed: pcr fails, the key still unseals), pcr-recovery (the rotate
 # is skipped: pcr fails, the tunnel stays down), powercut (a unit deletes the staged key at
-# boot, as a gateway that forgot it would: powercut fails when the control plane holds it).
+# boot, as a gateway that forgot it would: powercut fails when the control plane holds it),
+# user (a drop-in runs edge-keyd.service as root again: gateway fails, its uid and
+# capabilities are wrong).
 # Environment: VM_SCENARIOS (default all, in the order above), VM_RESULT_FILE ("NAME RC"
 # lines for tests/run.sh), B, VM_KEEP=1, VM_KVM=1; artifacts of a failed run (serial
 # consoles, journals of every boot) in $B/test-logs/vm/.
@@ -212,6 +217,9 @@ UNIT
 
 mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
 ln -sf /etc/systemd/system/boot-measure.service "$R/etc/systemd/system/multi-user.target.wants/"
+# the host's wireguard-go (Debian 12's, glibc only): run once under edge-keyd.service's own
+# sandbox, the userspace backend's child (the scenarios' gateway uses the kernel backend)
+WGGO=$(command -v wireguard-go) && install -D -m 0755 "$WGGO" "$R/usr/local/bin/wireguard-go"
 
 # --- breaking what a scenario checks (VM_BREAK, see the top) ---
 BREAK=${VM_BREAK:-}
@@ -236,6 +244,12 @@ ExecStart=/bin/rm -f /var/lib/edge-keyd/wg.sealed.next
 WantedBy=multi-user.target
 UNIT
 	ln -sf /etc/systemd/system/break-staged.service "$R/etc/systemd/system/multi-user.target.wants/"
+	;;
+user)
+	# edge-keyd.service back to root (an older unit): the gateway's privilege checks fail
+	R=$(vm_root gw)
+	mkdir -p "$R/etc/systemd/system/edge-keyd.service.d"
+	printf '[Service]\nUser=\nGroup=\n' >"$R/etc/systemd/system/edge-keyd.service.d/break.conf"
 	;;
 "" | firewall | boot | revoke | pcr | pcr-recovery) ;;
 *) echo "unknown VM_BREAK '$BREAK'"; exit 1 ;;
@@ -345,8 +359,17 @@ sc_gateway() {
 	ok "outside group tss: one line names /dev/tpmrm0, the group and the fix"
 	onvm gw 'systemctl enable --now boot-measure.service && tpm2_pcrread -T device:/dev/tpmrm0 sha256:0,9' ||
 		{ no "boot-measure.service"; return 1; }
-	onvm gw 'edge-keyd -c /etc/edge-keyd/edge-keyd.conf provision' 300 || { no "edge-keyd provision on /dev/tpmrm0"; return 1; }
-	ok "provisioned through device:/dev/tpmrm0, the key sealed to PCRs sha256:0,9"
+	# what the package's postinst makes (debian/edge-keyd.postinst): the user, its state
+	# directory; provisioning by root (the factory) leaves the files to the directory's owner
+	onvm gw 'id _edge-keyd >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
+			--home-dir /var/lib/edge-keyd --shell /usr/sbin/nologin _edge-keyd
+		install -d -m 0700 -o _edge-keyd -g _edge-keyd /var/lib/edge-keyd &&
+		chgrp _edge-keyd /etc/edge-keyd/edge-keyd.conf && chmod 0640 /etc/edge-keyd/edge-keyd.conf' ||
+		{ no "user _edge-keyd"; return 1; }
+	onvm gw 'edge-keyd -c /etc/edge-keyd/edge-keyd.conf provision && ls -ln /var/lib/edge-keyd &&
+		[ -z "$(find /var/lib/edge-keyd ! -user _edge-keyd)" ]' 300 ||
+		{ no "edge-keyd provision on /dev/tpmrm0 (or root left files _edge-keyd does not own)"; return 1; }
+	ok "provisioned through device:/dev/tpmrm0, the key sealed to PCRs sha256:0,9; the files are _edge-keyd's"
 	onvm gw "systemctl enable --now $FW_UNIT edge-keyd.service" 120 || { no "units did not start"; return 1; }
 	onvm gw 'for i in $(seq 120); do [ -s /var/lib/edge-keyd/enrollment.json ] && ip link show wg0 >/dev/null 2>&1 && break; sleep 1; done
 		ip -d link show wg0 | grep -q "wireguard" && jq -r .address /var/lib/edge-keyd/enrollment.json' 200 ||
@@ -355,6 +378,8 @@ sc_gateway() {
 	GWA=${GWA%/32}
 	[[ $GWA =~ ^10\.77\.0\.[0-9]+$ ]] || { no "address '$GWA'"; return 1; }
 	ok "enrolled by edge-keyd.service, kernel wg0, address $GWA"
+	ekd_confined || return 1
+	wggo_confined || return 1
 	onvm cp "for i in \$(seq 60); do ping -c1 -W1 -I vrf$WGPORT $GWA >/dev/null 2>&1 || ping -c1 -W1 $GWA >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1" 120 ||
 		{ no "the control plane cannot ping $GWA"; return 1; }
 	ok "the control plane pings the gateway's /32"
@@ -366,6 +391,44 @@ sc_gateway() {
 	ok "the WAN firewall drops an unsolicited ping"
 	PUB=$(gw_pub)
 	onvm cp 'journalctl -u enrolld --no-pager | grep -c " enrolled in "' >"$W/n_enrolled"
+}
+
+# edge-keyd.service's process: _edge-keyd, in group tss (the TPM: the tunnel it just
+# configured used the unsealed key), CAP_NET_ADMIN alone (0x1000) in every set, no_new_privs,
+# the seccomp filter (mode 2); the journal says so; every file of the state directory is
+# _edge-keyd's.
+ekd_confined() {
+	onvm gw 'p=$(systemctl show edge-keyd -p MainPID --value); u=$(id -u _edge-keyd); tss=$(getent group tss | cut -d: -f3)
+		grep -E "^(Uid|Gid|Groups|CapEff|CapPrm|CapAmb|CapBnd|NoNewPrivs|Seccomp|VmLck):" /proc/$p/status
+		f() { awk -v k="$1:" "\$1 == k { print \$2 }" /proc/$p/status; }
+		[ "$(f Uid)" = "$u" ] && [ "$(f Uid)" != 0 ] && grep -Eq "^Groups:.*\<$tss\>" /proc/$p/status &&
+		[ "$(f CapEff)" = 0000000000001000 ] && [ "$(f CapPrm)" = 0000000000001000 ] &&
+		[ "$(f CapAmb)" = 0000000000001000 ] && [ "$(f CapBnd)" = 0000000000001000 ] &&
+		[ "$(f NoNewPrivs)" = 1 ] && [ "$(f Seccomp)" = 2 ] &&
+		journalctl -u edge-keyd -b -o cat | grep -m1 "running as uid $u (_edge-keyd), .*effective capabilities: cap_net_admin$" &&
+		! journalctl -u edge-keyd -b -o cat | grep "running as root" &&
+		[ -z "$(find /var/lib/edge-keyd ! -user _edge-keyd)" ]' ||
+		{ no "edge-keyd.service: not _edge-keyd in group tss with CAP_NET_ADMIN alone, no_new_privs and seccomp"; return 1; }
+	ok "edge-keyd runs as _edge-keyd (group tss: the TPM works), CapEff CAP_NET_ADMIN alone, NoNewPrivs 1, Seccomp 2"
+}
+# wireguard-go under edge-keyd.service's sandbox (its unit with wireguard-go as the main
+# process: the same user, capabilities, seccomp filter, RuntimeDirectory): it makes its
+# interface and socket, takes a configuration, and is confined as edge-keyd is.
+wggo_confined() {
+	onvm gw 'sed -e "/^ExecStartPre=/d" -e "/^ExecReload=/d" -e "s|^ExecStart=.*|ExecStart=/usr/local/bin/wireguard-go -f wgu0|" \
+			-e "s|^Description=.*|Description=wireguard-go in edge-keyd.service'"'"'s sandbox|" \
+			"$(systemctl show edge-keyd -p FragmentPath --value)" >/etc/systemd/system/ekd-wggo.service &&
+		systemctl daemon-reload && systemctl start ekd-wggo &&
+		for i in $(seq 30); do [ -S /run/wireguard/wgu0.sock ] && break; sleep 1; done
+		(umask 077; wg genkey >/tmp/wgu0.key) && wg set wgu0 private-key /tmp/wgu0.key listen-port 51999 && wg show wgu0 &&
+		ip link show wgu0 >/dev/null && p=$(systemctl show ekd-wggo -p MainPID --value) &&
+		grep -E "^(Uid|CapEff|NoNewPrivs|Seccomp):" /proc/$p/status &&
+		f() { awk -v k="$1:" "\$1 == k { print \$2 }" /proc/$p/status; } &&
+		[ "$(f Uid)" = "$(id -u _edge-keyd)" ] && [ "$(f CapEff)" = 0000000000001000 ] &&
+		[ "$(f NoNewPrivs)" = 1 ] && [ "$(f Seccomp)" = 2 ]; rc=$?
+		journalctl -u ekd-wggo -b -o cat | tail -n 5; systemctl stop ekd-wggo; rm -f /tmp/wgu0.key; exit $rc' 120 ||
+		{ no "wireguard-go under edge-keyd.service's sandbox did not work or is not confined"; return 1; }
+	ok "wireguard-go under the same sandbox: interface, UAPI socket and configuration work; _edge-keyd, CAP_NET_ADMIN, Seccomp 2"
 }
 
 sc_reboot() {
