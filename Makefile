@@ -44,7 +44,7 @@ endif
 
 PKGS := libmnl libcrypto jansson inih tss2-esys tss2-mu tss2-tctildr tss2-rc lmdb libmicrohttpd gnutls \
 	libseccomp \
-	libcurl
+	libcurl libpq
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
