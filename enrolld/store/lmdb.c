@@ -48,6 +48,7 @@
 
 #include "common/log.h"
 #include "enrolld/store.h"
+#include "enrolld/store/backend.h"
 
 /* Pin the on-disk layouts (x86-64 / aarch64 LP64): changing one needs a format bump. */
 _Static_assert(sizeof(struct store_tenant) == 1184, "tenant record layout changed");
@@ -118,7 +119,7 @@ struct op {
 	struct op *next;
 };
 
-struct store {
+struct lmdb_store {
 	MDB_env *env;
 	MDB_dbi dbi[DB_COUNT];
 	struct store_options opts;
@@ -143,21 +144,20 @@ struct store {
 	int64_t sessions_purged; /* writer only: the second of the last purge at a creation */
 };
 
+/* What the front holds as its struct store_backend. */
+static struct lmdb_store *
+lmdb_of(struct store_backend *b)
+{
+	return (struct lmdb_store *)b;
+}
+
 struct wtx {
-	struct store *s;
+	struct lmdb_store *s;
 	MDB_txn *txn;
 	int64_t now;
 	bool map_full;
 	uint64_t last_event; /* highest event seq written in this batch */
 };
-
-static __thread char errmsg[160];
-
-const char *
-store_errmsg(void)
-{
-	return errmsg;
-}
 
 /* The one place MDB_* codes become errnos. */
 static int
@@ -165,7 +165,7 @@ mdb_errno(int rc)
 {
 	if (rc == 0)
 		return 0;
-	snprintf(errmsg, sizeof(errmsg), "%s", mdb_strerror(rc));
+	store_set_errmsg("%s", mdb_strerror(rc));
 	switch (rc) {
 	case MDB_NOTFOUND:
 		return -ENOENT;
@@ -210,7 +210,7 @@ mdb_errno(int rc)
 #define STORE_FULL_MARGIN (UINT64_C(1) << 20)
 
 static int
-commit_error(struct store *s, int rc)
+commit_error(struct lmdb_store *s, int rc)
 {
 	mdb_filehandle_t fd;
 	struct statvfs st;
@@ -218,14 +218,14 @@ commit_error(struct store *s, int rc)
 
 	if ((rc == EIO || rc == ENOSPC) && mdb_env_get_fd(s->env, &fd) == 0 &&
 		fstatvfs(fd, &st) == 0 && (uint64_t)st.f_bavail * st.f_frsize < STORE_FULL_MARGIN) {
-		snprintf(errmsg, sizeof(errmsg), "the file system is full");
+		store_set_errmsg("the file system is full");
 		r = -ENOSPC;
 	}
 	return r;
 }
 
 static int64_t
-store_now(const struct store *s)
+lmdb_now(const struct lmdb_store *s)
 {
 	if (s->opts.clock != NULL)
 		return s->opts.clock(s->opts.clock_ctx);
@@ -332,7 +332,7 @@ kval(const struct key *k)
 
 /* Read @db[@k] into @v of exactly @vlen bytes: -ENOENT, or -EUCLEAN if the size is wrong. */
 static int
-t_get(struct store *s, MDB_txn *txn, int db, const struct key *k, void *v, size_t vlen)
+t_get(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, void *v, size_t vlen)
 {
 	MDB_val key = kval(k), val;
 	int rc;
@@ -343,7 +343,7 @@ t_get(struct store *s, MDB_txn *txn, int db, const struct key *k, void *v, size_
 	if (rc != 0)
 		return mdb_errno(rc);
 	if (val.mv_size != vlen) {
-		snprintf(errmsg, sizeof(errmsg), "%s: record of %zu bytes, want %zu", db_names[db],
+		store_set_errmsg("%s: record of %zu bytes, want %zu", db_names[db],
 			val.mv_size, vlen);
 		return -EUCLEAN;
 	}
@@ -353,7 +353,7 @@ t_get(struct store *s, MDB_txn *txn, int db, const struct key *k, void *v, size_
 }
 
 static int
-t_get_u64(struct store *s, MDB_txn *txn, int db, const struct key *k, uint64_t *ret)
+t_get_u64(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, uint64_t *ret)
 {
 	uint8_t b[8];
 	int r;
@@ -402,7 +402,7 @@ w_del(struct wtx *w, int db, const struct key *k)
  * no transaction of ours active, hence the exclusive lock.
  */
 static int
-adopt_map_resize(struct store *s)
+adopt_map_resize(struct lmdb_store *s)
 {
 	int rc;
 
@@ -414,7 +414,7 @@ adopt_map_resize(struct store *s)
 
 /* A read transaction, holding map_lock shared until rtxn_end(). */
 static int
-rtxn_begin(struct store *s, MDB_txn **ret)
+rtxn_begin(struct lmdb_store *s, MDB_txn **ret)
 {
 	int rc;
 
@@ -433,7 +433,7 @@ rtxn_begin(struct store *s, MDB_txn **ret)
 }
 
 static void
-rtxn_end(struct store *s, MDB_txn *txn)
+rtxn_end(struct lmdb_store *s, MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&s->map_lock);
@@ -441,7 +441,7 @@ rtxn_end(struct store *s, MDB_txn *txn)
 
 /* One record by key in its own read transaction; @v is written only on success. */
 static int
-r_get(struct store *s, int db, const struct key *k, void *v, size_t vlen)
+r_get(struct lmdb_store *s, int db, const struct key *k, void *v, size_t vlen)
 {
 	MDB_txn *txn;
 	int r;
@@ -457,7 +457,7 @@ r_get(struct store *s, int db, const struct key *k, void *v, size_t vlen)
 /* ---- the writer ---------------------------------------------------------------------------- */
 
 static int
-grow_map(struct store *s)
+grow_map(struct lmdb_store *s)
 {
 	uint64_t want = s->map_size * 2;
 	int rc;
@@ -477,7 +477,7 @@ grow_map(struct store *s)
 }
 
 static int
-wtxn_begin(struct store *s, MDB_txn **ret)
+wtxn_begin(struct lmdb_store *s, MDB_txn **ret)
 {
 	int rc;
 
@@ -494,7 +494,7 @@ wtxn_begin(struct store *s, MDB_txn **ret)
 
 /* Run @batch (@n operations) in one write transaction; sets every op->ret. */
 static void
-run_batch(struct store *s, struct op *batch, size_t n, uint64_t *ret_last_event)
+run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_event)
 {
 	struct wtx w;
 	struct op *op;
@@ -504,7 +504,7 @@ run_batch(struct store *s, struct op *batch, size_t n, uint64_t *ret_last_event)
 	for (;;) {
 		memset(&w, 0, sizeof(w));
 		w.s = s;
-		w.now = store_now(s);
+		w.now = lmdb_now(s);
 		pthread_rwlock_rdlock(&s->map_lock);
 		r = wtxn_begin(s, &txn);
 		if (r < 0) {
@@ -556,7 +556,7 @@ run_batch(struct store *s, struct op *batch, size_t n, uint64_t *ret_last_event)
 		/* Nothing of this batch was committed: grow and run all of it again. */
 		r = grow_map(s);
 		if (r < 0) {
-			snprintf(errmsg, sizeof(errmsg), "%s", mdb_strerror(MDB_MAP_FULL));
+			store_set_errmsg("%s", mdb_strerror(MDB_MAP_FULL));
 			for (op = batch; op; op = op->next)
 				op->ret = r;
 			w.last_event = 0;
@@ -570,7 +570,7 @@ run_batch(struct store *s, struct op *batch, size_t n, uint64_t *ret_last_event)
 static void *
 writer_main(void *arg)
 {
-	struct store *s = arg;
+	struct lmdb_store *s = arg;
 	unsigned int max = s->opts.no_group_commit ? 1 : s->opts.max_batch;
 
 	pthread_mutex_lock(&s->lock);
@@ -615,7 +615,7 @@ writer_main(void *arg)
 
 /* Queue an operation and wait until the commit holding it is durable (or it failed). */
 static int
-submit(struct store *s, apply_fn apply, void *arg)
+submit(struct lmdb_store *s, apply_fn apply, void *arg)
 {
 	struct op op = { .apply = apply, .arg = arg };
 
@@ -641,27 +641,6 @@ submit(struct store *s, apply_fn apply, void *arg)
 static const struct key meta_format = { .b = "format", .len = 6 };
 static const struct key meta_next_device = { .b = "next_device", .len = 11 };
 static const struct key meta_event_seq = { .b = "event_seq", .len = 9 };
-
-const char *
-store_event_kind_name(int kind)
-{
-	switch (kind) {
-	case STORE_EV_ENROLLED:
-		return "enrolled";
-	case STORE_EV_UP:
-		return "up";
-	case STORE_EV_DOWN:
-		return "down";
-	case STORE_EV_REVOKED:
-		return "revoked";
-	case STORE_EV_REINSTATED:
-		return "reinstated";
-	case STORE_EV_ROTATED:
-		return "rotated";
-	default:
-		return "unknown";
-	}
-}
 
 /*
  * Append an event. The sequence counter lives in meta rather than being derived from the
@@ -698,7 +677,7 @@ append_event(struct wtx *w, int kind, uint64_t device, const char *tenant)
 /* ---- open / close ------------------------------------------------------------------------- */
 
 static int
-open_dbs(struct store *s)
+open_dbs(struct lmdb_store *s)
 {
 	MDB_txn *txn = NULL;
 	uint8_t b[4];
@@ -733,7 +712,7 @@ open_dbs(struct store *s)
 		memcpy(&version, b, 4);
 		/* Version 1 is the only one so far; a later one migrates older formats here. */
 		if (version != STORE_FORMAT_VERSION) {
-			snprintf(errmsg, sizeof(errmsg), "on-disk format %u, this build reads %u",
+			store_set_errmsg("on-disk format %u, this build reads %u",
 				version, STORE_FORMAT_VERSION);
 			r = -EPROTO;
 			goto err;
@@ -750,10 +729,12 @@ err:
 	return r;
 }
 
-int
-store_open(struct store **ret, const char *path, const struct store_options *opts)
+static void lmdb_free(struct store_backend *b);
+
+static int
+lmdb_open(struct store_backend **ret, const char *path, const struct store_options *opts)
 {
-	struct store *s;
+	struct lmdb_store *s;
 	pthread_rwlockattr_t attr;
 	MDB_envinfo info;
 	int rc, r;
@@ -823,16 +804,18 @@ store_open(struct store **ret, const char *path, const struct store_options *opt
 		goto err;
 	}
 	s->writer_started = true;
-	*ret = s;
+	*ret = (struct store_backend *)s;
 	return 0;
 err:
-	store_free(s);
+	lmdb_free((struct store_backend *)s);
 	return r;
 }
 
-void
-store_free(struct store *s)
+static void
+lmdb_free(struct store_backend *b)
 {
+	struct lmdb_store *s = lmdb_of(b);
+
 	if (s == NULL)
 		return;
 	if (s->writer_started) {
@@ -852,18 +835,21 @@ store_free(struct store *s)
 	free(s);
 }
 
-void
-store_get_stats(struct store *s, struct store_stats *ret)
+static void
+lmdb_get_stats(struct store_backend *b, struct store_stats *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
+
 	pthread_mutex_lock(&s->lock);
 	*ret = s->stats;
 	ret->map_size = s->map_size;
 	pthread_mutex_unlock(&s->lock);
 }
 
-int
-store_backup(struct store *s, const char *dir)
+static int
+lmdb_backup(struct store_backend *b, const char *dir)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	int rc;
 
 	/* mdb_env_copy2 runs its own read transaction: the map must not change under it. */
@@ -871,72 +857,6 @@ store_backup(struct store *s, const char *dir)
 	rc = mdb_env_copy2(s->env, dir, MDB_CP_COMPACT);
 	pthread_rwlock_unlock(&s->map_lock);
 	return mdb_errno(rc);
-}
-
-/* ---- validation ----------------------------------------------------------------------------- */
-
-static bool
-str_ok(const char *str, size_t max)
-{
-	return strnlen(str, max) < max;
-}
-
-bool
-store_tenant_name_ok(const char *name)
-{
-	size_t n = strnlen(name, STORE_NAME_MAX);
-
-	if (n == 0 || n >= STORE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '-' && c != '_')))
-			return false;
-	}
-	return true;
-}
-
-bool
-store_ifname_ok(const char *name)
-{
-	size_t n = strnlen(name, STORE_IFNAME_MAX);
-
-	if (n == 0 || n >= STORE_IFNAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (name[i] == '/' || name[i] == ':' || name[i] <= ' ' || name[i] > '~')
-			return false;
-	return true;
-}
-
-static bool
-is_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint8_t acc = 0;
-
-	for (size_t i = 0; i < n; i++)
-		acc |= b[i];
-	return acc == 0;
-}
-
-/* A prefix must have room for the control plane's address and at least one device. */
-static int
-check_prefix(const struct addr_prefix *p, int family, uint8_t self[static 16])
-{
-	uint64_t first, last, off;
-
-	if (p->family != family || addr_usable_range(p, &first, &last) < 0 || last == first)
-		return -EINVAL;
-	if (is_zero(self, 16)) {
-		addr_at(p, first, self);
-		return 0;
-	}
-	if (!addr_is_usable(p, self) || addr_offset(p, self, &off) < 0)
-		return -EINVAL;
-	return 0;
 }
 
 /* ---- tenants ----------------------------------------------------------------------------- */
@@ -987,59 +907,30 @@ out:
 	return r;
 }
 
-int
-store_tenant_create(struct store *s, const struct store_tenant *t)
+static int
+lmdb_tenant_create(struct store_backend *b, const struct store_tenant *t)
 {
-	struct store_tenant rec;
-	int r;
+	struct lmdb_store *s = lmdb_of(b);
 
-	memset(&rec, 0, sizeof(rec));
-	if (!store_tenant_name_ok(t->name) || !store_ifname_ok(t->ifname) ||
-	    !str_ok(t->endpoint, sizeof(t->endpoint)) || t->n_pcrs > STORE_PCR_MAX)
-		return -EINVAL;
-	memcpy(rec.name, t->name, strlen(t->name));
-	memcpy(rec.ifname, t->ifname, strlen(t->ifname));
-	memcpy(rec.endpoint, t->endpoint, strlen(t->endpoint));
-	rec.prefix4 = t->prefix4;
-	memcpy(rec.self4, t->self4, 16);
-	r = check_prefix(&rec.prefix4, AF_INET, rec.self4);
-	if (r < 0)
-		return r;
-	if (t->prefix6.family != 0) {
-		rec.prefix6 = t->prefix6;
-		memcpy(rec.self6, t->self6, 16);
-		r = check_prefix(&rec.prefix6, AF_INET6, rec.self6);
-		if (r < 0)
-			return r;
-	}
-	for (unsigned int i = 0; i < t->n_pcrs; i++) {
-		if (t->pcrs[i].index >= STORE_PCR_MAX ||
-		    (i > 0 && t->pcrs[i].index <= t->pcrs[i - 1].index))
-			return -EINVAL;
-		rec.pcrs[i] = t->pcrs[i];
-	}
-	rec.n_pcrs = t->n_pcrs;
-	rec.listen_port = t->listen_port;
-	rec.keepalive = t->keepalive;
-	rec.require_tpm = t->require_tpm ? 1 : 0;
-	rec.created = t->created ? t->created : store_now(s);
-	return submit(s, apply_tenant_create, &rec);
+	return submit(s, apply_tenant_create, (void *)t);
 }
 
 static int
-get_tenant(struct store *s, MDB_txn *txn, const char *name, struct store_tenant *ret)
+get_tenant(struct lmdb_store *s, MDB_txn *txn, const char *name, struct store_tenant *ret)
 {
 	struct key key;
 
+	/* The front checked the names of callers; store_verify() passes names read from disk. */
 	if (!store_tenant_name_ok(name))
 		return -ENOENT;
 	key_bytes(&key, name, strlen(name));
 	return t_get(s, txn, DB_TENANTS, &key, ret, sizeof(*ret));
 }
 
-int
-store_tenant_get(struct store *s, const char *name, struct store_tenant *ret)
+static int
+lmdb_tenant_get(struct store_backend *b, const char *name, struct store_tenant *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct store_tenant t;
 	MDB_txn *txn;
 	int r;
@@ -1059,7 +950,7 @@ store_tenant_get(struct store *s, const char *name, struct store_tenant *ret)
  * array of @size-byte elements; @keep (may be NULL) filters.
  */
 static int
-collect(struct store *s, int db, const struct key *prefix, size_t size,
+collect(struct lmdb_store *s, int db, const struct key *prefix, size_t size,
 	bool (*keep)(const void *rec, const void *ctx), const void *ctx, void **ret,
 	size_t *ret_n)
 {
@@ -1119,9 +1010,11 @@ out:
 	return r;
 }
 
-int
-store_tenant_list(struct store *s, struct store_tenant **ret, size_t *ret_n)
+static int
+lmdb_tenant_list(struct store_backend *b, struct store_tenant **ret, size_t *ret_n)
 {
+	struct lmdb_store *s = lmdb_of(b);
+
 	return collect(s, DB_TENANTS, NULL, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
 }
 
@@ -1148,13 +1041,12 @@ apply_require_tpm(struct wtx *w, void *arg)
 	return w_put(w, DB_TENANTS, &key, &t, sizeof(t), 0);
 }
 
-int
-store_tenant_set_require_tpm(struct store *s, const char *name, bool on)
+static int
+lmdb_tenant_set_require_tpm(struct store_backend *b, const char *name, bool on)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct policy_op o = { name, on };
 
-	if (!store_tenant_name_ok(name))
-		return -ENOENT;
 	return submit(s, apply_require_tpm, &o);
 }
 
@@ -1175,29 +1067,12 @@ apply_device_ca_add(struct wtx *w, void *arg)
 	return w_put(w, DB_DEVICE_CAS, &key, ca, sizeof(*ca), MDB_NOOVERWRITE);
 }
 
-int
-store_device_ca_add(struct store *s, const struct store_device_ca *ca)
+static int
+lmdb_device_ca_add(struct store_backend *b, const struct store_device_ca *ca)
 {
-	struct store_device_ca *rec;
-	int r;
+	struct lmdb_store *s = lmdb_of(b);
 
-	if (!store_tenant_name_ok(ca->tenant) || !str_ok(ca->label, sizeof(ca->label)) ||
-	    !str_ok(ca->subject, sizeof(ca->subject)) || ca->der_len == 0 ||
-	    ca->der_len > STORE_CA_DER_MAX || is_zero(ca->fp, sizeof(ca->fp)))
-		return -EINVAL;
-	rec = calloc(1, sizeof(*rec));
-	if (rec == NULL)
-		return -ENOMEM;
-	memcpy(rec->tenant, ca->tenant, strlen(ca->tenant));
-	memcpy(rec->label, ca->label, strlen(ca->label));
-	memcpy(rec->subject, ca->subject, strlen(ca->subject));
-	memcpy(rec->fp, ca->fp, sizeof(rec->fp));
-	rec->der_len = ca->der_len;
-	memcpy(rec->der, ca->der, ca->der_len);
-	rec->created = ca->created ? ca->created : store_now(s);
-	r = submit(s, apply_device_ca_add, rec);
-	free(rec);
-	return r;
+	return submit(s, apply_device_ca_add, (void *)ca);
 }
 
 struct hash_key {
@@ -1215,27 +1090,25 @@ apply_device_ca_remove(struct wtx *w, void *arg)
 	return w_del(w, DB_DEVICE_CAS, &key);
 }
 
-int
-store_device_ca_remove(struct store *s, const char *tenant, const uint8_t fp[static STORE_HASH_LEN])
+static int
+lmdb_device_ca_remove(struct store_backend *b, const char *tenant, const uint8_t fp[static STORE_HASH_LEN])
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct hash_key hk = { tenant, fp };
 
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
 	return submit(s, apply_device_ca_remove, &hk);
 }
 
-int
-store_device_ca_list(struct store *s, const char *tenant, struct store_device_ca **ret,
+static int
+lmdb_device_ca_list(struct store_backend *b, const char *tenant, struct store_device_ca **ret,
 	size_t *ret_n)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct key prefix;
 
 	if (tenant == NULL)
 		return collect(s, DB_DEVICE_CAS, NULL, sizeof(**ret), NULL, NULL, (void **)ret,
 			ret_n);
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
 	key_tenant(&prefix, tenant);
 	return collect(s, DB_DEVICE_CAS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret, ret_n);
 }
@@ -1284,29 +1157,18 @@ apply_device_crl_put(struct wtx *w, void *arg)
 	return r < 0 ? r : replaced;
 }
 
-int
-store_device_crl_put(struct store *s, const struct store_device_crl *crl, const uint8_t *der)
+static int
+lmdb_device_crl_put(struct store_backend *b, const struct store_device_crl *crl, const uint8_t *der)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct store_device_crl *rec;
 	int r;
 
-	if (!store_tenant_name_ok(crl->tenant) || !str_ok(crl->issuer, sizeof(crl->issuer)) ||
-	    crl->der_len == 0 || crl->der_len > STORE_CRL_DER_MAX ||
-	    crl->number_len > STORE_CRL_NUMBER_MAX || is_zero(crl->issuer_hash, STORE_HASH_LEN))
-		return -EINVAL;
 	/* the record and the DER, contiguous: the value as stored */
-	rec = calloc(1, sizeof(*rec) + crl->der_len);
+	rec = malloc(sizeof(*rec) + crl->der_len);
 	if (rec == NULL)
 		return -ENOMEM;
-	memcpy(rec->tenant, crl->tenant, strlen(crl->tenant));
-	memcpy(rec->issuer, crl->issuer, strlen(crl->issuer));
-	memcpy(rec->issuer_hash, crl->issuer_hash, STORE_HASH_LEN);
-	rec->created = crl->created ? crl->created : store_now(s);
-	rec->this_update = crl->this_update;
-	rec->next_update = crl->next_update;
-	memcpy(rec->number, crl->number, crl->number_len);
-	rec->number_len = crl->number_len;
-	rec->der_len = crl->der_len;
+	memcpy(rec, crl, sizeof(*rec));
 	memcpy((uint8_t *)(rec + 1), der, crl->der_len);
 	r = submit(s, apply_device_crl_put, rec);
 	free(rec);
@@ -1323,22 +1185,22 @@ apply_device_crl_remove(struct wtx *w, void *arg)
 	return w_del(w, DB_DEVICE_CRLS, &key);
 }
 
-int
-store_device_crl_remove(struct store *s, const char *tenant,
+static int
+lmdb_device_crl_remove(struct store_backend *b, const char *tenant,
 	const uint8_t issuer_hash[static STORE_HASH_LEN])
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct hash_key hk = { tenant, issuer_hash };
 
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
 	return submit(s, apply_device_crl_remove, &hk);
 }
 
 /* Visit the CRL records of @tenant (NULL: all) in one read transaction. */
-int
-store_device_crl_each(struct store *s, const char *tenant,
+static int
+lmdb_device_crl_each(struct store_backend *b, const char *tenant,
 	int (*fn)(void *ctx, const struct store_device_crl *crl, const uint8_t *der), void *ctx)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct store_device_crl rec;
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn = NULL;
@@ -1347,8 +1209,6 @@ store_device_crl_each(struct store *s, const char *tenant,
 	int rc, r;
 
 	if (tenant != NULL) {
-		if (!store_tenant_name_ok(tenant))
-			return -ENOENT;
 		key_tenant(&prefix, tenant);
 		k = kval(&prefix);
 	}
@@ -1412,14 +1272,14 @@ crl_list_add(void *ctx, const struct store_device_crl *crl, const uint8_t *der)
 	return 0;
 }
 
-int
-store_device_crl_list(struct store *s, const char *tenant, struct store_device_crl **ret,
+static int
+lmdb_device_crl_list(struct store_backend *b, const char *tenant, struct store_device_crl **ret,
 	size_t *ret_n)
 {
 	struct crl_list l = { 0 };
 	int r;
 
-	r = store_device_crl_each(s, tenant, crl_list_add, &l);
+	r = lmdb_device_crl_each(b, tenant, crl_list_add, &l);
 	if (r < 0) {
 		free(l.arr);
 		return r;
@@ -1446,21 +1306,12 @@ apply_x509_revoke(struct wtx *w, void *arg)
 	return w_put(w, DB_X509_REVOKED, &key, rv, sizeof(*rv), MDB_NOOVERWRITE);
 }
 
-int
-store_x509_revoke(struct store *s, const struct store_x509_revoked *rv)
+static int
+lmdb_x509_revoke(struct store_backend *b, const struct store_x509_revoked *rv)
 {
-	struct store_x509_revoked rec;
+	struct lmdb_store *s = lmdb_of(b);
 
-	memset(&rec, 0, sizeof(rec));
-	if (!store_tenant_name_ok(rv->tenant) || !str_ok(rv->label, sizeof(rv->label)) ||
-	    rv->serial_len == 0 || rv->serial_len > STORE_SERIAL_MAX)
-		return -EINVAL;
-	memcpy(rec.tenant, rv->tenant, strlen(rv->tenant));
-	memcpy(rec.label, rv->label, strlen(rv->label));
-	memcpy(rec.serial, rv->serial, rv->serial_len);
-	rec.serial_len = rv->serial_len;
-	rec.created = rv->created ? rv->created : store_now(s);
-	return submit(s, apply_x509_revoke, &rec);
+	return submit(s, apply_x509_revoke, (void *)rv);
 }
 
 struct serial_key {
@@ -1479,33 +1330,29 @@ apply_x509_unrevoke(struct wtx *w, void *arg)
 	return w_del(w, DB_X509_REVOKED, &key);
 }
 
-int
-store_x509_unrevoke(struct store *s, const char *tenant, const uint8_t *serial, size_t serial_len)
+static int
+lmdb_x509_unrevoke(struct store_backend *b, const char *tenant, const uint8_t *serial, size_t serial_len)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct serial_key sk = { tenant, serial, serial_len };
 
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
-	if (serial_len == 0 || serial_len > STORE_SERIAL_MAX)
-		return -EINVAL;
 	return submit(s, apply_x509_unrevoke, &sk);
 }
 
-int
-store_x509_revoked_list(struct store *s, const char *tenant, struct store_x509_revoked **ret,
+static int
+lmdb_x509_revoked_list(struct store_backend *b, const char *tenant, struct store_x509_revoked **ret,
 	size_t *ret_n)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct key prefix;
 
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
 	key_tenant(&prefix, tenant);
 	return collect(s, DB_X509_REVOKED, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
 		ret_n);
 }
 
 static int
-x509_revoked_in(struct store *s, MDB_txn *txn, const char *tenant, const uint8_t *serial,
+x509_revoked_in(struct lmdb_store *s, MDB_txn *txn, const char *tenant, const uint8_t *serial,
 	size_t serial_len)
 {
 	struct store_x509_revoked rv;
@@ -1519,17 +1366,14 @@ x509_revoked_in(struct store *s, MDB_txn *txn, const char *tenant, const uint8_t
 	return r < 0 ? r : 1;
 }
 
-int
-store_x509_is_revoked(struct store *s, const char *tenant, const uint8_t *serial,
+static int
+lmdb_x509_is_revoked(struct store_backend *b, const char *tenant, const uint8_t *serial,
 	size_t serial_len)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	MDB_txn *txn;
 	int r;
 
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
-	if (serial_len == 0 || serial_len > STORE_SERIAL_MAX)
-		return -EINVAL;
 	r = rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
@@ -1555,20 +1399,12 @@ apply_registration_add(struct wtx *w, void *arg)
 	return w_put(w, DB_REGISTRATIONS, &key, reg, sizeof(*reg), MDB_NOOVERWRITE);
 }
 
-int
-store_registration_add(struct store *s, const struct store_registration *reg)
+static int
+lmdb_registration_add(struct store_backend *b, const struct store_registration *reg)
 {
-	struct store_registration rec;
+	struct lmdb_store *s = lmdb_of(b);
 
-	memset(&rec, 0, sizeof(rec));
-	if (!store_tenant_name_ok(reg->tenant) || !str_ok(reg->label, sizeof(reg->label)) ||
-	    is_zero(reg->ek_hash, sizeof(reg->ek_hash)))
-		return -EINVAL;
-	memcpy(rec.tenant, reg->tenant, strlen(reg->tenant));
-	memcpy(rec.label, reg->label, strlen(reg->label));
-	memcpy(rec.ek_hash, reg->ek_hash, sizeof(rec.ek_hash));
-	rec.created = reg->created ? reg->created : store_now(s);
-	return submit(s, apply_registration_add, &rec);
+	return submit(s, apply_registration_add, (void *)reg);
 }
 
 struct reg_key {
@@ -1586,38 +1422,34 @@ apply_registration_remove(struct wtx *w, void *arg)
 	return w_del(w, DB_REGISTRATIONS, &key);
 }
 
-int
-store_registration_remove(struct store *s, const char *tenant,
+static int
+lmdb_registration_remove(struct store_backend *b, const char *tenant,
 	const uint8_t ek_hash[static STORE_HASH_LEN])
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct reg_key rk = { tenant, ek_hash };
 
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
 	return submit(s, apply_registration_remove, &rk);
 }
 
-int
-store_registration_get(struct store *s, const char *tenant,
+static int
+lmdb_registration_get(struct store_backend *b, const char *tenant,
 	const uint8_t ek_hash[static STORE_HASH_LEN], struct store_registration *ret)
 {
-	struct store_registration reg;
+	struct lmdb_store *s = lmdb_of(b);
 	struct key key;
 
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
 	key_tenant_hash(&key, tenant, ek_hash);
-	return r_get(s, DB_REGISTRATIONS, &key, ret != NULL ? ret : &reg, sizeof(reg));
+	return r_get(s, DB_REGISTRATIONS, &key, ret, sizeof(*ret));
 }
 
-int
-store_registration_list(struct store *s, const char *tenant, struct store_registration **ret,
+static int
+lmdb_registration_list(struct store_backend *b, const char *tenant, struct store_registration **ret,
 	size_t *ret_n)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct key prefix;
 
-	if (!store_tenant_name_ok(tenant))
-		return -ENOENT;
 	key_tenant(&prefix, tenant);
 	return collect(s, DB_REGISTRATIONS, &prefix, sizeof(**ret), NULL, NULL, (void **)ret,
 		ret_n);
@@ -1640,23 +1472,12 @@ apply_token_create(struct wtx *w, void *arg)
 	return w_put(w, DB_TOKENS, &key, tok, sizeof(*tok), MDB_NOOVERWRITE);
 }
 
-int
-store_token_create(struct store *s, const struct store_token *tok)
+static int
+lmdb_token_create(struct store_backend *b, const struct store_token *tok)
 {
-	struct store_token rec;
+	struct lmdb_store *s = lmdb_of(b);
 
-	memset(&rec, 0, sizeof(rec));
-	if (!store_tenant_name_ok(tok->tenant) || !str_ok(tok->label, sizeof(tok->label)) ||
-	    is_zero(tok->hash, sizeof(tok->hash)) || tok->uses_left == 0)
-		return -EINVAL;
-	memcpy(rec.hash, tok->hash, sizeof(rec.hash));
-	memcpy(rec.tenant, tok->tenant, strlen(tok->tenant));
-	memcpy(rec.label, tok->label, strlen(tok->label));
-	rec.uses_left = tok->uses_left;
-	rec.expires = tok->expires;
-	rec.created = tok->created ? tok->created : store_now(s);
-	rec.revoked = tok->revoked ? 1 : 0;
-	return submit(s, apply_token_create, &rec);
+	return submit(s, apply_token_create, (void *)tok);
 }
 
 static bool
@@ -1667,17 +1488,20 @@ token_of_tenant(const void *rec, const void *ctx)
 	return strncmp(t->tenant, ctx, STORE_NAME_MAX) == 0;
 }
 
-int
-store_token_list(struct store *s, const char *tenant, struct store_token **ret, size_t *ret_n)
+static int
+lmdb_token_list(struct store_backend *b, const char *tenant, struct store_token **ret, size_t *ret_n)
 {
+	struct lmdb_store *s = lmdb_of(b);
+
 	return collect(s, DB_TOKENS, NULL, sizeof(**ret), tenant ? token_of_tenant : NULL, tenant,
 		(void **)ret, ret_n);
 }
 
-int
-store_token_get(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
+static int
+lmdb_token_get(struct store_backend *b, const uint8_t hash[static STORE_HASH_LEN],
 	struct store_token *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct key key;
 
 	key_bytes(&key, hash, STORE_HASH_LEN);
@@ -1701,19 +1525,15 @@ apply_token_revoke(struct wtx *w, void *arg)
 	return w_put(w, DB_TOKENS, &key, &t, sizeof(t), 0);
 }
 
-int
-store_token_revoke(struct store *s, const uint8_t hash[static STORE_HASH_LEN])
+static int
+lmdb_token_revoke(struct store_backend *b, const uint8_t hash[static STORE_HASH_LEN])
 {
+	struct lmdb_store *s = lmdb_of(b);
+
 	return submit(s, apply_token_revoke, (void *)hash);
 }
 
 /* ---- sessions ------------------------------------------------------------------------------ */
-
-void
-store_session_wipe(struct store_session *sess)
-{
-	explicit_bzero(sess, sizeof(*sess));
-}
 
 /*
  * Delete sessions past their expiry, used or not; returns how many. A used session is kept
@@ -1781,44 +1601,24 @@ apply_session_create(struct wtx *w, void *arg)
 	return w_put(w, DB_SESSIONS, &key, sess, sizeof(*sess), MDB_NOOVERWRITE);
 }
 
-int
-store_session_create(struct store *s, const struct store_session *sess,
+static int
+lmdb_session_create(struct store_backend *b, const struct store_session *sess,
 	uint8_t ret_id[static STORE_SESSION_ID_LEN])
 {
-	struct store_session rec;
+	struct lmdb_store *s = lmdb_of(b);
 	int r;
 
-	if (!store_tenant_name_ok(sess->tenant) || sess->ak_name_len > sizeof(sess->ak_name) ||
-	    sess->nonce_len > sizeof(sess->nonce) || sess->secret_len > sizeof(sess->secret))
-		return -EINVAL;
-	memset(&rec, 0, sizeof(rec));
-	memcpy(rec.id, sess->id, sizeof(rec.id));
-	if (is_zero(rec.id, sizeof(rec.id)) &&
-	    getrandom(rec.id, sizeof(rec.id), 0) != (ssize_t)sizeof(rec.id))
-		return -EIO;
-	memcpy(rec.tenant, sess->tenant, strlen(sess->tenant));
-	memcpy(rec.ek_hash, sess->ek_hash, sizeof(rec.ek_hash));
-	memcpy(rec.ak_name, sess->ak_name, sess->ak_name_len);
-	rec.ak_name_len = sess->ak_name_len;
-	memcpy(rec.wg_pubkey, sess->wg_pubkey, sizeof(rec.wg_pubkey));
-	memcpy(rec.nonce, sess->nonce, sess->nonce_len);
-	rec.nonce_len = sess->nonce_len;
-	memcpy(rec.secret, sess->secret, sess->secret_len);
-	rec.secret_len = sess->secret_len;
-	rec.has_token = sess->has_token ? 1 : 0;
-	memcpy(rec.token_hash, sess->token_hash, sizeof(rec.token_hash));
-	rec.expires = sess->expires;
-	r = submit(s, apply_session_create, &rec);
+	r = submit(s, apply_session_create, (void *)sess);
 	if (r == 0)
-		memcpy(ret_id, rec.id, sizeof(rec.id));
-	store_session_wipe(&rec);
+		memcpy(ret_id, sess->id, sizeof(sess->id));
 	return r;
 }
 
-int
-store_session_get(struct store *s, const uint8_t id[static STORE_SESSION_ID_LEN],
+static int
+lmdb_session_get(struct store_backend *b, const uint8_t id[static STORE_SESSION_ID_LEN],
 	struct store_session *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct store_session sess;
 	struct key key;
 	int r;
@@ -1829,7 +1629,7 @@ store_session_get(struct store *s, const uint8_t id[static STORE_SESSION_ID_LEN]
 		return r;
 	if (sess.used)
 		r = -EALREADY;
-	else if (sess.expires <= store_now(s))
+	else if (sess.expires <= lmdb_now(s))
 		r = -ETIMEDOUT;
 	else
 		*ret = sess;
@@ -1862,9 +1662,11 @@ apply_session_use(struct wtx *w, void *arg)
 	return r;
 }
 
-int
-store_session_use(struct store *s, const uint8_t id[static STORE_SESSION_ID_LEN])
+static int
+lmdb_session_use(struct store_backend *b, const uint8_t id[static STORE_SESSION_ID_LEN])
 {
+	struct lmdb_store *s = lmdb_of(b);
+
 	return submit(s, apply_session_use, (void *)id);
 }
 
@@ -1874,16 +1676,16 @@ apply_session_purge(struct wtx *w, void *arg)
 	return purge_sessions(w);
 }
 
-int
-store_session_purge(struct store *s)
+static int
+lmdb_session_purge(struct store_backend *b)
 {
-	return submit(s, apply_session_purge, NULL);
+	return submit(lmdb_of(b), apply_session_purge, NULL);
 }
 
 /* ---- devices ------------------------------------------------------------------------------ */
 
 static int
-get_device(struct store *s, MDB_txn *txn, uint64_t id, struct store_device *ret)
+get_device(struct lmdb_store *s, MDB_txn *txn, uint64_t id, struct store_device *ret)
 {
 	struct key key;
 
@@ -1902,7 +1704,7 @@ put_device(struct wtx *w, const struct store_device *d)
 
 /* Look @db[@k] up as a device id, then the device. */
 static int
-get_device_via(struct store *s, MDB_txn *txn, int db, const struct key *k,
+get_device_via(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k,
 	struct store_device *ret)
 {
 	uint64_t id = 0;
@@ -1967,7 +1769,7 @@ alloc_address(struct wtx *w, const struct store_tenant *t, int family, uint8_t r
 	}
 	r = addr_alloc_end(&a, &off);
 	if (r < 0) {
-		snprintf(errmsg, sizeof(errmsg), "tenant '%s': no free IPv%d address", t->name,
+		store_set_errmsg("tenant '%s': no free IPv%d address", t->name,
 			family == AF_INET ? 4 : 6);
 		return r;
 	}
@@ -2079,7 +1881,7 @@ enroll_existing(struct wtx *w, struct enroll_op *e, uint64_t id)
 		return r;
 	e->prev = *d;
 	if (strncmp(d->tenant, req->tenant, STORE_NAME_MAX) != 0) {
-		snprintf(errmsg, sizeof(errmsg), "EK enrolled in tenant '%s'", d->tenant);
+		store_set_errmsg("EK enrolled in tenant '%s'", d->tenant);
 		return -EEXIST;
 	}
 	was_revoked = d->state == STORE_DEVICE_REVOKED;
@@ -2234,26 +2036,14 @@ apply_enroll(struct wtx *w, void *arg)
 	return enroll_new(w, e, &t);
 }
 
-int
-store_enroll(struct store *s, const struct store_enroll_req *req, struct store_device *ret_dev)
-{
-	return store_enroll_prev(s, req, ret_dev, NULL);
-}
-
-int
-store_enroll_prev(struct store *s, const struct store_enroll_req *req,
+static int
+lmdb_enroll_prev(struct store_backend *b, const struct store_enroll_req *req,
 	struct store_device *ret_dev, struct store_device *ret_prev)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct enroll_op e = { .req = req };
 	int r;
 
-	if (!store_tenant_name_ok(req->tenant))
-		return -ENOENT;
-	if (is_zero(req->ek_hash, STORE_HASH_LEN) || is_zero(req->wg_pubkey, STORE_KEY_LEN) ||
-	    (req->kind != STORE_ATTEST_TPM && req->kind != STORE_ATTEST_X509) ||
-	    (req->kind == STORE_ATTEST_X509 &&
-		    (req->serial_len == 0 || req->serial_len > STORE_SERIAL_MAX)))
-		return -EINVAL;
 	r = submit(s, apply_enroll, &e);
 	if (r < 0)
 		return r;
@@ -2264,9 +2054,10 @@ store_enroll_prev(struct store *s, const struct store_enroll_req *req,
 	return e.result;
 }
 
-int
-store_device_get(struct store *s, uint64_t id, struct store_device *ret)
+static int
+lmdb_device_get(struct store_backend *b, uint64_t id, struct store_device *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct store_device d;
 	MDB_txn *txn;
 	int r;
@@ -2282,7 +2073,7 @@ store_device_get(struct store *s, uint64_t id, struct store_device *ret)
 }
 
 static int
-device_via(struct store *s, int db, const struct key *k, struct store_device *ret)
+device_via(struct lmdb_store *s, int db, const struct key *k, struct store_device *ret)
 {
 	struct store_device d;
 	MDB_txn *txn;
@@ -2298,43 +2089,45 @@ device_via(struct store *s, int db, const struct key *k, struct store_device *re
 	return r;
 }
 
-int
-store_device_by_pubkey(struct store *s, const uint8_t key[static STORE_KEY_LEN],
+static int
+lmdb_device_by_pubkey(struct store_backend *b, const uint8_t key[static STORE_KEY_LEN],
 	struct store_device *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct key k;
 
 	key_bytes(&k, key, STORE_KEY_LEN);
 	return device_via(s, DB_DEV_PUBKEY, &k, ret);
 }
 
-int
-store_device_by_ek(struct store *s, const uint8_t ek_hash[static STORE_HASH_LEN],
+static int
+lmdb_device_by_ek(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH_LEN],
 	struct store_device *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct key k;
 
 	key_bytes(&k, ek_hash, STORE_HASH_LEN);
 	return device_via(s, DB_DEV_EK, &k, ret);
 }
 
-int
-store_device_by_addr(struct store *s, const char *tenant, int family,
+static int
+lmdb_device_by_addr(struct store_backend *b, const char *tenant, int family,
 	const uint8_t addr[static 16], struct store_device *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct key k;
 
-	if (!store_tenant_name_ok(tenant) || addr_len(family) == 0)
-		return -ENOENT;
 	key_tenant_addr(&k, tenant, family, addr);
 	return device_via(s, DB_DEV_ADDR, &k, ret);
 }
 
-int
-store_device_list(struct store *s, const struct store_device_filter *f,
+static int
+lmdb_device_list(struct store_backend *b, const struct store_device_filter *f,
 	struct store_device **ret, size_t *ret_n, uint64_t *ret_next)
 {
-	unsigned int limit = f->limit ? f->limit : 100;
+	struct lmdb_store *s = lmdb_of(b);
+	unsigned int limit = f->limit;
 	struct store_device *arr = NULL, d;
 	struct key start, prefix;
 	MDB_txn *txn = NULL;
@@ -2344,16 +2137,6 @@ store_device_list(struct store *s, const struct store_device_filter *f,
 	size_t n = 0;
 	int rc, r;
 
-	if (limit > 1000)
-		limit = 1000;
-	if (f->tenant != NULL && !store_tenant_name_ok(f->tenant))
-		return -ENOENT;
-	if (f->after == UINT64_MAX) {
-		*ret = NULL;
-		*ret_n = 0;
-		*ret_next = 0;
-		return 0;
-	}
 	arr = calloc(limit, sizeof(*arr));
 	if (arr == NULL)
 		return -ENOMEM;
@@ -2443,9 +2226,10 @@ apply_revoke(struct wtx *w, void *arg)
 	return append_event(w, STORE_EV_REVOKED, d->id, d->tenant);
 }
 
-int
-store_device_revoke(struct store *s, uint64_t id, struct store_device *ret_dev)
+static int
+lmdb_device_revoke(struct store_backend *b, uint64_t id, struct store_device *ret_dev)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct device_op o = { .id = id };
 	int r;
 
@@ -2475,9 +2259,10 @@ apply_reinstate(struct wtx *w, void *arg)
 	return append_event(w, STORE_EV_REINSTATED, d->id, d->tenant);
 }
 
-int
-store_device_reinstate(struct store *s, uint64_t id)
+static int
+lmdb_device_reinstate(struct store_backend *b, uint64_t id)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct device_op o = { .id = id };
 
 	return submit(s, apply_reinstate, &o);
@@ -2539,17 +2324,19 @@ apply_delete(struct wtx *w, void *arg)
 	return w_del(w, DB_DEVICES, &key);
 }
 
-int
-store_device_delete(struct store *s, uint64_t id)
+static int
+lmdb_device_delete(struct store_backend *b, uint64_t id)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct device_op o = { .id = id };
 
 	return submit(s, apply_delete, &o);
 }
 
-int
-store_ek_revoked(struct store *s, const uint8_t ek_hash[static STORE_HASH_LEN])
+static int
+lmdb_ek_revoked(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH_LEN])
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct revocation rev;
 	struct key key;
 	int r;
@@ -2582,9 +2369,6 @@ apply_health(struct wtx *w, void *arg)
 		struct store_device d;
 		struct key key;
 
-		if (h->state != STORE_HEALTH_UP && h->state != STORE_HEALTH_DOWN &&
-		    h->state != STORE_HEALTH_NEVER)
-			return -EINVAL;
 		r = get_device(w->s, w->txn, h->device, &d);
 		if (r == -ENOENT)
 			continue;
@@ -2615,21 +2399,21 @@ apply_health(struct wtx *w, void *arg)
 	return 0;
 }
 
-int
-store_health_update(struct store *s, const struct store_health *h, size_t n)
+static int
+lmdb_health_update(struct store_backend *b, const struct store_health *h, size_t n)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct health_op o = { .h = h, .n = n };
 	int r;
 
-	if (n == 0)
-		return 0;
 	r = submit(s, apply_health, &o);
 	return r < 0 ? r : o.transitions;
 }
 
-int
-store_health_get(struct store *s, uint64_t device, struct store_health *ret)
+static int
+lmdb_health_get(struct store_backend *b, uint64_t device, struct store_health *ret)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct store_health h = { 0 };
 	struct store_device d;
 	struct key key;
@@ -2657,10 +2441,11 @@ store_health_get(struct store *s, uint64_t device, struct store_health *ret)
 
 /* ---- event log ------------------------------------------------------------------------------- */
 
-int
-store_events_read(struct store *s, uint64_t after, size_t max, struct store_event **ret,
+static int
+lmdb_events_read(struct store_backend *b, uint64_t after, size_t max, struct store_event **ret,
 	size_t *ret_n)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct store_event *arr = NULL;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -2669,13 +2454,6 @@ store_events_read(struct store *s, uint64_t after, size_t max, struct store_even
 	size_t n = 0;
 	int rc, r;
 
-	if (max == 0 || max > 1000)
-		max = 1000;
-	if (after == UINT64_MAX) {
-		*ret = NULL;
-		*ret_n = 0;
-		return 0;
-	}
 	arr = calloc(max, sizeof(*arr));
 	if (arr == NULL)
 		return -ENOMEM;
@@ -2714,9 +2492,10 @@ out_free:
 	return r;
 }
 
-int
-store_events_last(struct store *s, uint64_t *ret_seq)
+static int
+lmdb_events_last(struct store_backend *b, uint64_t *ret_seq)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	uint64_t seq = 0;
 	MDB_txn *txn;
 	int r;
@@ -2732,9 +2511,10 @@ store_events_last(struct store *s, uint64_t *ret_seq)
 	return 0;
 }
 
-int
-store_events_wait(struct store *s, uint64_t after, int timeout_ms)
+static int
+lmdb_events_wait(struct store_backend *b, uint64_t after, int timeout_ms)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	struct timespec deadline;
 	int r = 0, rc = 0;
 
@@ -2764,7 +2544,7 @@ store_events_wait(struct store *s, uint64_t after, int timeout_ms)
 
 /* @db[@k] must exist and name device @id. */
 static bool
-index_points(struct store *s, MDB_txn *txn, int db, const struct key *k, uint64_t id)
+index_points(struct lmdb_store *s, MDB_txn *txn, int db, const struct key *k, uint64_t id)
 {
 	uint64_t v = 0;
 
@@ -2772,7 +2552,7 @@ index_points(struct store *s, MDB_txn *txn, int db, const struct key *k, uint64_
 }
 
 static size_t
-db_entries(struct store *s, MDB_txn *txn, int db)
+db_entries(struct lmdb_store *s, MDB_txn *txn, int db)
 {
 	MDB_stat st;
 
@@ -2782,7 +2562,7 @@ db_entries(struct store *s, MDB_txn *txn, int db)
 }
 
 static int
-verify_address(struct store *s, MDB_txn *txn, const struct store_tenant *t,
+verify_address(struct lmdb_store *s, MDB_txn *txn, const struct store_tenant *t,
 	const struct store_device *d, int family, char *why, size_t why_len)
 {
 	const struct addr_prefix *p = family == AF_INET ? &t->prefix4 : &t->prefix6;
@@ -2806,7 +2586,7 @@ out:
 
 /* Every usable offset below a tenant's low-water mark must be taken. */
 static int
-verify_hint(struct store *s, MDB_txn *txn, const struct store_tenant *t, int family, char *why,
+verify_hint(struct lmdb_store *s, MDB_txn *txn, const struct store_tenant *t, int family, char *why,
 	size_t why_len)
 {
 	const struct addr_prefix *p = family == AF_INET ? &t->prefix4 : &t->prefix6;
@@ -2835,9 +2615,10 @@ out:
 	return r;
 }
 
-int
-store_verify(struct store *s, char *why, size_t why_len)
+static int
+lmdb_verify(struct store_backend *b, char *why, size_t why_len)
 {
+	struct lmdb_store *s = lmdb_of(b);
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -2925,8 +2706,8 @@ out:
 	return r;
 }
 
-int
-store_device_list_all(struct store *s, const char *tenant, uint8_t state,
+static int
+lmdb_device_list_all(struct store_backend *b, const char *tenant, uint8_t state,
 	struct store_device **ret, size_t *ret_n)
 {
 	struct store_device_filter f = { .tenant = tenant, .state = state, .limit = 1000 };
@@ -2936,7 +2717,7 @@ store_device_list_all(struct store *s, const char *tenant, uint8_t state,
 	int r;
 
 	do {
-		r = store_device_list(s, &f, &page, &n_page, &next);
+		r = lmdb_device_list(b, &f, &page, &n_page, &next);
 		if (r < 0)
 			goto err;
 		if (n_page > 0) {
@@ -2961,3 +2742,55 @@ err:
 	free(all);
 	return r;
 }
+
+const struct store_ops store_lmdb_ops = {
+	.name = "lmdb",
+	.open = lmdb_open,
+	.free = lmdb_free,
+	.backup = lmdb_backup,
+	.verify = lmdb_verify,
+	.tenant_create = lmdb_tenant_create,
+	.tenant_get = lmdb_tenant_get,
+	.tenant_list = lmdb_tenant_list,
+	.tenant_set_require_tpm = lmdb_tenant_set_require_tpm,
+	.device_ca_add = lmdb_device_ca_add,
+	.device_ca_remove = lmdb_device_ca_remove,
+	.device_ca_list = lmdb_device_ca_list,
+	.device_crl_put = lmdb_device_crl_put,
+	.device_crl_remove = lmdb_device_crl_remove,
+	.device_crl_list = lmdb_device_crl_list,
+	.device_crl_each = lmdb_device_crl_each,
+	.x509_revoke = lmdb_x509_revoke,
+	.x509_unrevoke = lmdb_x509_unrevoke,
+	.x509_revoked_list = lmdb_x509_revoked_list,
+	.x509_is_revoked = lmdb_x509_is_revoked,
+	.registration_add = lmdb_registration_add,
+	.registration_remove = lmdb_registration_remove,
+	.registration_get = lmdb_registration_get,
+	.registration_list = lmdb_registration_list,
+	.token_create = lmdb_token_create,
+	.token_list = lmdb_token_list,
+	.token_get = lmdb_token_get,
+	.token_revoke = lmdb_token_revoke,
+	.session_create = lmdb_session_create,
+	.session_get = lmdb_session_get,
+	.session_use = lmdb_session_use,
+	.session_purge = lmdb_session_purge,
+	.enroll_prev = lmdb_enroll_prev,
+	.device_get = lmdb_device_get,
+	.device_by_pubkey = lmdb_device_by_pubkey,
+	.device_by_ek = lmdb_device_by_ek,
+	.device_by_addr = lmdb_device_by_addr,
+	.device_list = lmdb_device_list,
+	.device_list_all = lmdb_device_list_all,
+	.device_revoke = lmdb_device_revoke,
+	.device_reinstate = lmdb_device_reinstate,
+	.device_delete = lmdb_device_delete,
+	.ek_revoked = lmdb_ek_revoked,
+	.health_update = lmdb_health_update,
+	.health_get = lmdb_health_get,
+	.events_read = lmdb_events_read,
+	.events_last = lmdb_events_last,
+	.events_wait = lmdb_events_wait,
+	.get_stats = lmdb_get_stats,
+};
