@@ -55,7 +55,9 @@ WARN += -Werror
 endif
 
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. $(WARN) $(CFLAGS) $(SAN_FLAGS) $(PKG_CFLAGS) -MMD -MP
+# The PostgreSQL store backend (enrolld/store/pg*.c, libpq) is built in: the front's switch.
+ENROLLD_DEFS := -DENROLLD_HAVE_PG
+ALL_CFLAGS := $(ENROLLD_DEFS) -std=gnu11 -D_GNU_SOURCE -I. $(WARN) $(CFLAGS) $(SAN_FLAGS) $(PKG_CFLAGS) -MMD -MP
 ALL_LDFLAGS := $(LDFLAGS) $(SAN_FLAGS)
 
 COMMON_SRCS := $(sort $(wildcard common/*.c))
@@ -203,7 +205,7 @@ install-enrollctl: $(B)/enrollctl
 
 # Fuzz targets: every library source compiled again with clang and the fuzzer's
 # instrumentation, into build/fuzz (independent of SANITIZE).
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+FUZZ_CFLAGS := $(ENROLLD_DEFS) -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
 	-DFUZZING_BUILD_MODE $(PKG_CFLAGS) -MMD -MP
 FUZZ_LIB_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRCS) $(ATTEST_SRCS) $(TPMDEV_SRCS) \
 	$(ENROLLD_SRCS) $(EDGEKEYD_SRCS) enrollctl/sse.c)
@@ -229,7 +231,7 @@ fuzz: $(FUZZ_BINS)
 # The same targets with source-based coverage instead of sanitizers (build/fuzz-cov), for
 # tests/fuzz/coverage.sh: it replays each target's long corpus (make fuzz-long) and reports
 # with llvm-cov which lines and functions of our sources the corpus reaches.
-FUZZCOV_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link \
+FUZZCOV_CFLAGS := $(ENROLLD_DEFS) -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link \
 	-fprofile-instr-generate -fcoverage-mapping -DFUZZING_BUILD_MODE $(PKG_CFLAGS) -MMD -MP
 FUZZCOV_LIB_OBJS := $(patsubst build/fuzz/%,build/fuzz-cov/%,$(FUZZ_LIB_OBJS))
 FUZZCOV_BINS := $(patsubst build/fuzz/%,build/fuzz-cov/%,$(FUZZ_BINS))
