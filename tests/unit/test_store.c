@@ -963,6 +963,7 @@ struct racer {
 	struct store *s;
 	pthread_barrier_t *start;
 	uint32_t n;
+	bool by_registration; /* else the shared token (whose row lock serialises them) */
 	int ret;
 	struct store_device dev;
 };
@@ -974,7 +975,7 @@ racer_main(void *arg)
 	struct store_enroll_req req;
 
 	req_init(&req, "race", r->n, r->n);
-	req.has_token = true;
+	req.has_token = !r->by_registration;
 	fill(req.token_hash, 0x70, 64);
 	pthread_barrier_wait(r->start);
 	r->ret = store_enroll(r->s, &req, &r->dev);
@@ -1266,7 +1267,6 @@ test_two_nodes(void **state)
 	pthread_t th[THREADS + BUSY_THREADS], wt, ww;
 	pthread_barrier_t start;
 	struct store *s2;
-	struct store_token tok;
 	struct store_device d;
 	struct watcher w = { 0 };
 	struct waiter wa;
@@ -1279,12 +1279,6 @@ test_two_nodes(void **state)
 	SKIP_IF(pg_base == NULL, "two nodes on one database: PostgreSQL only");
 	s2 = open_store(f->where, 0, 0);
 	make_tenant(f->s, "race", "10.64.0.0/26", NULL, 3000);
-	memset(&tok, 0, sizeof(tok));
-	strcpy(tok.tenant, "race");
-	fill(tok.hash, 0x70, 64);
-	tok.uses_left = 1000;
-	assert_int_equal(store_token_create(f->s, &tok), 0);
-
 	for (int j = 0; j < BUSY_THREADS; j++) {
 		char name[16], p4[32];
 
@@ -1304,7 +1298,9 @@ test_two_nodes(void **state)
 	assert_int_equal(pthread_create(&wt, NULL, watcher_main, &w), 0);
 	pthread_barrier_init(&start, NULL, THREADS + BUSY_THREADS);
 	for (int i = 0; i < THREADS; i++) {
-		rs[i] = (struct racer){ .s = i % 2 ? s2 : f->s, .start = &start, .n = 1000 + i };
+		rs[i] = (struct racer){ .s = i % 2 ? s2 : f->s, .start = &start, .n = 1000 + i,
+			.by_registration = true };
+		registration(f->s, "race", 1000 + i);
 		assert_int_equal(pthread_create(&th[i], NULL, racer_main, &rs[i]), 0);
 	}
 	for (int j = 0; j < BUSY_THREADS; j++)
