@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Benchmark of enrolld/store.c enrollments: N threads enrolling, with group commit (one
- * writer batches what is queued into one durable commit) and without (one durable commit
- * per enrollment). Not a test: it prints enrollments/s and the ratio.
+ * Benchmark of the store's enrollments (enrolld/store/, LMDB backend): N threads enrolling,
+ * with group commit (one writer batches what is queued into one durable commit) and without
+ * (one durable commit per enrollment). Not a test: it prints enrollments/s and the ratio.
  *
  *   store_bench [-d DIR] [-n ENROLLMENTS_PER_RUN] [THREADS ...]   (default 1 4 16 64)
  *

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Crash-test driver for enrolld/store.c (run by tests/integration/store_crash.sh).
+ * Crash-test driver for the store, LMDB backend (enrolld/store/; run by
+ * tests/integration/store_crash.sh).
  *
  *   store_crash init DIR              a tenant "crash" (10.192.0.0/12) and a token
  *   store_crash run DIR ACKS ROUND N  N threads enroll (and now and then rotate) until
