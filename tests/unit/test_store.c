@@ -81,6 +81,26 @@ pg_sql(const char *db, const char *sql)
 	PQfinish(c);
 }
 
+/* The first column of the first row of @sql in database @db, as text ("" if none). */
+static void
+pg_value(const char *db, const char *sql, char *out, size_t len)
+{
+	char conn[1024];
+	PGconn *c;
+	PGresult *res;
+
+	snprintf(conn, sizeof(conn), "%s dbname=%s", pg_base, db);
+	c = PQconnectdb(conn);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("postgresql: %s", PQerrorMessage(c));
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("postgresql: %s: %s", sql, PQresultErrorMessage(res));
+	snprintf(out, len, "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+	PQclear(res);
+	PQfinish(c);
+}
+
 static struct store *
 open_store(const char *where, uint64_t map_size, uint64_t map_max)
 {
@@ -605,6 +625,34 @@ test_sessions(void **state)
 	assert_int_equal(got.secret_len, 32);
 	assert_memory_equal(got.secret, sess.secret, 32);
 	store_session_wipe(&got);
+	if (pg_base != NULL) {
+		char v[256];
+		struct store *other;
+		struct store_options o = { .backend = STORE_BACKEND_POSTGRESQL, .kek = test_kek,
+			.clock = fake_clock };
+		uint8_t kek2[STORE_KEK_LEN];
+
+		/* At rest: nonce, ciphertext, tag; not the secret (32 x 0x5a) in clear. */
+		pg_value(f->db, "SELECT length(secret) FROM sessions", v, sizeof(v));
+		assert_string_equal(v, "60");
+		pg_value(f->db, "SELECT position('\\x5a5a5a5a'::bytea in secret) FROM sessions", v,
+			sizeof(v));
+		assert_string_equal(v, "0");
+		/* Sealed to its session id: moved to another id, it does not open (-EBADMSG). */
+		pg_sql(f->db, "INSERT INTO sessions SELECT '\\x00000000000000000000000000000001', "
+			      "tenant, ek_hash, ak_name, wg_pubkey, nonce, secret, used, has_token, "
+			      "token_hash, expires FROM sessions");
+		memset(id2, 0, sizeof(id2));
+		id2[15] = 1;
+		assert_int_equal(store_session_get(f->s, id2, &got), -EBADMSG);
+		pg_sql(f->db, "DELETE FROM sessions WHERE id = '\\x00000000000000000000000000000001'");
+		/* Another node with another KEK cannot open it either. */
+		memset(kek2, 0x77, sizeof(kek2));
+		o.kek = kek2;
+		assert_int_equal(store_open(&other, f->where, &o), 0);
+		assert_int_equal(store_session_get(other, id, &got), -EBADMSG);
+		store_free(other);
+	}
 
 	/* A session for another key does not match: refused, and the session stays usable. */
 	req_init(&req, "a", 1, 2);
