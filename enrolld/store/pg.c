@@ -115,7 +115,7 @@ rv_text(const PGresult *res, int row, int col, char *out, size_t max)
 	return len;
 }
 
-/* ---- errors ----------------------------------------------------------------------------------- */
+/* ---- errors ---------------------------------------------------------------------------------- */
 
 /* Internal: a deadlock or serialization failure, retried by pg_txn. */
 #define PG_RETRY (-EDEADLK)
@@ -188,7 +188,7 @@ pg_exec(PGconn *c, const char *sql, const struct pg_args *a)
 	return r;
 }
 
-/* ---- the pool and transactions ---------------------------------------------------------------- */
+/* ---- the pool and transactions --------------------------------------------------------------- */
 
 int64_t
 pg_now(const struct store_backend *b)
@@ -401,7 +401,7 @@ out:
 	return r;
 }
 
-/* ---- events ------------------------------------------------------------------------------------ */
+/* ---- events ---------------------------------------------------------------------------------- */
 
 int
 pg_event_append(struct store_backend *b, PGconn *c, int kind, uint64_t device,

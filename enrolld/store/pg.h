@@ -123,28 +123,37 @@ int pg_tenant_get(struct store_backend *b, const char *name, struct store_tenant
 int pg_tenant_list(struct store_backend *b, struct store_tenant **ret, size_t *ret_n);
 int pg_tenant_set_require_tpm(struct store_backend *b, const char *name, bool on);
 int pg_device_ca_add(struct store_backend *b, const struct store_device_ca *ca);
-int pg_device_ca_remove(struct store_backend *b, const char *tenant, const uint8_t fp[static STORE_HASH_LEN]);
-int pg_device_ca_list(struct store_backend *b, const char *tenant, struct store_device_ca **ret, size_t *ret_n);
-int pg_device_crl_put(struct store_backend *b, const struct store_device_crl *crl, const uint8_t *der);
+int pg_device_ca_remove(struct store_backend *b, const char *tenant,
+	const uint8_t fp[static STORE_HASH_LEN]);
+int pg_device_ca_list(struct store_backend *b, const char *tenant, struct store_device_ca **ret,
+	size_t *ret_n);
+int pg_device_crl_put(struct store_backend *b, const struct store_device_crl *crl,
+	const uint8_t *der);
 int pg_device_crl_remove(struct store_backend *b, const char *tenant,
 	const uint8_t issuer_hash[static STORE_HASH_LEN]);
-int pg_device_crl_list(struct store_backend *b, const char *tenant, struct store_device_crl **ret, size_t *ret_n);
-int pg_device_crl_each(struct store_backend *b, const char *tenant,
-	int (*fn)(void *ctx, const struct store_device_crl *crl, const uint8_t *der), void *ctx);
+int pg_device_crl_list(struct store_backend *b, const char *tenant, struct store_device_crl **ret,
+	size_t *ret_n);
+int pg_device_crl_each(struct store_backend *b, const char *tenant, int (*fn)(void *ctx,
+	const struct store_device_crl *crl, const uint8_t *der), void *ctx);
 int pg_x509_revoke(struct store_backend *b, const struct store_x509_revoked *rv);
-int pg_x509_unrevoke(struct store_backend *b, const char *tenant, const uint8_t *serial, size_t serial_len);
-int pg_x509_revoked_list(struct store_backend *b, const char *tenant, struct store_x509_revoked **ret,
-	size_t *ret_n);
-int pg_x509_is_revoked(struct store_backend *b, const char *tenant, const uint8_t *serial, size_t serial_len);
+int pg_x509_unrevoke(struct store_backend *b, const char *tenant, const uint8_t *serial,
+	size_t serial_len);
+int pg_x509_revoked_list(struct store_backend *b, const char *tenant,
+	struct store_x509_revoked **ret, size_t *ret_n);
+int pg_x509_is_revoked(struct store_backend *b, const char *tenant, const uint8_t *serial,
+	size_t serial_len);
 int pg_registration_add(struct store_backend *b, const struct store_registration *r);
-int pg_registration_remove(struct store_backend *b, const char *tenant, const uint8_t ek_hash[static STORE_HASH_LEN]);
-int pg_registration_get(struct store_backend *b, const char *tenant, const uint8_t ek_hash[static STORE_HASH_LEN],
-	struct store_registration *ret);
-int pg_registration_list(struct store_backend *b, const char *tenant, struct store_registration **ret,
-	size_t *ret_n);
+int pg_registration_remove(struct store_backend *b, const char *tenant,
+	const uint8_t ek_hash[static STORE_HASH_LEN]);
+int pg_registration_get(struct store_backend *b, const char *tenant,
+	const uint8_t ek_hash[static STORE_HASH_LEN], struct store_registration *ret);
+int pg_registration_list(struct store_backend *b, const char *tenant,
+	struct store_registration **ret, size_t *ret_n);
 int pg_token_create(struct store_backend *b, const struct store_token *t);
-int pg_token_list(struct store_backend *b, const char *tenant, struct store_token **ret, size_t *ret_n);
-int pg_token_get(struct store_backend *b, const uint8_t hash[static STORE_HASH_LEN], struct store_token *ret);
+int pg_token_list(struct store_backend *b, const char *tenant, struct store_token **ret,
+	size_t *ret_n);
+int pg_token_get(struct store_backend *b, const uint8_t hash[static STORE_HASH_LEN],
+	struct store_token *ret);
 int pg_token_revoke(struct store_backend *b, const uint8_t hash[static STORE_HASH_LEN]);
 int pg_session_create(struct store_backend *b, const struct store_session *sess,
 	uint8_t ret_id[static STORE_SESSION_ID_LEN]);
@@ -152,24 +161,27 @@ int pg_session_get(struct store_backend *b, const uint8_t id[static STORE_SESSIO
 	struct store_session *ret);
 int pg_session_use(struct store_backend *b, const uint8_t id[static STORE_SESSION_ID_LEN]);
 int pg_session_purge(struct store_backend *b);
-int pg_enroll_prev(struct store_backend *b, const struct store_enroll_req *req, struct store_device *ret_dev,
-	struct store_device *ret_prev);
+int pg_enroll_prev(struct store_backend *b, const struct store_enroll_req *req,
+	struct store_device *ret_dev, struct store_device *ret_prev);
 int pg_device_get(struct store_backend *b, uint64_t id, struct store_device *ret);
-int pg_device_by_pubkey(struct store_backend *b, const uint8_t key[static STORE_KEY_LEN], struct store_device *ret);
-int pg_device_by_ek(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH_LEN], struct store_device *ret);
-int pg_device_by_addr(struct store_backend *b, const char *tenant, int family, const uint8_t addr[static 16],
+int pg_device_by_pubkey(struct store_backend *b, const uint8_t key[static STORE_KEY_LEN],
 	struct store_device *ret);
-int pg_device_list(struct store_backend *b, const struct store_device_filter *f, struct store_device **ret,
-	size_t *ret_n, uint64_t *ret_next);
-int pg_device_list_all(struct store_backend *b, const char *tenant, uint8_t state, struct store_device **ret,
-	size_t *ret_n);
+int pg_device_by_ek(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH_LEN],
+	struct store_device *ret);
+int pg_device_by_addr(struct store_backend *b, const char *tenant, int family,
+	const uint8_t addr[static 16], struct store_device *ret);
+int pg_device_list(struct store_backend *b, const struct store_device_filter *f,
+	struct store_device **ret, size_t *ret_n, uint64_t *ret_next);
+int pg_device_list_all(struct store_backend *b, const char *tenant, uint8_t state,
+	struct store_device **ret, size_t *ret_n);
 int pg_device_revoke(struct store_backend *b, uint64_t id, struct store_device *ret_dev);
 int pg_device_reinstate(struct store_backend *b, uint64_t id);
 int pg_device_delete(struct store_backend *b, uint64_t id);
 int pg_ek_revoked(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH_LEN]);
 int pg_health_update(struct store_backend *b, const struct store_health *h, size_t n);
 int pg_health_get(struct store_backend *b, uint64_t device, struct store_health *ret);
-int pg_events_read(struct store_backend *b, uint64_t after, size_t max, struct store_event **ret, size_t *ret_n);
+int pg_events_read(struct store_backend *b, uint64_t after, size_t max, struct store_event **ret,
+	size_t *ret_n);
 int pg_events_last(struct store_backend *b, uint64_t *ret_seq);
 int pg_events_wait(struct store_backend *b, uint64_t after, int timeout_ms);
 

@@ -153,7 +153,7 @@ alloc_address(PGconn *c, const struct store_tenant *t, int family, uint64_t hint
 	return 0;
 }
 
-/* ---- enrollment ------------------------------------------------------------------------------- */
+/* ---- enrollment ------------------------------------------------------------------------------ */
 
 struct enroll_op {
 	const struct store_enroll_req *req;
@@ -396,7 +396,7 @@ pg_enroll_prev(struct store_backend *b, const struct store_enroll_req *req,
 	return e.result;
 }
 
-/* ---- lookups and pages ------------------------------------------------------------------------ */
+/* ---- lookups and pages ----------------------------------------------------------------------- */
 
 int
 pg_device_get(struct store_backend *b, uint64_t id, struct store_device *ret)
@@ -496,7 +496,7 @@ pg_device_list_all(struct store_backend *b, const char *tenant, uint8_t state,
 		sizeof(**ret), dev_row, (void **)ret, ret_n);
 }
 
-/* ---- revocation, reinstatement, deletion ------------------------------------------------------ */
+/* ---- revocation, reinstatement, deletion ----------------------------------------------------- */
 
 struct device_op {
 	uint64_t id;
@@ -651,7 +651,7 @@ pg_ek_revoked(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH_L
 	return r;
 }
 
-/* ---- health ----------------------------------------------------------------------------------- */
+/* ---- health ---------------------------------------------------------------------------------- */
 
 struct health_op {
 	const struct store_health *h;
@@ -767,7 +767,7 @@ pg_health_get(struct store_backend *b, uint64_t device, struct store_health *ret
 	return r;
 }
 
-/* ---- events ----------------------------------------------------------------------------------- */
+/* ---- events ---------------------------------------------------------------------------------- */
 
 static int
 event_row(const PGresult *res, int i, void *out)
@@ -801,7 +801,7 @@ pg_events_read(struct store_backend *b, uint64_t after, size_t max, struct store
 		"ORDER BY seq LIMIT $2::int8", &a, sizeof(**ret), event_row, (void **)ret, ret_n);
 }
 
-/* ---- consistency check ------------------------------------------------------------------------ */
+/* ---- consistency check ----------------------------------------------------------------------- */
 
 #define FAIL(...)                                    \
 	do {                                         \

@@ -29,7 +29,7 @@ is_zero(const void *p, size_t n)
 	return acc == 0;
 }
 
-/* ---- tenants ---------------------------------------------------------------------------------- */
+/* ---- tenants --------------------------------------------------------------------------------- */
 
 #define TENANT_COLS                                                                          \
 	"name, text(prefix4), text(prefix6), self4, self6, ifname, endpoint, listen_port, " \
@@ -197,7 +197,7 @@ pg_tenant_set_require_tpm(struct store_backend *b, const char *name, bool on)
 	return pg_txn(b, true, fn_write1, &w);
 }
 
-/* ---- device CAs ------------------------------------------------------------------------------- */
+/* ---- device CAs ------------------------------------------------------------------------------ */
 
 int
 pg_device_ca_add(struct store_backend *b, const struct store_device_ca *ca)
@@ -259,9 +259,10 @@ pg_device_ca_list(struct store_backend *b, const char *tenant, struct store_devi
 		ca_row, (void **)ret, ret_n);
 }
 
-/* ---- device CRLs ------------------------------------------------------------------------------ */
+/* ---- device CRLs ----------------------------------------------------------------------------- */
 
-#define CRL_COLS "tenant, issuer_hash, issuer, created, this_update, next_update, number, length(der)::int8"
+#define CRL_COLS \
+	"tenant, issuer_hash, issuer, created, this_update, next_update, number, length(der)::int8"
 
 static int
 crl_row(const PGresult *res, int i, void *out)
@@ -407,7 +408,7 @@ pg_device_crl_each(struct store_backend *b, const char *tenant,
 	return r < 0 ? r : 0;
 }
 
-/* ---- revoked X.509 serials -------------------------------------------------------------------- */
+/* ---- revoked X.509 serials ------------------------------------------------------------------- */
 
 int
 pg_x509_revoke(struct store_backend *b, const struct store_x509_revoked *rv)
@@ -480,7 +481,7 @@ pg_x509_is_revoked(struct store_backend *b, const char *tenant, const uint8_t *s
 	return r;
 }
 
-/* ---- registrations ---------------------------------------------------------------------------- */
+/* ---- registrations --------------------------------------------------------------------------- */
 
 int
 pg_registration_add(struct store_backend *b, const struct store_registration *reg)
@@ -554,7 +555,7 @@ pg_registration_list(struct store_backend *b, const char *tenant,
 		ret_n);
 }
 
-/* ---- tokens ----------------------------------------------------------------------------------- */
+/* ---- tokens ---------------------------------------------------------------------------------- */
 
 #define TOKEN_COLS "hash, tenant, label, uses_left, expires, created, revoked::int4::int8"
 
@@ -650,7 +651,7 @@ pg_token_revoke(struct store_backend *b, const uint8_t hash[static STORE_HASH_LE
 	return pg_txn(b, true, fn_token_revoke, (void *)hash);
 }
 
-/* ---- sessions --------------------------------------------------------------------------------- */
+/* ---- sessions -------------------------------------------------------------------------------- */
 
 struct session_op {
 	struct store_session sess;
@@ -715,7 +716,8 @@ out:
 }
 
 #define SESSION_COLS                                                                       \
-	"id, tenant, ek_hash, ak_name, wg_pubkey, nonce, secret, used::int4::int8, has_token::int4::int8, " \
+	"id, tenant, ek_hash, ak_name, wg_pubkey, nonce, secret, used::int4::int8, " \
+	"has_token::int4::int8, " \
 	"token_hash, expires"
 
 /* A session row, the secret opened under the KEK (unless used). */

@@ -1395,6 +1395,43 @@ test_two_nodes(void **state)
 	store_free(s2);
 }
 
+/*
+ * The database drops every connection of both stores (a restart, a failover): the next
+ * read and the next write succeed on fresh connections (nothing had been sent, so the
+ * write is retried), and a waiter on the other store still wakes for the write (its
+ * listener reconnects).
+ */
+static void
+test_reconnect(void **state)
+{
+	struct fixture *f = *state;
+	struct store_tenant t;
+	struct store_device d;
+	struct waiter wa;
+	struct store *s2;
+	pthread_t ww;
+	char sql[256];
+
+	SKIP_IF(pg_base == NULL, "connections to a database server: PostgreSQL only");
+	s2 = open_store(f->where, 0, 0);
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	registration(f->s, "a", 1);
+	registration(f->s, "a", 2);
+	assert_int_equal(enroll_reg(f->s, "a", 1, 1, &d), STORE_ENROLL_NEW);
+	wa = (struct waiter){ .s = s2, .after = last_seq(s2) };
+	assert_int_equal(pthread_create(&ww, NULL, waiter_main, &wa), 0);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+				   "WHERE datname = '%s' AND pid <> pg_backend_pid()", f->db);
+	pg_sql(NULL, sql);
+	assert_int_equal(store_tenant_get(f->s, "a", &t), 0);
+	assert_int_equal(enroll_reg(f->s, "a", 2, 2, &d), STORE_ENROLL_NEW);
+	pthread_join(ww, NULL);
+	assert_int_equal(wa.ret, 1);
+	assert_int_equal(store_device_by_ek(s2, d.ek_hash, &d), 0);
+	assert_consistent(s2);
+	store_free(s2);
+}
+
 int
 main(void)
 {
@@ -1417,6 +1454,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_format_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_crls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
