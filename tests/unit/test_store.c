@@ -1353,8 +1353,14 @@ test_two_nodes(void **state)
 	}
 	for (int j = 0; j < BUSY_THREADS; j++)
 		assert_int_equal(pthread_create(&th[THREADS + j], NULL, busy_main, &bz[j]), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < THREADS + BUSY_THREADS; i++)
 		pthread_join(th[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	print_message("%d enrollments through two stores in %.0f ms (%.0f/s)\n",
+		THREADS + BUSY_THREADS * BUSY_EACH, ms,
+		(THREADS + BUSY_THREADS * BUSY_EACH) / (ms / 1e3));
 	pthread_barrier_destroy(&start);
 	__atomic_store_n(&stop, true, __ATOMIC_SEQ_CST);
 	pthread_join(wt, NULL);
