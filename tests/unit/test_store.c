@@ -1438,6 +1438,65 @@ test_reconnect(void **state)
 	store_free(s2);
 }
 
+struct opener {
+	const char *where;
+	pthread_barrier_t *start;
+	struct store *s;
+	int ret;
+	char why[160];
+};
+
+static void *
+opener_main(void *arg)
+{
+	struct opener *o = arg;
+	struct store_options opts = { .backend = STORE_BACKEND_POSTGRESQL, .kek = test_kek,
+		.clock = fake_clock };
+
+	pthread_barrier_wait(o->start);
+	o->ret = store_open(&o->s, o->where, &opts);
+	snprintf(o->why, sizeof(o->why), "%s", store_errmsg());
+	return NULL;
+}
+
+/* Several nodes starting at once on an empty database: one migrates, all open. */
+static void
+test_migrate_race(void **state)
+{
+	struct fixture *f = *state;
+	enum { NODES = 6 };
+	struct opener o[NODES];
+	pthread_t th[NODES];
+	pthread_barrier_t start;
+	char db[96], where[1200], sql[160], v[32];
+
+	SKIP_IF(pg_base == NULL, "schema migrations: PostgreSQL only");
+	snprintf(db, sizeof(db), "%s_fresh", f->db);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+	pg_sql(NULL, sql);
+	snprintf(where, sizeof(where), "%s dbname=%s", pg_base, db);
+	pthread_barrier_init(&start, NULL, NODES);
+	for (int i = 0; i < NODES; i++) {
+		o[i] = (struct opener){ .where = where, .start = &start };
+		assert_int_equal(pthread_create(&th[i], NULL, opener_main, &o[i]), 0);
+	}
+	for (int i = 0; i < NODES; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&start);
+	for (int i = 0; i < NODES; i++) {
+		if (o[i].ret != 0)
+			fail_msg("node %d: store_open %d %s", i, o[i].ret, o[i].why);
+	}
+	pg_value(db, "SELECT count(*) FROM schema_migrations", v, sizeof(v));
+	assert_string_equal(v, "1");
+	make_tenant(o[0].s, "a", "10.0.0.0/24", NULL, 1000);
+	assert_consistent(o[NODES - 1].s);
+	for (int i = 0; i < NODES; i++)
+		store_free(o[i].s);
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", db);
+	pg_sql(NULL, sql);
+}
+
 int
 main(void)
 {
@@ -1461,6 +1520,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_crls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_race, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
