@@ -1438,6 +1438,65 @@ test_reconnect(void **state)
 	store_free(s2);
 }
 
+struct reg_adder {
+	struct store *s;
+	int ret;
+};
+
+static void *
+reg_adder_main(void *arg)
+{
+	struct reg_adder *a = arg;
+	struct store_registration r = { .tenant = "a" };
+
+	fill(r.ek_hash, 0xe0, 7);
+	a->ret = store_registration_add(a->s, &r);
+	return NULL;
+}
+
+/*
+ * The connection is lost while COMMIT runs (a deferred trigger makes COMMIT slow, the test
+ * terminates the backend meanwhile): the outcome is unknown to the store, which must answer
+ * -EIO, never 0 and never a silent retry; the next op reconnects.
+ */
+static void
+test_commit_unknown(void **state)
+{
+	struct fixture *f = *state;
+	struct reg_adder a;
+	pthread_t th;
+	char sql[256], v[32];
+	uint8_t ek[32];
+
+	SKIP_IF(pg_base == NULL, "a connection lost at COMMIT: PostgreSQL only");
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	pg_sql(f->db, "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
+		      "$$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$");
+	pg_sql(f->db, "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON registrations "
+		      "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow()");
+	a = (struct reg_adder){ .s = f->s };
+	assert_int_equal(pthread_create(&th, NULL, reg_adder_main, &a), 0);
+	for (int i = 0; i < 100; i++) {
+		usleep(20 * 1000);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' "
+					   "AND state = 'active' AND query = 'COMMIT'", f->db);
+		pg_value(f->db, sql, v, sizeof(v));
+		if (strcmp(v, "1") == 0)
+			break;
+	}
+	assert_string_equal(v, "1");
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+				   "WHERE datname = '%s' AND query = 'COMMIT'", f->db);
+	pg_sql(NULL, sql);
+	pthread_join(th, NULL);
+	assert_int_equal(a.ret, -EIO);
+	pg_sql(f->db, "DROP TRIGGER slow ON registrations");
+	fill(ek, 0xe0, 7);
+	/* (terminated before the commit record: not there; the store could not know) */
+	assert_int_equal(store_registration_get(f->s, "a", ek, NULL), -ENOENT);
+	registration(f->s, "a", 7);
+}
+
 struct opener {
 	const char *where;
 	pthread_barrier_t *start;
@@ -1521,6 +1580,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_race, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_unknown, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
