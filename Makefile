@@ -48,6 +48,9 @@ PKGS := libmnl libcrypto jansson inih tss2-esys tss2-mu tss2-tctildr tss2-rc lmd
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+# libpq: enrolld's PostgreSQL store backend only; edge-keyd and enrollctl do not link it.
+PG_CFLAGS := $(shell $(PKG_CONFIG) --cflags libpq 2>/dev/null)
+PG_LIBS := $(shell $(PKG_CONFIG) --libs libpq 2>/dev/null)
 
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
 ifeq ($(CI),true)
@@ -55,7 +58,10 @@ WARN += -Werror
 endif
 
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. $(WARN) $(CFLAGS) $(SAN_FLAGS) $(PKG_CFLAGS) -MMD -MP
+# The PostgreSQL store backend (enrolld/store/pg*.c, libpq) is built in: the front's switch.
+ENROLLD_DEFS := -DENROLLD_HAVE_PG
+ALL_CFLAGS := $(ENROLLD_DEFS) -std=gnu11 -D_GNU_SOURCE -I. $(WARN) $(CFLAGS) $(SAN_FLAGS) $(PKG_CFLAGS) \
+	$(PG_CFLAGS) -MMD -MP
 ALL_LDFLAGS := $(LDFLAGS) $(SAN_FLAGS)
 
 COMMON_SRCS := $(sort $(wildcard common/*.c))
@@ -123,7 +129,7 @@ $(LIBS_ALL):
 
 $(B)/enrolld: $(B)/obj/enrolld/main.o $(LIBS_ALL)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) -lpthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) $(PG_LIBS) -lpthread
 
 $(B)/edge-keyd: $(B)/obj/edge-keyd/main.o $(LIBS_ALL)
 	$(call msg,LD,$@)
@@ -157,17 +163,17 @@ test_wg_genl_LDFLAGS := -Wl,--wrap=mnl_socket_open2,--wrap=mnl_socket_bind \
 $(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(LIBS_ALL)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_LDFLAGS) $($(*)_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) $(CMOCKA_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) $($(*)_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) $(PG_LIBS) $(CMOCKA_LIBS)
 
 $(B)/tests/progs/%: $(B)/obj/tests/progs/%.o $(LIBS_ALL)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) $(PG_LIBS)
 
 $(B)/tests/bench/%: $(B)/obj/tests/bench/%.o $(LIBS_ALL)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) $(PG_LIBS)
 
 # enroll_bench and http_flood (its challenge bodies) link the software TPM device
 # (tests/bench/softdev/, not a program itself).
@@ -176,7 +182,7 @@ $(B)/tests/bench/enroll_bench: $(B)/tests/%: $(B)/obj/tests/%.o \
 		$(B)/obj/tests/bench/softdev/softdev.o $(LIBS_ALL)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS_ALL) $(PKG_LIBS) -lpthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS_ALL) $(PKG_LIBS) $(PG_LIBS) -lpthread
 
 # enrollctl, the operator's CLI: enrollctl/main.c is the program, the rest its library
 # (its unit tests link that and libcommon only). Installed with its bash completion.
@@ -203,8 +209,8 @@ install-enrollctl: $(B)/enrollctl
 
 # Fuzz targets: every library source compiled again with clang and the fuzzer's
 # instrumentation, into build/fuzz (independent of SANITIZE).
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
-	-DFUZZING_BUILD_MODE $(PKG_CFLAGS) -MMD -MP
+FUZZ_CFLAGS := $(ENROLLD_DEFS) -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+	-DFUZZING_BUILD_MODE $(PKG_CFLAGS) $(PG_CFLAGS) -MMD -MP
 FUZZ_LIB_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRCS) $(ATTEST_SRCS) $(TPMDEV_SRCS) \
 	$(ENROLLD_SRCS) $(EDGEKEYD_SRCS) enrollctl/sse.c)
 
@@ -222,15 +228,15 @@ fuzz_http_FUZZ_LDFLAGS := -Wl,--wrap=plane_tenant_up,--wrap=plane_device_sync \
 build/fuzz/%: build/fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZLD,$@)
 	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $($(*)_FUZZ_LDFLAGS) -o $@ $^ \
-		$(PKG_LIBS) -lpthread
+		$(PKG_LIBS) $(PG_LIBS) -lpthread
 
 fuzz: $(FUZZ_BINS)
 
 # The same targets with source-based coverage instead of sanitizers (build/fuzz-cov), for
 # tests/fuzz/coverage.sh: it replays each target's long corpus (make fuzz-long) and reports
 # with llvm-cov which lines and functions of our sources the corpus reaches.
-FUZZCOV_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link \
-	-fprofile-instr-generate -fcoverage-mapping -DFUZZING_BUILD_MODE $(PKG_CFLAGS) -MMD -MP
+FUZZCOV_CFLAGS := $(ENROLLD_DEFS) -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer-no-link \
+	-fprofile-instr-generate -fcoverage-mapping -DFUZZING_BUILD_MODE $(PKG_CFLAGS) $(PG_CFLAGS) -MMD -MP
 FUZZCOV_LIB_OBJS := $(patsubst build/fuzz/%,build/fuzz-cov/%,$(FUZZ_LIB_OBJS))
 FUZZCOV_BINS := $(patsubst build/fuzz/%,build/fuzz-cov/%,$(FUZZ_BINS))
 build/fuzz-cov/obj/enrolld/api_ui.o: build/gen/ui_assets.inc
@@ -243,7 +249,7 @@ build/fuzz-cov/obj/%.o: %.c
 build/fuzz-cov/%: build/fuzz-cov/obj/tests/fuzz/%.o $(FUZZCOV_LIB_OBJS)
 	$(call msg,COVLD,$@)
 	$(Q)$(FUZZ_CC) -fsanitize=fuzzer -fprofile-instr-generate $($(*)_FUZZ_LDFLAGS) -o $@ $^ \
-		$(PKG_LIBS) -lpthread
+		$(PKG_LIBS) $(PG_LIBS) -lpthread
 
 # make fuzz-long [FUZZ_SECONDS=300] [FUZZ_TARGETS='fuzz_http fuzz_x509']: every target for
 # FUZZ_SECONDS, corpus kept in build/fuzz/corpus-long/<target>, findings there too (the

@@ -25,6 +25,9 @@ static const char *const conf_known[] = {
 	"state.db_path",
 	"state.key_dir",
 	"state.max_size_mib",
+	"state.backend",
+	"state.postgresql",
+	"state.kek_file",
 	"auth.admin_token_file",
 	"auth.provisioning_token_file",
 	"auth.tenant_tokens_dir",
@@ -77,6 +80,10 @@ conf_clear(struct enrolld_conf *conf)
 	free(conf->user);
 	free(conf->db_path);
 	free(conf->key_dir);
+	if (conf->pg_conninfo != NULL) /* may hold a password */
+		explicit_bzero(conf->pg_conninfo, strlen(conf->pg_conninfo));
+	free(conf->pg_conninfo);
+	free(conf->kek_file);
 	free(conf->admin_token_file);
 	free(conf->provisioning_token_file);
 	free(conf->tenant_tokens_dir);
@@ -207,6 +214,8 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 		dup_opt(&c.user, cfg, "server", "user", NULL) < 0 ||
 		dup_opt(&c.db_path, cfg, "state", "db_path", "/var/lib/enrolld") < 0 ||
 		dup_opt(&c.key_dir, cfg, "state", "key_dir", NULL) < 0 ||
+		dup_opt(&c.pg_conninfo, cfg, "state", "postgresql", NULL) < 0 ||
+		dup_opt(&c.kek_file, cfg, "state", "kek_file", NULL) < 0 ||
 		dup_opt(&c.admin_token_file, cfg, "auth", "admin_token_file", NULL) < 0 ||
 		dup_opt(&c.provisioning_token_file, cfg, "auth", "provisioning_token_file", NULL) < 0 ||
 		dup_opt(&c.tenant_tokens_dir, cfg, "auth", "tenant_tokens_dir", NULL) < 0 ||
@@ -236,6 +245,26 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 		snprintf(errbuf, errlen,
 			"%s: wireguard.backend must be 'kernel' or 'userspace', not '%s'", path,
 			backend);
+		goto out;
+	}
+	backend = config_get_str(cfg, "state", "backend", "lmdb");
+	if (strcmp(backend, "lmdb") == 0) {
+		c.store_backend = STORE_BACKEND_LMDB;
+	} else if (strcmp(backend, "postgresql") == 0) {
+		c.store_backend = STORE_BACKEND_POSTGRESQL;
+	} else {
+		snprintf(errbuf, errlen, "%s: state.backend must be 'lmdb' or 'postgresql', not '%s'",
+			path, backend);
+		goto out;
+	}
+	if (c.store_backend == STORE_BACKEND_POSTGRESQL &&
+	    (c.pg_conninfo == NULL || c.pg_conninfo[0] == '\0' || c.kek_file == NULL)) {
+		snprintf(errbuf, errlen, "%s: state.backend = postgresql needs state.postgresql (a "
+			"libpq connection string) and state.kek_file", path);
+		goto out;
+	}
+	if (c.kek_file != NULL && c.kek_file[0] != '/') {
+		snprintf(errbuf, errlen, "%s: state.kek_file must be an absolute path", path);
 		goto out;
 	}
 	if (parse_space(config_get_str(cfg, "wireguard", "tenant_address_space",

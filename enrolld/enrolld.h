@@ -51,6 +51,9 @@ struct enrolld_conf {
 	char *db_path;
 	char *key_dir; /* tenant interface private keys, default <db_path>/keys */
 	long max_size_mib; /* the LMDB map may grow to this */
+	int store_backend; /* enum store_backend_kind: backend = lmdb (default) | postgresql */
+	char *pg_conninfo; /* postgresql = "<libpq connection string>" */
+	char *kek_file;    /* key-encryption key: 64 hex digits (32 bytes), a secret file */
 	/* [auth] files holding tokens, mode 0600 */
 	char *admin_token_file;
 	char *provisioning_token_file;

@@ -7,6 +7,7 @@
  * tenants' WireGuard interfaces (plane.c), the health monitor (health.c), the
  * reconciliation thread, the HTTP server (http.c). The API lives in api*.c.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -393,16 +394,76 @@ out:
 	return r;
 }
 
-/* The store as the configuration sizes it ([state] max_size_mib). */
+/*
+ * The key-encryption key from [state] kek_file: 64 hex digits (openssl rand -hex 32), a
+ * secret file (mode checked). Every buffer that held it is wiped.
+ */
+static int
+read_kek(const char *path, uint8_t ret[static STORE_KEK_LEN])
+{
+	char buf[2 * STORE_KEK_LEN + 2];
+	ssize_t n;
+	int r = -EINVAL;
+
+	n = config_read_secret(path, buf, sizeof(buf));
+	if (n < 0) {
+		log_warnx("state.kek_file '%s': %s", path, strerror((int)-n));
+		return (int)n;
+	}
+	if (n != 2 * STORE_KEK_LEN)
+		goto out;
+	for (size_t i = 0; i < STORE_KEK_LEN; i++) {
+		unsigned int v;
+
+		if (sscanf(buf + 2 * i, "%2x", &v) != 1 || !isxdigit((unsigned char)buf[2 * i]) ||
+		    !isxdigit((unsigned char)buf[2 * i + 1]))
+			goto out;
+		ret[i] = (uint8_t)v;
+	}
+	r = 0;
+out:
+	if (r < 0)
+		log_warnx("state.kek_file '%s': not 64 hex digits (32 bytes)", path);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return r;
+}
+
+/* Where the state is, for log lines: never the connection string (it may hold a password). */
+static const char *
+store_where(const struct enrolld *e)
+{
+	return e->conf.store_backend == STORE_BACKEND_POSTGRESQL ? "postgresql" : e->conf.db_path;
+}
+
+/*
+ * The store as the configuration says: [state] backend; LMDB sized by max_size_mib,
+ * PostgreSQL with the KEK of kek_file.
+ */
 static int
 open_store(struct enrolld *e)
 {
 	struct store_options o = { 0 };
+	uint8_t *kek = NULL;
+	int r;
 
+	o.backend = e->conf.store_backend;
 	o.map_size_max = (uint64_t)e->conf.max_size_mib << 20;
 	o.map_size = o.map_size_max < STORE_DEFAULT_MAP_SIZE ? o.map_size_max
 							     : STORE_DEFAULT_MAP_SIZE;
-	return store_open(&e->store, e->conf.db_path, &o);
+	if (e->conf.kek_file != NULL) {
+		kek = secmem_alloc(STORE_KEK_LEN);
+		if (kek == NULL)
+			return -errno;
+		r = read_kek(e->conf.kek_file, kek);
+		if (r < 0)
+			goto out;
+		o.kek = kek;
+	}
+	r = store_open(&e->store, o.backend == STORE_BACKEND_POSTGRESQL ? e->conf.pg_conninfo :
+		e->conf.db_path, &o);
+out:
+	secmem_free(kek, STORE_KEK_LEN);
+	return r;
 }
 /*
  * --backup: a second process may open the LMDB environment while the daemon runs; the
@@ -416,7 +477,7 @@ do_backup(struct enrolld *e, const char *dir)
 
 	r = open_store(e);
 	if (r < 0) {
-		log_warnx("cannot open the database in '%s': %s %s", e->conf.db_path, strerror(-r),
+		log_warnx("cannot open the database in '%s': %s %s", store_where(e), strerror(-r),
 			store_errmsg());
 		return 1;
 	}
@@ -472,12 +533,12 @@ start_services(struct enrolld *e)
 
 	r = open_store(e);
 	if (r < 0)
-		fatalx("cannot open the database in '%s': %s %s", e->conf.db_path, strerror(-r),
+		fatalx("cannot open the database in '%s': %s %s", store_where(e), strerror(-r),
 			store_errmsg());
 	r = store_verify(e->store, err, sizeof(err));
 	if (r < 0)
-		fatalx("the database in '%s' is inconsistent: %s", e->conf.db_path, err);
-	log_info("database '%s' open", e->conf.db_path);
+		fatalx("the database in '%s' is inconsistent: %s", store_where(e), err);
+	log_info("database '%s' open", store_where(e));
 
 	if (e->conf.ek_ca_dir != NULL) {
 		r = attest_trust_load(e->conf.ek_ca_dir, &e->trust);

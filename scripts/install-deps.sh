@@ -11,7 +11,9 @@ PKGS=(
 	llvm-14
 	# libraries (see docs/dependencies.md for why each is here)
 	libtss2-dev libssl-dev libmicrohttpd-dev libgnutls28-dev liblmdb-dev libmnl-dev
-	libjansson-dev libcurl4-openssl-dev libcmocka-dev libinih-dev libseccomp-dev
+	libjansson-dev libcurl4-openssl-dev libcmocka-dev libinih-dev libseccomp-dev libpq-dev
+	# the PostgreSQL store backend's tests: a throw-away server (tests/pg_lib.sh)
+	postgresql
 	# tests and demo: TPM simulator, WireGuard, namespaces, firewall
 	swtpm swtpm-tools tpm2-tools wireguard-tools wireguard-go nftables
 	iproute2 iputils-ping curl jq openssl procps psmisc xxd

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The test runner behind `make check`. Runs, in order:
-#   unit         every cmocka binary in $B/tests/unit
+#   unit         every cmocka binary in $B/tests/unit, then test_store once more against a
+#                throw-away PostgreSQL (unit/test_store_pg)
 #   fuzz         every libFuzzer target in build/fuzz, briefly, on its seed corpus
 #   integration  every tests/integration/*.sh (exit 0 pass, 77 skip, else fail), except
 #                *_lib.sh: libraries the tests source
@@ -46,6 +47,22 @@ run_unit() {
 		# cmocka's own summary lines, for CI's reader
 		grep -E '^\[  (PASSED|FAILED)  \]' "$log" | sed 's/^/      /'
 	done
+	run_store_pg
+}
+
+# The store's suite again, against PostgreSQL: a throw-away server (tests/pg_lib.sh) in a
+# temp dir, gone afterwards.
+run_store_pg() {
+	local t=$B/tests/unit/test_store name=unit/test_store_pg log=$LOGDIR/test_store_pg.log
+	[ -x "$t" ] || return 0
+	want "$name" || return 0
+	(
+		. tests/pg_lib.sh
+		pg_test_start || exit 1
+		STORE_TEST_PG=$PG_TEST_CONN "$t"
+	) >"$log" 2>&1
+	record "$name" $? "$log"
+	grep -E '^\[  (PASSED|FAILED)  \]' "$log" | sed 's/^/      /'
 }
 
 run_fuzz() {

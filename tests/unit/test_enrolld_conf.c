@@ -70,6 +70,27 @@ test_defaults(void **state)
 	assert_int_equal(c.conn_timeout, 30);
 	assert_null(c.ek_ca_dir);
 	assert_null(c.tenant_tokens_dir);
+	assert_int_equal(c.store_backend, STORE_BACKEND_LMDB);
+	assert_null(c.pg_conninfo);
+	assert_null(c.kek_file);
+	conf_clear(&c);
+}
+
+/* [state] backend = postgresql: the connection string as written, the KEK's file. */
+static void
+test_postgresql(void **state)
+{
+	struct enrolld_conf c = { 0 };
+	char err[512] = "";
+
+	assert_int_equal(load("[state]\nbackend = postgresql\n"
+			      "postgresql = host=/run/postgresql dbname=enrolld user=enrolld\n"
+			      "kek_file = /etc/enrolld/kek\n[auth]\nadmin_token_file = /a\n",
+				 &c, err, sizeof(err)),
+		0);
+	assert_int_equal(c.store_backend, STORE_BACKEND_POSTGRESQL);
+	assert_string_equal(c.pg_conninfo, "host=/run/postgresql dbname=enrolld user=enrolld");
+	assert_string_equal(c.kek_file, "/etc/enrolld/kek");
 	conf_clear(&c);
 }
 
@@ -138,6 +159,13 @@ test_refused(void **state)
 		{ "[server]\nheader_timeout = 0\n[auth]\nadmin_token_file=/a\n", "header_timeout" },
 		{ "[server]\nmax_connections_per_ip = -1\n[auth]\nadmin_token_file=/a\n",
 			"max_connections_per_ip" },
+		{ "[state]\nbackend = mysql\n[auth]\nadmin_token_file=/a\n", "state.backend" },
+		{ "[state]\nbackend = postgresql\nkek_file = /k\n[auth]\nadmin_token_file=/a\n",
+			"needs state.postgresql" },
+		{ "[state]\nbackend = postgresql\npostgresql = dbname=x\n[auth]\n"
+		  "admin_token_file=/a\n", "state.kek_file" },
+		{ "[state]\nbackend = postgresql\npostgresql = dbname=x\nkek_file = k\n[auth]\n"
+		  "admin_token_file=/a\n", "absolute" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -160,6 +188,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_every_section),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_postgresql),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests for enrolld/store.c against a real LMDB environment in a temporary directory:
- * every operation, the address rules, authorisation, sessions, revocation, pagination, the
- * event log, map growth, backups, and 64 threads enrolling into a /26 at once.
+ * Unit tests for the store (enrolld/store.h) against each backend: every operation, the
+ * address rules, authorisation, sessions, revocation, pagination, the event log, and 64
+ * threads enrolling into a /26 at once.
+ *
+ * By default against LMDB in a temporary directory (plus what only LMDB has: map growth,
+ * backups, tampering with the raw databases). With STORE_TEST_PG set to a libpq connection
+ * string of a PostgreSQL superuser (tests/run.sh starts a throw-away server for
+ * unit/test_store_pg), against PostgreSQL: each test gets a database of its own, and two
+ * stores on one database play two enrolld nodes (test_two_nodes).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +16,7 @@
 #include <setjmp.h>
 #include <errno.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -30,8 +38,15 @@ fake_clock(void *ctx)
 	return __atomic_load_n(&fake_now, __ATOMIC_SEQ_CST);
 }
 
+/* STORE_TEST_PG: the PostgreSQL server to test against; NULL: LMDB. */
+static const char *pg_base;
+static const uint8_t test_kek[STORE_KEK_LEN] = "0123456789abcdef0123456789abcdef";
+static unsigned int pg_dbs;
+
 struct fixture {
-	char dir[64];
+	char dir[64];     /* LMDB: the environment */
+	char db[64];      /* PostgreSQL: this test's database */
+	char where[1024]; /* what store_open gets: dir, or the connection string */
 	struct store *s;
 };
 
@@ -47,14 +62,60 @@ rm_rf(const char *dir)
 	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Run @sql as the superuser in database @db (NULL: the server's default one). */
+static void
+pg_sql(const char *db, const char *sql)
+{
+	char conn[1024];
+	PGconn *c;
+	PGresult *res;
+
+	snprintf(conn, sizeof(conn), "%s%s%s", pg_base, db ? " dbname=" : "", db ? db : "");
+	c = PQconnectdb(conn);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("postgresql: %s", PQerrorMessage(c));
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("postgresql: %s: %s", sql, PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(c);
+}
+
+/* The first column of the first row of @sql in database @db, as text ("" if none). */
+static void
+pg_value(const char *db, const char *sql, char *out, size_t len)
+{
+	char conn[1024];
+	PGconn *c;
+	PGresult *res;
+
+	snprintf(conn, sizeof(conn), "%s dbname=%s", pg_base, db);
+	c = PQconnectdb(conn);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("postgresql: %s", PQerrorMessage(c));
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("postgresql: %s: %s", sql, PQresultErrorMessage(res));
+	snprintf(out, len, "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+	PQclear(res);
+	PQfinish(c);
+}
+
 static struct store *
-open_store(const char *dir, uint64_t map_size, uint64_t map_max)
+open_store(const char *where, uint64_t map_size, uint64_t map_max)
 {
 	struct store_options o = { .clock = fake_clock, .map_size = map_size,
 		.map_size_max = map_max };
 	struct store *s = NULL;
+	int r;
 
-	assert_int_equal(store_open(&s, dir, &o), 0);
+	if (pg_base != NULL) {
+		o.backend = STORE_BACKEND_POSTGRESQL;
+		o.kek = test_kek;
+	}
+	r = store_open(&s, where, &o);
+	if (r != 0)
+		fail_msg("store_open: %d %s", r, store_errmsg());
 	return s;
 }
 
@@ -62,12 +123,21 @@ static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
+	char sql[128];
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
 	fake_now = 1700000000;
-	f->s = open_store(f->dir, 0, 0);
+	if (pg_base != NULL) {
+		snprintf(f->db, sizeof(f->db), "store_test_%d_%u", (int)getpid(), pg_dbs++);
+		snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->db);
+		pg_sql(NULL, sql);
+		snprintf(f->where, sizeof(f->where), "%s dbname=%s", pg_base, f->db);
+	} else {
+		snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+		if (mkdtemp(f->dir) == NULL)
+			return -1;
+		snprintf(f->where, sizeof(f->where), "%s", f->dir);
+	}
+	f->s = open_store(f->where, 0, 0);
 	*state = f;
 	return 0;
 }
@@ -76,12 +146,27 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
+	char sql[128];
 
 	store_free(f->s);
-	rm_rf(f->dir);
+	if (pg_base != NULL) {
+		snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->db);
+		pg_sql(NULL, sql);
+	} else {
+		rm_rf(f->dir);
+	}
 	free(f);
 	return 0;
 }
+
+/* A test that does not apply to the backend under test: says why, counts as skipped. */
+#define SKIP_IF(cond, why)                                   \
+	do {                                                 \
+		if (cond) {                                  \
+			print_message("skipped: %s\n", why); \
+			skip();                              \
+		}                                            \
+	} while (0)
 
 /* A distinct, non-zero 32-byte value per (tag, n). */
 static void
@@ -184,11 +269,25 @@ test_format_version(void **state)
 
 	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 51820);
 	store_free(f->s);
-	f->s = open_store(f->dir, 0, 0); /* reopens fine, data kept */
+	f->s = open_store(f->where, 0, 0); /* reopens fine, data kept */
 	struct store_tenant t;
 	assert_int_equal(store_tenant_get(f->s, "a", &t), 0);
 	store_free(f->s);
 	f->s = NULL;
+
+	if (pg_base != NULL) {
+		/* A newer schema is refused, not misread; and no key-encryption key, no store. */
+		struct store_options o = { .backend = STORE_BACKEND_POSTGRESQL, .kek = test_kek };
+
+		pg_sql(f->db, "INSERT INTO schema_migrations (version) VALUES (9999)");
+		assert_int_equal(store_open(&s, f->where, &o), -EPROTO);
+		assert_null(s);
+		pg_sql(f->db, "DELETE FROM schema_migrations WHERE version = 9999");
+		o.kek = NULL;
+		assert_int_equal(store_open(&s, f->where, &o), -EINVAL);
+		assert_null(s);
+		return;
+	}
 
 	/* A newer on-disk format is refused, not misread. */
 	assert_int_equal(mdb_env_create(&env), 0);
@@ -361,7 +460,7 @@ test_device_crls(void **state)
 	free(list);
 	/* what a reopen reads back */
 	store_free(f->s);
-	f->s = open_store(f->dir, 0, 0);
+	f->s = open_store(f->where, 0, 0);
 	sum = 0;
 	assert_int_equal(store_device_crl_each(f->s, NULL, crl_seen, &sum), 0);
 	assert_int_equal(sum, 17);
@@ -526,6 +625,34 @@ test_sessions(void **state)
 	assert_int_equal(got.secret_len, 32);
 	assert_memory_equal(got.secret, sess.secret, 32);
 	store_session_wipe(&got);
+	if (pg_base != NULL) {
+		char v[256];
+		struct store *other;
+		struct store_options o = { .backend = STORE_BACKEND_POSTGRESQL, .kek = test_kek,
+			.clock = fake_clock };
+		uint8_t kek2[STORE_KEK_LEN];
+
+		/* At rest: nonce, ciphertext, tag; not the secret (32 x 0x5a) in clear. */
+		pg_value(f->db, "SELECT length(secret) FROM sessions", v, sizeof(v));
+		assert_string_equal(v, "60");
+		pg_value(f->db, "SELECT position('\\x5a5a5a5a'::bytea in secret) FROM sessions", v,
+			sizeof(v));
+		assert_string_equal(v, "0");
+		/* Sealed to its session id: moved to another id, it does not open (-EBADMSG). */
+		pg_sql(f->db, "INSERT INTO sessions SELECT '\\x00000000000000000000000000000001', "
+			      "tenant, ek_hash, ak_name, wg_pubkey, nonce, secret, used, has_token, "
+			      "token_hash, expires FROM sessions");
+		memset(id2, 0, sizeof(id2));
+		id2[15] = 1;
+		assert_int_equal(store_session_get(f->s, id2, &got), -EBADMSG);
+		pg_sql(f->db, "DELETE FROM sessions WHERE id = '\\x00000000000000000000000000000001'");
+		/* Another node with another KEK cannot open it either. */
+		memset(kek2, 0x77, sizeof(kek2));
+		o.kek = kek2;
+		assert_int_equal(store_open(&other, f->where, &o), 0);
+		assert_int_equal(store_session_get(other, id, &got), -EBADMSG);
+		store_free(other);
+	}
 
 	/* A session for another key does not match: refused, and the session stays usable. */
 	req_init(&req, "a", 1, 2);
@@ -872,7 +999,7 @@ test_events_and_health(void **state)
 	free(ev);
 	/* Sequence numbers survive a restart. */
 	store_free(f->s);
-	f->s = open_store(f->dir, 0, 0);
+	f->s = open_store(f->where, 0, 0);
 	seq = last_seq(f->s);
 	assert_int_equal(seq, 5);
 	assert_int_equal(store_events_wait(f->s, 4, 0), 1);
@@ -884,6 +1011,7 @@ struct racer {
 	struct store *s;
 	pthread_barrier_t *start;
 	uint32_t n;
+	bool by_registration; /* else the shared token (whose row lock serialises them) */
 	int ret;
 	struct store_device dev;
 };
@@ -895,7 +1023,7 @@ racer_main(void *arg)
 	struct store_enroll_req req;
 
 	req_init(&req, "race", r->n, r->n);
-	req.has_token = true;
+	req.has_token = !r->by_registration;
 	fill(req.token_hash, 0x70, 64);
 	pthread_barrier_wait(r->start);
 	r->ret = store_enroll(r->s, &req, &r->dev);
@@ -981,6 +1109,7 @@ test_map_growth(void **state)
 	int r = 0;
 	uint32_t i;
 
+	SKIP_IF(pg_base != NULL, "LMDB's map growth: PostgreSQL has no map");
 	store_free(f->s);
 	rm_rf(f->dir);
 	mkdir(f->dir, 0700);
@@ -1035,6 +1164,26 @@ test_backup_and_verify(void **state)
 		registration(f->s, "a", i);
 		assert_int_equal(enroll_reg(f->s, "a", i, i, &d), STORE_ENROLL_NEW);
 	}
+	if (pg_base != NULL) {
+		/* pg_dump is the backup tool; verify sees damage made behind the store's back */
+		assert_int_equal(store_backup(f->s, "/nonexistent"), -EOPNOTSUPP);
+		assert_consistent(f->s);
+		/* an address outside the tenant's prefix */
+		pg_sql(f->db, "UPDATE devices SET addr4 = set_byte(addr4, 0, 11) WHERE id = "
+			      "(SELECT max(id) FROM devices)");
+		assert_int_equal(store_verify(f->s, why, sizeof(why)), -EUCLEAN);
+		assert_non_null(strstr(why, "address"));
+		pg_sql(f->db, "UPDATE devices SET addr4 = set_byte(addr4, 0, 10) WHERE id = "
+			      "(SELECT max(id) FROM devices)");
+		assert_consistent(f->s);
+		/* one address held twice (the UNIQUE constraint dropped first) */
+		pg_sql(f->db, "ALTER TABLE devices DROP CONSTRAINT devices_tenant_addr4_key");
+		pg_sql(f->db, "UPDATE devices SET addr4 = (SELECT addr4 FROM devices ORDER BY id "
+			      "LIMIT 1) WHERE id = (SELECT max(id) FROM devices)");
+		assert_int_equal(store_verify(f->s, why, sizeof(why)), -EUCLEAN);
+		assert_non_null(strstr(why, "address"));
+		return;
+	}
 	snprintf(bdir, sizeof(bdir), "%s.bak", f->dir);
 	mkdir(bdir, 0700);
 	assert_int_equal(store_backup(f->s, bdir), 0);
@@ -1062,9 +1211,357 @@ test_backup_and_verify(void **state)
 	rm_rf(bdir);
 }
 
+/* ---- two nodes on one PostgreSQL ------------------------------------------------------------ */
+
+struct watcher {
+	struct store *s;
+	uint64_t want;
+	uint64_t max_seen;
+	int bad;
+	bool *stop;
+	char why[128];
+};
+
+/*
+ * Follow the event log the way an SSE client resuming by Last-Event-ID does: each read
+ * starts right after the last seq seen. Commit-ordered seqs mean a read never shows a gap
+ * that a later commit fills (the client would have missed that event for good).
+ */
+static void *
+watcher_main(void *arg)
+{
+	struct watcher *w = arg;
+
+	while (!__atomic_load_n(w->stop, __ATOMIC_SEQ_CST) || w->max_seen < w->want) {
+		struct store_event *ev = NULL;
+		size_t n = 0;
+
+		if (store_events_read(w->s, w->max_seen, 0, &ev, &n) < 0) {
+			snprintf(w->why, sizeof(w->why), "events_read failed");
+			w->bad++;
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (ev[i].seq != w->max_seen + 1) {
+				snprintf(w->why, sizeof(w->why), "saw seq %llu after %llu",
+					(unsigned long long)ev[i].seq,
+					(unsigned long long)w->max_seen);
+				w->bad++;
+			}
+			w->max_seen = ev[i].seq;
+		}
+		free(ev);
+		if (w->bad || (__atomic_load_n(w->stop, __ATOMIC_SEQ_CST) && n == 0))
+			break;
+		if (n == 0)
+			store_events_wait(w->s, w->max_seen, 50);
+	}
+	return NULL;
+}
+
+/* Enrollments into a tenant of one's own: no tenant lock shared, events interleave. */
+struct busy {
+	struct store *s;
+	pthread_barrier_t *start;
+	char tenant[STORE_NAME_MAX];
+	uint32_t ek;
+	int bad;
+};
+
+enum { BUSY_THREADS = 16, BUSY_EACH = 8 };
+
+static void *
+busy_main(void *arg)
+{
+	struct busy *bz = arg;
+	struct store_device d;
+
+	pthread_barrier_wait(bz->start);
+	for (uint32_t k = 0; k < BUSY_EACH; k++)
+		if (enroll_reg(bz->s, bz->tenant, bz->ek + k, bz->ek + k, &d) != STORE_ENROLL_NEW)
+			bz->bad++;
+	return NULL;
+}
+
+struct waiter {
+	struct store *s;
+	uint64_t after;
+	int ret;
+};
+
+static void *
+waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->ret = store_events_wait(w->s, w->after, 10000);
+	return NULL;
+}
+
+/*
+ * Two stores on one database are two enrolld nodes: 64 enrollments into one /26 through
+ * both at once never get one address twice; with 16 threads enrolling into tenants of
+ * their own meanwhile (no tenant lock in common), a reader resuming after the last seq it
+ * saw never finds a gap (event seqs in commit order); and a waiter on one node wakes for an
+ * event committed on the other (LISTEN/NOTIFY).
+ */
+static void
+test_two_nodes(void **state)
+{
+	struct fixture *f = *state;
+	enum { THREADS = 64 };
+	struct racer rs[THREADS];
+	struct busy bz[BUSY_THREADS];
+	pthread_t th[THREADS + BUSY_THREADS], wt, ww;
+	pthread_barrier_t start;
+	struct store *s2;
+	struct store_device d;
+	struct watcher w = { 0 };
+	struct waiter wa;
+	struct timespec t0, t1;
+	uint8_t seen[64] = { 0 };
+	bool stop = false;
+	size_t ok = 0;
+	double ms;
+
+	SKIP_IF(pg_base == NULL, "two nodes on one database: PostgreSQL only");
+	s2 = open_store(f->where, 0, 0);
+	make_tenant(f->s, "race", "10.64.0.0/26", NULL, 3000);
+	for (int j = 0; j < BUSY_THREADS; j++) {
+		char name[16], p4[32];
+
+		snprintf(name, sizeof(name), "busy%d", j);
+		snprintf(p4, sizeof(p4), "10.%d.0.0/24", 100 + j);
+		make_tenant(f->s, name, p4, NULL, 4000 + j);
+		bz[j] = (struct busy){ .s = j % 2 ? f->s : s2, .start = &start,
+			.ek = 5000 + j * BUSY_EACH };
+		snprintf(bz[j].tenant, sizeof(bz[j].tenant), "%s", name);
+		for (uint32_t k = 0; k < BUSY_EACH; k++)
+			registration(f->s, name, bz[j].ek + k);
+	}
+
+	w.s = s2;
+	w.stop = &stop;
+	w.want = 61 + BUSY_THREADS * BUSY_EACH;
+	assert_int_equal(pthread_create(&wt, NULL, watcher_main, &w), 0);
+	pthread_barrier_init(&start, NULL, THREADS + BUSY_THREADS);
+	for (int i = 0; i < THREADS; i++) {
+		rs[i] = (struct racer){ .s = i % 2 ? s2 : f->s, .start = &start, .n = 1000 + i,
+			.by_registration = true };
+		registration(f->s, "race", 1000 + i);
+		assert_int_equal(pthread_create(&th[i], NULL, racer_main, &rs[i]), 0);
+	}
+	for (int j = 0; j < BUSY_THREADS; j++)
+		assert_int_equal(pthread_create(&th[THREADS + j], NULL, busy_main, &bz[j]), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < THREADS + BUSY_THREADS; i++)
+		pthread_join(th[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	print_message("%d enrollments through two stores in %.0f ms (%.0f/s)\n",
+		THREADS + BUSY_THREADS * BUSY_EACH, ms,
+		(THREADS + BUSY_THREADS * BUSY_EACH) / (ms / 1e3));
+	pthread_barrier_destroy(&start);
+	__atomic_store_n(&stop, true, __ATOMIC_SEQ_CST);
+	pthread_join(wt, NULL);
+	if (w.bad)
+		fail_msg("event order: %s", w.why);
+	assert_int_equal(w.max_seen, w.want);
+	for (int j = 0; j < BUSY_THREADS; j++)
+		assert_int_equal(bz[j].bad, 0);
+	for (int i = 0; i < THREADS; i++) {
+		if (rs[i].ret == -EADDRNOTAVAIL)
+			continue;
+		assert_int_equal(rs[i].ret, STORE_ENROLL_NEW);
+		assert_int_equal(seen[rs[i].dev.addr4[3]], 0);
+		seen[rs[i].dev.addr4[3]] = 1;
+		ok++;
+	}
+	assert_int_equal(ok, 61);
+	assert_int_equal(last_seq(s2), w.want);
+	assert_consistent(s2);
+
+	/* A waiter on node 2 wakes for a commit on node 1. */
+	wa = (struct waiter){ .s = s2, .after = w.want };
+	assert_int_equal(pthread_create(&ww, NULL, waiter_main, &wa), 0);
+	usleep(200 * 1000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < THREADS; i++) {
+		if (rs[i].ret == STORE_ENROLL_NEW) {
+			assert_int_equal(store_device_revoke(f->s, rs[i].dev.id, &d), 0);
+			break;
+		}
+	}
+	pthread_join(ww, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	assert_int_equal(wa.ret, 1);
+	assert_true(ms < 5000);
+	print_message("node 2 saw node 1's event after %.1f ms\n", ms);
+	store_free(s2);
+}
+
+/*
+ * The database drops every connection of both stores (a restart, a failover): the next
+ * read and the next write succeed on fresh connections (nothing had been sent, so the
+ * write is retried), and a waiter on the other store still wakes for the write (its
+ * listener reconnects).
+ */
+static void
+test_reconnect(void **state)
+{
+	struct fixture *f = *state;
+	struct store_tenant t;
+	struct store_device d;
+	struct waiter wa;
+	struct store *s2;
+	pthread_t ww;
+	char sql[256];
+
+	SKIP_IF(pg_base == NULL, "connections to a database server: PostgreSQL only");
+	s2 = open_store(f->where, 0, 0);
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	registration(f->s, "a", 1);
+	registration(f->s, "a", 2);
+	assert_int_equal(enroll_reg(f->s, "a", 1, 1, &d), STORE_ENROLL_NEW);
+	wa = (struct waiter){ .s = s2, .after = last_seq(s2) };
+	assert_int_equal(pthread_create(&ww, NULL, waiter_main, &wa), 0);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+				   "WHERE datname = '%s' AND pid <> pg_backend_pid()", f->db);
+	pg_sql(NULL, sql);
+	assert_int_equal(store_tenant_get(f->s, "a", &t), 0);
+	assert_int_equal(enroll_reg(f->s, "a", 2, 2, &d), STORE_ENROLL_NEW);
+	pthread_join(ww, NULL);
+	assert_int_equal(wa.ret, 1);
+	assert_int_equal(store_device_by_ek(s2, d.ek_hash, &d), 0);
+	assert_consistent(s2);
+	store_free(s2);
+}
+
+struct reg_adder {
+	struct store *s;
+	int ret;
+};
+
+static void *
+reg_adder_main(void *arg)
+{
+	struct reg_adder *a = arg;
+	struct store_registration r = { .tenant = "a" };
+
+	fill(r.ek_hash, 0xe0, 7);
+	a->ret = store_registration_add(a->s, &r);
+	return NULL;
+}
+
+/*
+ * The connection is lost while COMMIT runs (a deferred trigger makes COMMIT slow, the test
+ * terminates the backend meanwhile): the outcome is unknown to the store, which must answer
+ * -EIO, never 0 and never a silent retry; the next op reconnects.
+ */
+static void
+test_commit_unknown(void **state)
+{
+	struct fixture *f = *state;
+	struct reg_adder a;
+	pthread_t th;
+	char sql[256], v[32];
+	uint8_t ek[32];
+
+	SKIP_IF(pg_base == NULL, "a connection lost at COMMIT: PostgreSQL only");
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	pg_sql(f->db, "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
+		      "$$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$");
+	pg_sql(f->db, "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON registrations "
+		      "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow()");
+	a = (struct reg_adder){ .s = f->s };
+	assert_int_equal(pthread_create(&th, NULL, reg_adder_main, &a), 0);
+	for (int i = 0; i < 100; i++) {
+		usleep(20 * 1000);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' "
+					   "AND state = 'active' AND query = 'COMMIT'", f->db);
+		pg_value(f->db, sql, v, sizeof(v));
+		if (strcmp(v, "1") == 0)
+			break;
+	}
+	assert_string_equal(v, "1");
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+				   "WHERE datname = '%s' AND query = 'COMMIT'", f->db);
+	pg_sql(NULL, sql);
+	pthread_join(th, NULL);
+	assert_int_equal(a.ret, -EIO);
+	pg_sql(f->db, "DROP TRIGGER slow ON registrations");
+	fill(ek, 0xe0, 7);
+	/* (terminated before the commit record: not there; the store could not know) */
+	assert_int_equal(store_registration_get(f->s, "a", ek, NULL), -ENOENT);
+	registration(f->s, "a", 7);
+}
+
+struct opener {
+	const char *where;
+	pthread_barrier_t *start;
+	struct store *s;
+	int ret;
+	char why[160];
+};
+
+static void *
+opener_main(void *arg)
+{
+	struct opener *o = arg;
+	struct store_options opts = { .backend = STORE_BACKEND_POSTGRESQL, .kek = test_kek,
+		.clock = fake_clock };
+
+	pthread_barrier_wait(o->start);
+	o->ret = store_open(&o->s, o->where, &opts);
+	snprintf(o->why, sizeof(o->why), "%s", store_errmsg());
+	return NULL;
+}
+
+/* Several nodes starting at once on an empty database: one migrates, all open. */
+static void
+test_migrate_race(void **state)
+{
+	struct fixture *f = *state;
+	enum { NODES = 6 };
+	struct opener o[NODES];
+	pthread_t th[NODES];
+	pthread_barrier_t start;
+	char db[96], where[1200], sql[160], v[32];
+
+	SKIP_IF(pg_base == NULL, "schema migrations: PostgreSQL only");
+	snprintf(db, sizeof(db), "%s_fresh", f->db);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+	pg_sql(NULL, sql);
+	snprintf(where, sizeof(where), "%s dbname=%s", pg_base, db);
+	pthread_barrier_init(&start, NULL, NODES);
+	for (int i = 0; i < NODES; i++) {
+		o[i] = (struct opener){ .where = where, .start = &start };
+		assert_int_equal(pthread_create(&th[i], NULL, opener_main, &o[i]), 0);
+	}
+	for (int i = 0; i < NODES; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&start);
+	for (int i = 0; i < NODES; i++) {
+		if (o[i].ret != 0)
+			fail_msg("node %d: store_open %d %s", i, o[i].ret, o[i].why);
+	}
+	pg_value(db, "SELECT count(*) FROM schema_migrations", v, sizeof(v));
+	assert_string_equal(v, "1");
+	make_tenant(o[0].s, "a", "10.0.0.0/24", NULL, 1000);
+	assert_consistent(o[NODES - 1].s);
+	for (int i = 0; i < NODES; i++)
+		store_free(o[i].s);
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", db);
+	pg_sql(NULL, sql);
+}
+
 int
 main(void)
 {
+	pg_base = getenv("STORE_TEST_PG");
+	if (pg_base != NULL && *pg_base == '\0')
+		pg_base = NULL;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_registrations, setup, teardown),
@@ -1080,6 +1577,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_backup_and_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_crls, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_race, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_unknown, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
