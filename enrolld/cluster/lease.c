@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,29 +43,116 @@ lease_conf_check(const struct lease_conf *cf)
 	return 0;
 }
 
-/*
- * Run @sql with text parameters; 0 and the result in *ret (a row-returning statement),
- * or a negative errno: foreign key (no such tenant) -ENOENT, anything else -EIO.
- */
-static int
-run(PGconn *c, const char *sql, int n, const char *const *vals, PGresult **ret)
-{
-	PGresult *res = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
-	const char *state;
+static __thread char last_error[200];
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-		*ret = res;
-		return 0;
-	}
-	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	PQclear(res);
-	if (state != NULL && strcmp(state, "23503") == 0)
-		return -ENOENT;
-	return -EIO;
+const char *
+lease_errmsg(void)
+{
+	return last_error;
+}
+
+static bool
+ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 int
-lease_acquire(PGconn *c, const struct lease_conf *cf, const char *tenant, struct lease *l)
+lease_wait(PGconn *c, short events, const struct timespec *until)
+{
+	struct pollfd pfd = { .fd = PQsocket(c), .events = events };
+	struct timespec now;
+	int64_t ms = -1;
+	int r;
+
+	if (pfd.fd < 0)
+		return -ENOTCONN;
+	if (until != NULL) {
+		mono_now(&now);
+		if (!ts_before(&now, until))
+			return -ETIMEDOUT;
+		ms = (until->tv_sec - now.tv_sec) * 1000 + (until->tv_nsec - now.tv_nsec) / 1000000 + 1;
+	}
+	do
+		r = poll(&pfd, 1, (int)ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	return r == 0 ? -ETIMEDOUT : 0;
+}
+
+/*
+ * Run @sql with text parameters, waiting for the answer at most until @until (NULL: as
+ * long as it takes). 0 and the result in *ret (a row-returning statement), or a negative
+ * errno: foreign key (no such tenant) -ENOENT, no answer in time -ETIMEDOUT (the
+ * connection is then in an unknown state: the caller closes it), anything else -EIO.
+ */
+static int
+run(PGconn *c, const char *sql, int n, const char *const *vals, PGresult **ret,
+	const struct timespec *until)
+{
+	PGresult *res, *first = NULL;
+	const char *state;
+	int r = 0, f;
+
+	last_error[0] = '\0';
+	if (!PQsendQueryParams(c, sql, n, NULL, vals, NULL, NULL, 0)) {
+		snprintf(last_error, sizeof(last_error), "%s", PQerrorMessage(c));
+		return -EIO;
+	}
+	while ((f = PQflush(c)) == 1) {
+		r = lease_wait(c, POLLIN | POLLOUT, until);
+		if (r < 0)
+			return r;
+		if (!PQconsumeInput(c))
+			break;
+	}
+	if (f != 0) {
+		snprintf(last_error, sizeof(last_error), "%s", PQerrorMessage(c));
+		return -EIO;
+	}
+	for (;;) {
+		while (PQisBusy(c)) {
+			r = lease_wait(c, POLLIN, until);
+			if (r < 0) {
+				PQclear(first);
+				return r;
+			}
+			if (!PQconsumeInput(c)) {
+				snprintf(last_error, sizeof(last_error), "%s", PQerrorMessage(c));
+				PQclear(first);
+				return -EIO;
+			}
+		}
+		res = PQgetResult(c);
+		if (res == NULL)
+			break;
+		if (first == NULL)
+			first = res;
+		else
+			PQclear(res);
+	}
+	if (PQresultStatus(first) == PGRES_TUPLES_OK) {
+		*ret = first;
+		return 0;
+	}
+	state = PQresultErrorField(first, PG_DIAG_SQLSTATE);
+	r = state != NULL && strcmp(state, "23503") == 0 ? -ENOENT : -EIO;
+	snprintf(last_error, sizeof(last_error), "%s",
+		first != NULL ? PQresultErrorMessage(first) : PQerrorMessage(c));
+	PQclear(first);
+	return r;
+}
+
+int
+lease_query(PGconn *c, const char *sql, PGresult **ret, const struct timespec *until)
+{
+	return run(c, sql, 0, NULL, ret, until);
+}
+
+int
+lease_acquire(PGconn *c, const struct lease_conf *cf, const char *tenant, struct lease *l,
+	const struct timespec *until)
 {
 	/*
 	 * Insert, or take over a row whose lease is ours or expired. The epoch stays for a
@@ -89,7 +177,7 @@ lease_acquire(PGconn *c, const struct lease_conf *cf, const char *tenant, struct
 		return -EINVAL;
 	snprintf(ms, sizeof(ms), "%u", cf->lease_ms);
 	mono_now(&sent);
-	r = run(c, sql, 3, vals, &res);
+	r = run(c, sql, 3, vals, &res, until);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1) {
@@ -106,7 +194,8 @@ lease_acquire(PGconn *c, const struct lease_conf *cf, const char *tenant, struct
 }
 
 int
-lease_renew(PGconn *c, const struct lease_conf *cf, struct lease *l)
+lease_renew(PGconn *c, const struct lease_conf *cf, struct lease *l,
+	const struct timespec *until)
 {
 	static const char sql[] =
 		"UPDATE tenant_leases "
@@ -123,7 +212,7 @@ lease_renew(PGconn *c, const struct lease_conf *cf, struct lease *l)
 	snprintf(ms, sizeof(ms), "%u", cf->lease_ms);
 	snprintf(epoch, sizeof(epoch), "%" PRId64, l->epoch);
 	mono_now(&sent);
-	r = run(c, sql, 4, vals, &res);
+	r = run(c, sql, 4, vals, &res, until);
 	if (r < 0)
 		return r;
 	n = PQntuples(res);
@@ -136,7 +225,8 @@ lease_renew(PGconn *c, const struct lease_conf *cf, struct lease *l)
 }
 
 int
-lease_release(PGconn *c, const struct lease_conf *cf, struct lease *l)
+lease_release(PGconn *c, const struct lease_conf *cf, struct lease *l,
+	const struct timespec *until)
 {
 	/* Expired now, not deleted: the epoch must never go back (the next holder's is +1). */
 	static const char sql[] =
@@ -152,7 +242,7 @@ lease_release(PGconn *c, const struct lease_conf *cf, struct lease *l)
 	snprintf(epoch, sizeof(epoch), "%" PRId64, l->epoch);
 	/* Whatever the answer, it is not ours from now on. */
 	memset(&l->deadline, 0, sizeof(l->deadline));
-	r = run(c, sql, 3, vals, &res);
+	r = run(c, sql, 3, vals, &res, until);
 	if (r < 0)
 		return r;
 	n = PQntuples(res);
@@ -169,12 +259,12 @@ lease_valid(const struct lease *l, const struct timespec *now)
 		mono_now(&t);
 		now = &t;
 	}
-	return now->tv_sec < l->deadline.tv_sec ||
-		(now->tv_sec == l->deadline.tv_sec && now->tv_nsec < l->deadline.tv_nsec);
+	return ts_before(now, &l->deadline);
 }
 
 int
-lease_holder(PGconn *c, const char *tenant, char ret_node[LEASE_NODE_MAX], int64_t *ret_epoch)
+lease_holder(PGconn *c, const char *tenant, char ret_node[LEASE_NODE_MAX], int64_t *ret_epoch,
+	const struct timespec *until)
 {
 	static const char sql[] =
 		"SELECT node, epoch FROM tenant_leases "
@@ -183,7 +273,7 @@ lease_holder(PGconn *c, const char *tenant, char ret_node[LEASE_NODE_MAX], int64
 	PGresult *res;
 	int r;
 
-	r = run(c, sql, 1, vals, &res);
+	r = run(c, sql, 1, vals, &res, until);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1) {

@@ -54,28 +54,45 @@ int lease_conf_check(const struct lease_conf *cf);
 /*
  * Take @tenant's lease for this node, or renew it if this node holds it live (same epoch).
  * 0 and *l filled; -EBUSY another node holds a live lease; -ENOENT no such tenant;
- * -EIO and others: the database did not answer (nothing is known to be held).
+ * -EIO, -ETIMEDOUT: no answer (the lease may or may not have been taken: not ours, and
+ * the database expires it by itself).
  */
-int lease_acquire(PGconn *c, const struct lease_conf *cf, const char *tenant, struct lease *l);
+int lease_acquire(PGconn *c, const struct lease_conf *cf, const char *tenant, struct lease *l,
+	const struct timespec *until);
 
 /*
  * Extend the lease @l (same epoch). 0: l->deadline moved forward. -ESTALE: it expired or
  * another node holds it now — the tenant is not ours. -EIO and others: unknown; the
  * deadline stays where it was and the caller must be down by then.
  */
-int lease_renew(PGconn *c, const struct lease_conf *cf, struct lease *l);
+int lease_renew(PGconn *c, const struct lease_conf *cf, struct lease *l,
+	const struct timespec *until);
 
 /*
  * Give the lease up at once (after the interface is down), so another node need not wait
  * for its expiry. 0, or -ESTALE if it was not ours any more.
  */
-int lease_release(PGconn *c, const struct lease_conf *cf, struct lease *l);
+int lease_release(PGconn *c, const struct lease_conf *cf, struct lease *l,
+	const struct timespec *until);
 
 /* Whether @l may still be acted upon at monotonic time @now (NULL: now). */
 bool lease_valid(const struct lease *l, const struct timespec *now);
 
 /* Who holds @tenant's lease live: 0 and @ret_node, -ENOENT if nobody. */
 int lease_holder(PGconn *c, const char *tenant, char ret_node[LEASE_NODE_MAX],
-	int64_t *ret_epoch);
+	int64_t *ret_epoch, const struct timespec *until);
+
+/*
+ * Every call above waits for the database at most until @until (CLOCK_MONOTONIC; NULL: as
+ * long as it takes) and then returns -ETIMEDOUT: the connection is in an unknown state
+ * and must be closed. This is how a holder stays within its deadline when the database
+ * does not answer. lease_wait() is the bounded poll() on the connection's socket they use
+ * (0, -ETIMEDOUT, -ENOTCONN).
+ */
+int lease_wait(PGconn *c, short events, const struct timespec *until);
+/* The database's or libpq's text for the calling thread's last -EIO ("" if none). */
+const char *lease_errmsg(void);
+/* A row-returning statement without parameters, bounded the same way (*ret: PQclear it). */
+int lease_query(PGconn *c, const char *sql, PGresult **ret, const struct timespec *until);
 
 #endif

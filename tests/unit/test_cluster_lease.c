@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <poll.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,12 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <libpq-fe.h>
 
 #include "enrolld/cluster/lease.h"
+#include "enrolld/cluster/owner.h"
 #include "enrolld/store.h"
 
 static const char *pg_base;
@@ -149,25 +154,25 @@ test_exclusive(void **state)
 	char node[LEASE_NODE_MAX];
 	int64_t epoch;
 
-	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la), 0);
+	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la, NULL), 0);
 	assert_int_equal(la.epoch, 1);
 	assert_true(lease_valid(&la, NULL));
-	assert_int_equal(lease_acquire(f->b, &f->cb, "t1", &lb), -EBUSY);
+	assert_int_equal(lease_acquire(f->b, &f->cb, "t1", &lb, NULL), -EBUSY);
 	/* another tenant is free */
-	assert_int_equal(lease_acquire(f->b, &f->cb, "t2", &lb), 0);
-	assert_int_equal(lease_holder(f->b, "t1", node, &epoch), 0);
+	assert_int_equal(lease_acquire(f->b, &f->cb, "t2", &lb, NULL), 0);
+	assert_int_equal(lease_holder(f->b, "t1", node, &epoch, NULL), 0);
 	assert_string_equal(node, "node-a");
 	assert_int_equal(epoch, 1);
 	d0 = la.deadline;
 	usleep(50 * 1000);
-	assert_int_equal(lease_renew(f->a, &f->ca, &la), 0);
+	assert_int_equal(lease_renew(f->a, &f->ca, &la, NULL), 0);
 	assert_int_equal(la.epoch, 1);
 	assert_true(ms_between(&d0, &la.deadline) >= 40);
 	/* acquiring what it holds is a renewal: same epoch */
-	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la2), 0);
+	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la2, NULL), 0);
 	assert_int_equal(la2.epoch, 1);
 	/* no such tenant */
-	assert_int_equal(lease_acquire(f->a, &f->ca, "nope", &la2), -ENOENT);
+	assert_int_equal(lease_acquire(f->a, &f->ca, "nope", &la2, NULL), -ENOENT);
 }
 
 /*
@@ -183,10 +188,10 @@ test_takeover_after_deadline(void **state)
 	struct timespec start, got;
 	int r, tries = 0;
 
-	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la), 0);
+	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la, NULL), 0);
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
-		r = lease_acquire(f->b, &f->cb, "t1", &lb);
+		r = lease_acquire(f->b, &f->cb, "t1", &lb, NULL);
 		clock_gettime(CLOCK_MONOTONIC, &got);
 		if (r == 0)
 			break;
@@ -202,9 +207,9 @@ test_takeover_after_deadline(void **state)
 		ms_between(&start, &got), tries, ms_between(&la.deadline, &got));
 	assert_true(tries > 0);
 	assert_int_equal(lb.epoch, 2);
-	assert_int_equal(lease_renew(f->a, &f->ca, &la), -ESTALE);
-	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la), -EBUSY);
-	assert_int_equal(lease_renew(f->b, &f->cb, &lb), 0);
+	assert_int_equal(lease_renew(f->a, &f->ca, &la, NULL), -ESTALE);
+	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la, NULL), -EBUSY);
+	assert_int_equal(lease_renew(f->b, &f->cb, &lb, NULL), 0);
 }
 
 /* A renewal after its lease expired fails even if nobody took it; a new take bumps epoch. */
@@ -214,11 +219,11 @@ test_expired_renewal(void **state)
 	struct fixture *f = *state;
 	struct lease la;
 
-	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la), 0);
+	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la, NULL), 0);
 	usleep((f->ca.lease_ms + 100) * 1000);
 	assert_false(lease_valid(&la, NULL));
-	assert_int_equal(lease_renew(f->a, &f->ca, &la), -ESTALE);
-	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la), 0);
+	assert_int_equal(lease_renew(f->a, &f->ca, &la, NULL), -ESTALE);
+	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la, NULL), 0);
 	assert_int_equal(la.epoch, 2);
 }
 
@@ -230,15 +235,15 @@ test_release(void **state)
 	struct lease la, lb;
 	char node[LEASE_NODE_MAX];
 
-	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la), 0);
-	assert_int_equal(lease_release(f->a, &f->ca, &la), 0);
+	assert_int_equal(lease_acquire(f->a, &f->ca, "t1", &la, NULL), 0);
+	assert_int_equal(lease_release(f->a, &f->ca, &la, NULL), 0);
 	assert_false(lease_valid(&la, NULL));
-	assert_int_equal(lease_holder(f->a, "t1", node, NULL), -ENOENT);
-	assert_int_equal(lease_acquire(f->b, &f->cb, "t1", &lb), 0);
+	assert_int_equal(lease_holder(f->a, "t1", node, NULL, NULL), -ENOENT);
+	assert_int_equal(lease_acquire(f->b, &f->cb, "t1", &lb, NULL), 0);
 	assert_int_equal(lb.epoch, 2);
 	/* releasing what another node holds now changes nothing */
-	assert_int_equal(lease_release(f->a, &f->ca, &la), -ESTALE);
-	assert_int_equal(lease_holder(f->a, "t1", node, NULL), 0);
+	assert_int_equal(lease_release(f->a, &f->ca, &la, NULL), -ESTALE);
+	assert_int_equal(lease_holder(f->a, "t1", node, NULL, NULL), 0);
 	assert_string_equal(node, "node-b");
 }
 
@@ -257,7 +262,7 @@ race_main(void *arg)
 	struct lease l;
 
 	pthread_barrier_wait(rc->go);
-	rc->ret = lease_acquire(rc->c, rc->cf, rc->tenant, &l);
+	rc->ret = lease_acquire(rc->c, rc->cf, rc->tenant, &l, NULL);
 	return NULL;
 }
 
@@ -286,6 +291,289 @@ test_race(void **state)
 	}
 }
 
+/*
+ * A cuttable path to the database, as a network partition would be: a unix-socket proxy in
+ * front of the server's socket. Cut, it forwards nothing in either direction and holds new
+ * connections without answering — the server still runs every statement it has received
+ * (and commits it), only the node never hears back.
+ */
+struct proxy {
+	char dir[64];    /* the node's "host=" */
+	char target[108]; /* sun_path */
+	int lfd;
+	bool cut, stop; /* atomics */
+	pthread_t thread;
+};
+
+static int
+unix_connect(const char path[108])
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void *
+proxy_main(void *arg)
+{
+	struct proxy *p = arg;
+	int pairs[64][2], n = 0;
+
+	while (!__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
+		struct pollfd pfd[129];
+		bool cut = __atomic_load_n(&p->cut, __ATOMIC_RELAXED);
+		int k = 0;
+
+		pfd[k++] = (struct pollfd){ .fd = p->lfd, .events = POLLIN };
+		for (int i = 0; i < n && !cut; i++) {
+			pfd[k++] = (struct pollfd){ .fd = pairs[i][0], .events = POLLIN };
+			pfd[k++] = (struct pollfd){ .fd = pairs[i][1], .events = POLLIN };
+		}
+		if (poll(pfd, (nfds_t)k, 20) <= 0)
+			continue;
+		if ((pfd[0].revents & POLLIN) && n < 64) {
+			int cfd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+			int sfd = cfd >= 0 ? unix_connect(p->target) : -1;
+
+			if (sfd >= 0) {
+				pairs[n][0] = cfd;
+				pairs[n++][1] = sfd;
+			} else if (cfd >= 0) {
+				close(cfd);
+			}
+		}
+		for (int i = 0, j = 1; i < n && !cut; i++, j += 2) {
+			for (int d = 0; d < 2; d++) {
+				char buf[8192];
+				ssize_t r;
+
+				if (!(pfd[j + d].revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+				r = read(pairs[i][d], buf, sizeof(buf));
+				if (r <= 0 || write(pairs[i][1 - d], buf, (size_t)r) != r) {
+					shutdown(pairs[i][1 - d], SHUT_RDWR);
+					shutdown(pairs[i][d], SHUT_RDWR);
+				}
+			}
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		close(pairs[i][0]);
+		close(pairs[i][1]);
+	}
+	return NULL;
+}
+
+static void
+proxy_start(struct proxy *p, const char *server_dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	snprintf(p->dir, sizeof(p->dir), "/tmp/lease-proxy.XXXXXX");
+	assert_non_null(mkdtemp(p->dir));
+	snprintf(p->target, sizeof(p->target), "%s/.s.PGSQL.5432", server_dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.5432", p->dir);
+	p->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(p->lfd >= 0);
+	assert_int_equal(bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(p->lfd, 16), 0);
+	assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
+}
+
+static void
+proxy_stop(struct proxy *p)
+{
+	char path[128];
+
+	__atomic_store_n(&p->stop, true, __ATOMIC_RELAXED);
+	pthread_join(p->thread, NULL);
+	close(p->lfd);
+	snprintf(path, sizeof(path), "%s/.s.PGSQL.5432", p->dir);
+	unlink(path);
+	rmdir(p->dir);
+}
+
+/* ---- the ownership loop: two nodes, callbacks that log every up and down ---------------- */
+
+#define LOG_MAX 4096
+
+struct ev {
+	char node;
+	bool up;
+	char tenant[STORE_NAME_MAX];
+	struct timespec at;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct ev ev[LOG_MAX];
+	size_t n;
+} evlog = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+log_ev(char node, bool up, const char *tenant)
+{
+	pthread_mutex_lock(&evlog.lock);
+	if (evlog.n < LOG_MAX) {
+		struct ev *e = &evlog.ev[evlog.n++];
+
+		e->node = node;
+		e->up = up;
+		snprintf(e->tenant, sizeof(e->tenant), "%s", tenant);
+		clock_gettime(CLOCK_MONOTONIC, &e->at);
+	}
+	pthread_mutex_unlock(&evlog.lock);
+}
+
+static int
+up_cb(void *ctx, const char *tenant, int64_t epoch)
+{
+	(void)epoch;
+	log_ev(*(const char *)ctx, true, tenant);
+	return 0;
+}
+
+static void
+down_cb(void *ctx, const char *tenant)
+{
+	log_ev(*(const char *)ctx, false, tenant);
+}
+
+/* Replayed in order: never two nodes up for one tenant; returns how many ups it saw. */
+static size_t
+check_never_two(void)
+{
+	size_t ups = 0;
+
+	pthread_mutex_lock(&evlog.lock);
+	for (size_t i = 0; i < evlog.n; i++) {
+		const struct ev *e = &evlog.ev[i];
+		char holder = 0;
+
+		if (!e->up)
+			continue;
+		ups++;
+		/* who is up for this tenant just before this up */
+		for (size_t j = 0; j < i; j++) {
+			const struct ev *p = &evlog.ev[j];
+
+			if (strcmp(p->tenant, e->tenant) != 0)
+				continue;
+			if (p->up)
+				holder = p->node;
+			else if (holder == p->node)
+				holder = 0;
+		}
+		if (holder != 0)
+			fail_msg("tenant %s: node %c up while node %c still was", e->tenant,
+				e->node, holder);
+	}
+	pthread_mutex_unlock(&evlog.lock);
+	return ups;
+}
+
+static bool
+wait_for(struct owner *o, size_t n, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		if (owner_count(o) == n)
+			return true;
+		usleep(10 * 1000);
+	}
+	return owner_count(o) == n;
+}
+
+static struct owner *
+start_node(const char *conn, char *name)
+{
+	struct owner_conf oc = { .tick_ms = 150 };
+	struct owner_ops ops = { .up = up_cb, .down = down_cb, .ctx = name };
+	struct owner *o = NULL;
+
+	snprintf(oc.lease.node, sizeof(oc.lease.node), "node-%c", *name);
+	oc.lease.lease_ms = 900;
+	oc.lease.margin_ms = 250;
+	assert_int_equal(owner_start(&o, conn, &oc, &ops), 0);
+	return o;
+}
+
+static void
+more_tenants(struct fixture *f)
+{
+	make_tenant(f->s, "t3", 3);
+	make_tenant(f->s, "t4", 4);
+	make_tenant(f->s, "t5", 5);
+	make_tenant(f->s, "t6", 6);
+	evlog.n = 0;
+}
+
+/* Every tenant on exactly one node; a clean stop hands them over to the other. */
+static void
+test_owner_share(void **state)
+{
+	struct fixture *f = *state;
+	static char a = 'a', b = 'b';
+	struct owner *oa, *ob;
+
+	more_tenants(f);
+	oa = start_node(f->conn, &a);
+	ob = start_node(f->conn, &b);
+	for (int i = 0; i < 500 && owner_count(oa) + owner_count(ob) != 6; i++)
+		usleep(10 * 1000);
+	assert_int_equal(owner_count(oa) + owner_count(ob), 6);
+	print_message("node a holds %zu, node b %zu\n", owner_count(oa), owner_count(ob));
+	owner_stop(oa);
+	assert_true(wait_for(ob, 6, 3000));
+	assert_true(check_never_two() >= 6);
+	owner_stop(ob);
+}
+
+/*
+ * Node a loses the database (the path to it is cut: statements reach the server and commit,
+ * answers never come back, new connections hang). It must bring every tenant down before
+ * node b brings it up.
+ */
+static void
+test_owner_partition(void **state)
+{
+	struct fixture *f = *state;
+	static char a = 'a', b = 'b';
+	struct proxy px = { 0 };
+	struct timespec cut, now;
+	struct owner *oa, *ob;
+	char conn_a[1200], server_dir[80];
+	const char *h = strstr(pg_base, "host=");
+
+	assert_non_null(h);
+	assert_int_equal(sscanf(h + 5, "%79s", server_dir), 1);
+	proxy_start(&px, server_dir);
+	snprintf(conn_a, sizeof(conn_a), "%s host=%s connect_timeout=2", f->conn, px.dir);
+	more_tenants(f);
+	oa = start_node(conn_a, &a);
+	assert_true(wait_for(oa, 6, 5000));
+	ob = start_node(f->conn, &b);
+	usleep(500 * 1000);
+	assert_int_equal(owner_count(ob), 0);
+	clock_gettime(CLOCK_MONOTONIC, &cut);
+	__atomic_store_n(&px.cut, true, __ATOMIC_RELAXED);
+	assert_true(wait_for(ob, 6, 5000));
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	assert_int_equal(owner_count(oa), 0);
+	print_message("node b had all 6 tenants %.0f ms after node a was cut off\n",
+		ms_between(&cut, &now));
+	/* and for each, a's down came before b's up */
+	assert_int_equal(check_never_two(), 12);
+	owner_stop(ob);
+	owner_stop(oa);
+	proxy_stop(&px);
+}
+
 int
 main(void)
 {
@@ -299,6 +587,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_expired_renewal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_race, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner_share, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner_partition, setup, teardown),
 	};
 
 	pg_base = getenv("STORE_TEST_PG");
