@@ -71,7 +71,8 @@ lease_wait(PGconn *c, short events, const struct timespec *until)
 		mono_now(&now);
 		if (!ts_before(&now, until))
 			return -ETIMEDOUT;
-		ms = (until->tv_sec - now.tv_sec) * 1000 + (until->tv_nsec - now.tv_nsec) / 1000000 + 1;
+		ms = (until->tv_sec - now.tv_sec) * 1000 +
+		     (until->tv_nsec - now.tv_nsec) / 1000000 + 1;
 	}
 	do
 		r = poll(&pfd, 1, (int)ms);

@@ -2,7 +2,8 @@
 /*
  * Tenant leases (enrolld/cluster/lease.h) against a real PostgreSQL: STORE_TEST_PG is its
  * libpq connection string (tests/run.sh starts a throw-away server, tests/pg_lib.sh);
- * without it only the tests that need no database run. Two "nodes" are two connections with two names.
+ * without it only the tests that need no database run. Two "nodes" are two connections
+ * with two names.
  */
 #include <errno.h>
 #include <pthread.h>
