@@ -69,7 +69,7 @@ ATTEST_SRCS := $(sort $(wildcard enrolld/attest/*.c))
 TPMDEV_SRCS := $(sort $(wildcard edge-keyd/tpm/*.c))
 # Each daemon: <daemon>/main.c is the program, the rest of <daemon>/*.c its library
 # (so unit tests can link the daemon's modules); enrolld's store is enrolld/store/*.c.
-ENROLLD_SRCS := $(filter-out enrolld/main.c,$(sort $(wildcard enrolld/*.c enrolld/store/*.c)))
+ENROLLD_SRCS := $(filter-out enrolld/main.c,$(sort $(wildcard enrolld/*.c enrolld/store/*.c enrolld/cluster/*.c)))
 EDGEKEYD_SRCS := $(filter-out edge-keyd/main.c,$(sort $(wildcard edge-keyd/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))

@@ -50,19 +50,24 @@ run_unit() {
 	run_store_pg
 }
 
-# The store's suite again, against PostgreSQL: a throw-away server (tests/pg_lib.sh) in a
-# temp dir, gone afterwards.
+# The suites that need PostgreSQL, each against a throw-away server (tests/pg_lib.sh) in
+# a temp dir, gone afterwards: the store's suite again (test_store_pg) and the tenant
+# leases of a cluster (test_cluster_lease_pg; run alone it skips everything).
 run_store_pg() {
-	local t=$B/tests/unit/test_store name=unit/test_store_pg log=$LOGDIR/test_store_pg.log
-	[ -x "$t" ] || return 0
-	want "$name" || return 0
-	(
-		. tests/pg_lib.sh
-		pg_test_start || exit 1
-		STORE_TEST_PG=$PG_TEST_CONN "$t"
-	) >"$log" 2>&1
-	record "$name" $? "$log"
-	grep -E '^\[  (PASSED|FAILED)  \]' "$log" | sed 's/^/      /'
+	local t name log
+	for t in test_store test_cluster_lease; do
+		name=unit/${t}_pg
+		log=$LOGDIR/${t}_pg.log
+		[ -x "$B/tests/unit/$t" ] || continue
+		want "$name" || continue
+		(
+			. tests/pg_lib.sh
+			pg_test_start || exit 1
+			STORE_TEST_PG=$PG_TEST_CONN "$B/tests/unit/$t"
+		) >"$log" 2>&1
+		record "$name" $? "$log"
+		grep -E '^\[  (PASSED|FAILED)  \]' "$log" | sed 's/^/      /'
+	done
 }
 
 run_fuzz() {

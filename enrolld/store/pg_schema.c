@@ -134,8 +134,21 @@ static const char migration_1[] =
 	"  device int8 NOT NULL,"
 	"  tenant text COLLATE \"C\" NOT NULL);";
 
+/*
+ * 2: tenant ownership among nodes (enrolld/cluster/lease.h): one lease per tenant, its
+ * holder, an epoch that grows at every change of holder, and its expiry by the database's
+ * clock.
+ */
+static const char migration_2[] =
+	"CREATE TABLE tenant_leases ("
+	"  tenant text COLLATE \"C\" PRIMARY KEY REFERENCES tenants ON DELETE CASCADE,"
+	"  node text NOT NULL CHECK (length(node) BETWEEN 1 AND 63),"
+	"  epoch int8 NOT NULL CHECK (epoch > 0),"
+	"  expires timestamptz NOT NULL);";
+
 static const struct migration migrations[] = {
 	{ 1, migration_1 },
+	{ 2, migration_2 },
 };
 
 int
