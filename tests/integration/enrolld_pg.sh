@@ -21,7 +21,7 @@ ed_conf "[state]" "backend = postgresql" "postgresql = $DB" "kek_file = $T/kek"
 ed_start
 check "enrolld opened the PostgreSQL store" grep -q "database 'postgresql' open" "$T/log"
 check "the connection string is not logged" bash -c "! grep -q 'dbname=enrolld' '$T/log'"
-check "the schema is at version 1" [ "$(sql 'SELECT max(version) FROM schema_migrations')" = 1 ]
+check "every migration was applied once (versions 1..n)" [ "$(sql 'SELECT count(*) = max(version) AND count(*) = count(DISTINCT version) AND min(version) = 1 FROM schema_migrations')" = t ]
 check "nothing was written under db_path" [ ! -e "$T/db/data.mdb" ]
 
 check "a tenant is created (201)" [ "$(api POST /v1/tenants "$ADMIN" \
