@@ -54,9 +54,10 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 # The tests run their own throw-away PostgreSQL (tests/pg_lib.sh): installing the server
 # must not create and start the system's cluster, a service nobody asked for.
-if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.d/edgeward.conf ]; then
-	$SUDO mkdir -p /etc/postgresql-common/createcluster.d
-	echo 'create_main_cluster = false' | $SUDO tee /etc/postgresql-common/createcluster.d/edgeward.conf >/dev/null
+cc=/etc/postgresql-common/createcluster.d
+if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e "$cc/edgeward.conf" ]; then
+	$SUDO mkdir -p "$cc"
+	echo 'create_main_cluster = false' | $SUDO tee "$cc/edgeward.conf" >/dev/null
 fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
