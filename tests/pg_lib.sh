@@ -10,6 +10,7 @@
 #                    that stops it and removes the directory (chains a trap set before)
 #   pg_test_stop     stop and remove it (idempotent)
 #   pg_test_restart  stop and start the same cluster (data kept)
+# PG_TEST_FSYNC=on: durable commits (benchmarks against LMDB's); tests run with fsync=off.
 #
 # Run directly, it tests itself: starts, runs one query, stops, checks nothing is left.
 
@@ -38,7 +39,7 @@ pg_as_owner() {
 
 pg_ctl_start() {
 	pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/log" -w -t 60 \
-		-o "-c listen_addresses='' -k $PG_TEST_DIR/sock -c fsync=off -c max_connections=200" \
+		-o "-c listen_addresses='' -k $PG_TEST_DIR/sock -c fsync=${PG_TEST_FSYNC:-off} -c max_connections=200" \
 		start >/dev/null
 }
 

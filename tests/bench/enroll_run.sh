@@ -10,7 +10,9 @@
 # server-side cryptography alone, in-process, one core.
 #
 #   ENROLLDS="new:build/enrolld old:/tmp/old/build/enrolld"  compare binaries (LABEL:PATH),
-#                                                            interleaved point by point
+#                                                            interleaved point by point;
+#     LABEL:PATH:postgresql  that binary on PostgreSQL (a throw-away server of
+#                            tests/pg_lib.sh with fsync on, a database per start)
 #   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https"; also
 #   "https-ka": HTTPS with one keep-alive connection per device thread)
 # Every point is also written as TSV to $ENROLL_TSV (build/bench/enroll.tsv; drawn by
@@ -30,6 +32,12 @@ ENROLL_TSV=${ENROLL_TSV:-$B/bench/enroll.tsv}
 [ -x "$BENCH" ] || { echo "$BENCH not built (make)"; exit 1; }
 . "$ROOT/tests/integration/enrolld_lib.sh"
 ed_init bench
+if [[ " $ENROLLDS" == *:postgresql* ]]; then
+	. "$ROOT/tests/pg_lib.sh"
+	PG_TEST_FSYNC=on pg_test_start || { echo "cannot start the PostgreSQL for the bench"; exit 1; }
+	openssl rand -hex 32 >"$T/kek" && chmod 600 "$T/kek"
+	echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{ print $3 }'): own server, fsync on"
+fi
 
 # the manufacturer: a test CA only this run trusts
 mkdir -p "$T/trust"
@@ -47,11 +55,18 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%d GB", $2 / 1048576 
 	"$(lscpu | sed -n 's/^Model name: *//p' | head -n1), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "enroll-bench: N=$N per point, EKs: $EKS, concurrency: $CONCS, modes: $MODES"
 
-# start binary $1 in mode $2 with a fresh state; sets TOKEN and U
+# start binary $1 in mode $2 on backend $3 (lmdb, postgresql) with a fresh state; sets
+# TOKEN and U
 start() {
 	ENROLLD=$1
 	rm -rf "$T/db"
 	PORT=$((PORT + 1))
+	local state=()
+	if [ "${3:-lmdb}" = postgresql ]; then
+		psql "$PG_TEST_CONN" -qc "CREATE DATABASE bench_$PORT" || exit 1
+		state=("[state]" "backend = postgresql" "postgresql = $PG_TEST_CONN dbname=bench_$PORT"
+			"kek_file = $T/kek")
+	fi
 	# a capacity benchmark: enrolld's abuse limits (docs/security.md, "Abuse limits") off, or the one
 	# source of all its devices would be held to them (a binary older than them has none)
 	local limits=()
@@ -61,13 +76,13 @@ start() {
 	local per_ip=false
 	grep -q max_connections_per_ip "$1" && per_ip=true
 	if [ "$2" != http ]; then
-		ed_conf "${limits[@]}"
+		ed_conf "${limits[@]}" "${state[@]}"
 		sed -i "/^\[server\]/a tls_cert = $T/tls.pem\ntls_key = $T/tls.key" "$T/e.conf"
 		U=https://127.0.0.1:$PORT
 		TLS=(--tls-ca "$T/tls.pem")
 		[ "$2" = https-ka ] && TLS+=(--keepalive)
 	else
-		ed_conf "${limits[@]}"
+		ed_conf "${limits[@]}" "${state[@]}"
 		U=http://127.0.0.1:$PORT
 		TLS=()
 	fi
@@ -97,7 +112,10 @@ for mode in $MODES; do
 	declare -A PIDS=() URLS=() TOKENS=()
 	for lb in $ENROLLDS; do
 		bin=${lb%%:*}
-		start "${lb#*:}" "$mode"
+		rest=${lb#*:}
+		backend=lmdb
+		[ "${rest#*:}" != "$rest" ] && backend=${rest#*:}
+		start "${rest%%:*}" "$mode" "$backend"
 		PIDS[$bin]=$ED_PID
 		URLS[$bin]=$U
 		TOKENS[$bin]=$TOKEN
