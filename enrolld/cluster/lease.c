@@ -20,8 +20,8 @@ mono_now(struct timespec *ts)
 	clock_gettime(CLOCK_MONOTONIC, ts);
 }
 
-static void
-ts_add_ms(struct timespec *ts, int64_t ms)
+void
+lease_ts_add_ms(struct timespec *ts, int64_t ms)
 {
 	ts->tv_sec += ms / 1000;
 	ts->tv_nsec += (ms % 1000) * 1000000;
@@ -51,8 +51,8 @@ lease_errmsg(void)
 	return last_error;
 }
 
-static bool
-ts_before(const struct timespec *a, const struct timespec *b)
+bool
+lease_ts_before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
@@ -69,7 +69,7 @@ lease_wait(PGconn *c, short events, const struct timespec *until)
 		return -ENOTCONN;
 	if (until != NULL) {
 		mono_now(&now);
-		if (!ts_before(&now, until))
+		if (!lease_ts_before(&now, until))
 			return -ETIMEDOUT;
 		ms = (until->tv_sec - now.tv_sec) * 1000 +
 		     (until->tv_nsec - now.tv_nsec) / 1000000 + 1;
@@ -190,7 +190,7 @@ lease_acquire(PGconn *c, const struct lease_conf *cf, const char *tenant, struct
 	l->epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	l->deadline = sent;
-	ts_add_ms(&l->deadline, (int64_t)cf->lease_ms - cf->margin_ms);
+	lease_ts_add_ms(&l->deadline, (int64_t)cf->lease_ms - cf->margin_ms);
 	return 0;
 }
 
@@ -221,7 +221,7 @@ lease_renew(PGconn *c, const struct lease_conf *cf, struct lease *l,
 	if (n != 1)
 		return -ESTALE;
 	l->deadline = sent;
-	ts_add_ms(&l->deadline, (int64_t)cf->lease_ms - cf->margin_ms);
+	lease_ts_add_ms(&l->deadline, (int64_t)cf->lease_ms - cf->margin_ms);
 	return 0;
 }
 
@@ -260,7 +260,7 @@ lease_valid(const struct lease *l, const struct timespec *now)
 		mono_now(&t);
 		now = &t;
 	}
-	return ts_before(now, &l->deadline);
+	return lease_ts_before(now, &l->deadline);
 }
 
 int

@@ -75,6 +75,10 @@ int lease_renew(PGconn *c, const struct lease_conf *cf, struct lease *l,
 int lease_release(PGconn *c, const struct lease_conf *cf, struct lease *l,
 	const struct timespec *until);
 
+/* CLOCK_MONOTONIC arithmetic for the loop (owner.c) and this file. */
+void lease_ts_add_ms(struct timespec *ts, int64_t ms);
+bool lease_ts_before(const struct timespec *a, const struct timespec *b);
+
 /* Whether @l may still be acted upon at monotonic time @now (NULL: now). */
 bool lease_valid(const struct lease *l, const struct timespec *now);
 

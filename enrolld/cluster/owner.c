@@ -51,29 +51,12 @@ mono_now(struct timespec *ts)
 	clock_gettime(CLOCK_MONOTONIC, ts);
 }
 
-static void
-ts_add_ms(struct timespec *ts, int64_t ms)
-{
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000;
-	if (ts->tv_nsec >= 1000000000) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000;
-	}
-}
-
-static bool
-ts_before(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 /* The earlier of @t and every held deadline. */
 static struct timespec
 bound(const struct owner *o, struct timespec t)
 {
 	for (size_t i = 0; i < o->n_held; i++)
-		if (ts_before(&o->held[i].l.deadline, &t))
+		if (lease_ts_before(&o->held[i].l.deadline, &t))
 			t = o->held[i].l.deadline;
 	return t;
 }
@@ -280,7 +263,7 @@ owner_main(void *arg)
 	while (!o->stopping) {
 		pthread_mutex_unlock(&o->lock);
 		mono_now(&tick_end);
-		ts_add_ms(&tick_end, o->cf.tick_ms);
+		lease_ts_add_ms(&tick_end, o->cf.tick_ms);
 		wake = bound(o, tick_end);
 		if (conn_ensure(o, &wake) == 0) {
 			renew_all(o);
@@ -296,7 +279,7 @@ owner_main(void *arg)
 
 			wake = bound(o, tick_end);
 			mono_now(&now);
-			if (!ts_before(&now, &wake))
+			if (!lease_ts_before(&now, &wake))
 				break;
 			pthread_cond_timedwait(&o->cond, &o->lock, &wake);
 		}
@@ -310,7 +293,7 @@ owner_main(void *arg)
 
 	/* A clean stop: down first, then let the others have them at once. */
 	mono_now(&tick_end);
-	ts_add_ms(&tick_end, o->cf.tick_ms);
+	lease_ts_add_ms(&tick_end, o->cf.tick_ms);
 	while (o->n_held > 0) {
 		struct lease l = o->held[o->n_held - 1].l;
 
