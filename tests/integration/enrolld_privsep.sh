@@ -90,6 +90,17 @@ done
 check "child: NoNewPrivs 1" [ "$(status_of "$CHILD" NoNewPrivs)" = 1 ]
 check "child: Seccomp 2 (filter)" [ "$(status_of "$CHILD" Seccomp)" = 2 ]
 check "parent: no seccomp" [ "$(status_of "$PARENT" Seccomp)" = 0 ]
+# seccomp is per thread: the store's writer thread exists before the drop (TSYNC).
+unfiltered() { # PID -> the threads without the filter or no_new_privs
+	local t
+	for t in /proc/"$1"/task/*; do
+		[ "$(awk '$1 == "Seccomp:" { print $2 }' "$t/status")" = 2 ] &&
+			[ "$(awk '$1 == "NoNewPrivs:" { print $2 }' "$t/status")" = 1 ] ||
+			echo "${t##*/}"
+	done
+}
+check "child: every thread ($(ls /proc/"$CHILD"/task | wc -l)) filtered, no_new_privs" \
+	[ -z "$(unfiltered "$CHILD")" ]
 
 echo "== systemd hears from the main pid"
 for _ in $(seq 50); do grep -q READY=1 "$T/notify.log" && break; sleep 0.1; done
@@ -140,6 +151,12 @@ check "cannot open a netlink socket" \
 	grep -q '^netlink socket: Operation not permitted' "$T/selftest"
 check "cannot exec" grep -q '^execve: Operation not permitted' "$T/selftest"
 check "cannot become root again" grep -q '^setuid(0): Operation not permitted' "$T/selftest"
+# The allow-list: refused although the old deny-list let them through.
+for what in 'AF_ALG socket' memfd_create fork; do
+	check "allow-list: $what refused" grep -q "^$what: Operation not permitted" "$T/selftest"
+done
+check "allow-list: AF_INET6 and AF_UNIX sockets still allowed" \
+	[ "$(grep -c '^AF_\(INET6\|UNIX\) socket: allowed' "$T/selftest")" = 2 ]
 
 echo "== interfaces that are not the tenant's"
 FIF=$(ed_ifname f)
