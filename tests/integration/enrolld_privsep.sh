@@ -4,9 +4,11 @@
 # seccomp filter (/proc/PID/status), the privileged one as root; systemd's READY=1 and
 # WATCHDOG=1 come from the privileged one (the main PID) once the child is serving; a
 # tenant and an enrolled device reach the interface through the channel (peer added, then
-# removed on revocation); the health monitor's read works through it; the user cannot read
-# the tenant key nor open a netlink socket nor exec (--privsep-selftest: the child's own
-# drop); SIGHUP reaches the child; the child killed: the privileged process exits 1 and
+# removed on revocation); the health monitor's read works through it; every thread of the
+# child has the filter and no_new_privs; the user cannot read the tenant key nor open a
+# netlink socket nor exec, nor what only the seccomp allow-list refuses (AF_ALG sockets,
+# memfd_create, fork), and can open AF_INET6 and AF_UNIX sockets (--privsep-selftest: the
+# child's own drop); SIGHUP reaches the child; the child killed: the privileged process exits 1 and
 # leaves its wireguard-go to the next start, which adopts it; the privileged process
 # killed: the child exits; SIGTERM: both exit 0, wireguard-go stopped. Forbidden messages
 # sent to the real privileged process are refused (tests/progs/privsep_probe); each check
