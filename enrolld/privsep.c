@@ -526,6 +526,9 @@ privsep_drop(const char *user)
 		log_warnx("seccomp filter: %s", strerror(-r));
 		return r;
 	}
+	if (r == 1)
+		log_warnx("privsep: no seccomp(2) here (valgrind, or a kernel before 3.17): the "
+			  "filter covers this thread and those it starts, not the store's writer");
 	if (bset < 0)
 		log_info("privsep: the capability bounding set was left as it is (%s; give "
 			 "CAP_SETPCAP to empty it)",

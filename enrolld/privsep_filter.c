@@ -13,6 +13,7 @@
  * reach (nanosleep, sched_yield, tgkill for abort()).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -104,6 +105,13 @@ static const int allow[] = {
  */
 static const int socket_families[] = {AF_UNIX, AF_INET, AF_INET6};
 
+/* One argument comparison, every field set (libseccomp's SCMP_A* leave datum_b out). */
+static struct scmp_arg_cmp
+arg(unsigned int n, enum scmp_compare op, scmp_datum_t a, scmp_datum_t b)
+{
+	return (struct scmp_arg_cmp){.arg = n, .op = op, .datum_a = a, .datum_b = b};
+}
+
 /* A call this architecture does not have (SCMP_SYS gives a negative pseudo number) is skipped. */
 static int
 add(scmp_filter_ctx ctx, int nr, unsigned int n, const struct scmp_arg_cmp *cmp)
@@ -113,8 +121,8 @@ add(scmp_filter_ctx ctx, int nr, unsigned int n, const struct scmp_arg_cmp *cmp)
 	return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, n, cmp);
 }
 
-int
-privsep_seccomp_load(void)
+static int
+load(bool tsync)
 {
 	/* A thread, never a process or a namespace: CLONE_THREAD set, no CLONE_NEW* flag. */
 	const uint64_t clone_mask = CLONE_THREAD | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
@@ -131,24 +139,25 @@ privsep_seccomp_load(void)
 		return -ENOMEM;
 	/* Every thread: the store's writer thread exists before the drop (TSYNC also sets
 	 * no_new_privs on each). */
-	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (tsync)
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	/* Refusals to the kernel log; a kernel without the flag still gets the filter. */
 	(void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
 	for (size_t i = 0; r == 0 && i < sizeof(allow) / sizeof(allow[0]); i++)
 		r = add(ctx, allow[i], 0, NULL);
 	for (size_t i = 0; r == 0 && i < sizeof(socket_families) / sizeof(socket_families[0]);
 		i++) {
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)socket_families[i]);
+		struct scmp_arg_cmp c = arg(0, SCMP_CMP_EQ, (scmp_datum_t)socket_families[i], 0);
 
 		r = add(ctx, SCMP_SYS(socket), 1, &c);
 	}
 	if (r == 0) {
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+		struct scmp_arg_cmp c = arg(0, SCMP_CMP_EQ, AF_UNIX, 0);
 
 		r = add(ctx, SCMP_SYS(socketpair), 1, &c);
 	}
 	if (r == 0) {
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, clone_mask, CLONE_THREAD);
+		struct scmp_arg_cmp c = arg(0, SCMP_CMP_MASKED_EQ, clone_mask, CLONE_THREAD);
 
 		r = add(ctx, SCMP_SYS(clone), 1, &c);
 	}
@@ -156,24 +165,24 @@ privsep_seccomp_load(void)
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	for (size_t i = 0; r == 0 && i < sizeof(prctl_ok) / sizeof(prctl_ok[0]); i++) {
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)prctl_ok[i]);
+		struct scmp_arg_cmp c = arg(0, SCMP_CMP_EQ, (scmp_datum_t)prctl_ok[i], 0);
 
 		r = add(ctx, SCMP_SYS(prctl), 1, &c);
 	}
 	for (size_t i = 0; r == 0 && i < sizeof(ioctl_ok) / sizeof(ioctl_ok[0]); i++) {
-		struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)ioctl_ok[i]);
+		struct scmp_arg_cmp c = arg(1, SCMP_CMP_EQ, (scmp_datum_t)ioctl_ok[i], 0);
 
 		r = add(ctx, SCMP_SYS(ioctl), 1, &c);
 	}
 	/* getrlimit only (prlimit64 on ourselves, no new limit) */
 	if (r == 0) {
-		struct scmp_arg_cmp c[2] = {SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, 0)};
+		struct scmp_arg_cmp c[2] = {arg(0, SCMP_CMP_EQ, 0, 0), arg(2, SCMP_CMP_EQ, 0, 0)};
 
 		r = add(ctx, SCMP_SYS(prlimit64), 2, c);
 	}
 	/* Signals to ourselves only (raise, abort, pthread_kill). */
 	if (r == 0) {
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self);
+		struct scmp_arg_cmp c = arg(0, SCMP_CMP_EQ, (scmp_datum_t)self, 0);
 
 		r = add(ctx, SCMP_SYS(tgkill), 1, &c);
 		if (r == 0)
@@ -192,7 +201,7 @@ privsep_seccomp_load(void)
 	{
 		static const int san[] = {SCMP_SYS(ptrace), SCMP_SYS(wait4), SCMP_SYS(prctl),
 			SCMP_SYS(open), SCMP_SYS(getdents)};
-		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ,
+		struct scmp_arg_cmp c = arg(0, SCMP_CMP_MASKED_EQ,
 			clone_mask | CLONE_VM | CLONE_UNTRACED, CLONE_VM | CLONE_UNTRACED);
 
 		for (size_t i = 0; r == 0 && i < sizeof(san) / sizeof(san[0]); i++)
@@ -204,5 +213,23 @@ privsep_seccomp_load(void)
 	if (r == 0)
 		r = seccomp_load(ctx);
 	seccomp_release(ctx);
+	return r;
+}
+
+int
+privsep_seccomp_load(void)
+{
+	int r = load(true);
+
+	/*
+	 * No seccomp(2), only prctl(PR_SET_SECCOMP), which cannot synchronise threads: a
+	 * kernel before 3.17, or valgrind (3.19 does not know the call). Load it on this
+	 * thread and the ones it starts, and say so: the caller logs it.
+	 */
+	if (r == -EOPNOTSUPP || r == -ENOSYS) {
+		r = load(false);
+		if (r == 0)
+			r = 1;
+	}
 	return r;
 }
