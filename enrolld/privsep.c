@@ -468,7 +468,7 @@ static int
 caps_all_zero(void)
 {
 	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
-	struct __user_cap_data_struct d[2];
+	struct __user_cap_data_struct d[2] = {0}; /* valgrind 3.19 sees d[1] unwritten */
 
 	if (syscall(SYS_capget, &h, d) < 0)
 		return -errno;
