@@ -75,6 +75,10 @@ start() {
 	CHILD=$(child_of "$PARENT")
 }
 : >"$T/notify.log"
+# systemd's default soft limit of open files is 1024: below what enrolld wants
+# (max_connections + 256), so the network process raises it after the drop (setrlimit
+# through the seccomp allow-list; the VM test found it refused).
+ulimit -Sn 512
 start
 
 echo "== two processes"
@@ -92,6 +96,9 @@ done
 check "child: NoNewPrivs 1" [ "$(status_of "$CHILD" NoNewPrivs)" = 1 ]
 check "child: Seccomp 2 (filter)" [ "$(status_of "$CHILD" Seccomp)" = 2 ]
 check "parent: no seccomp" [ "$(status_of "$PARENT" Seccomp)" = 0 ]
+nofile=$(awk '/^Max open files/ { print $4 }' "/proc/$CHILD/limits")
+check "child raised its open files limit from 512 to 1280 (max_connections + 256): $nofile" \
+	[ "$nofile" = 1280 ]
 # seccomp is per thread: the store's writer thread exists before the drop (TSYNC).
 unfiltered() { # PID -> the threads without the filter or no_new_privs
 	local t
