@@ -192,6 +192,13 @@ int privsep_start(const struct enrolld_conf *conf, struct privsep **ret);
  * no_new_privs, the seccomp filter. Any failure is fatal (the caller exits).
  */
 int privsep_drop(const char *user);
+/*
+ * The network process's seccomp filter (privsep_filter.c): an allow-list, EPERM for the
+ * rest, on every thread of the process. 0, 1 if it could only be loaded on the calling
+ * thread (and those it starts later: no seccomp(2), e.g. under valgrind), or a negative
+ * errno. Never logs.
+ */
+int privsep_seccomp_load(void);
 /* enrolld --privsep-selftest USER KEYFILE: drop as the child does, then try what it must not. */
 int privsep_selftest(const char *user, const char *keyfile);
 

@@ -240,6 +240,21 @@ check "enrolld -n refuses a configuration whose admin token file is missing" \
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$R/etc/enrolld/admin.token"
 chmod 0600 "$R/etc/enrolld/admin.token" "$R/etc/enrolld/enrolld.conf"
 check "enrolld -n accepts the configuration" in_root /usr/sbin/enrolld -n -c /etc/enrolld/enrolld.conf
+# The shipped example turns privilege separation on (user = _enrolld, the package's user):
+# valid with its token root:_enrolld 0640; the same mode with another group is refused.
+EX=$R/usr/share/edgeward/enrolld.conf.example
+check "the shipped example has privilege separation on (user = _enrolld)" \
+	grep -q '^user = _enrolld$' "$EX"
+sed -e 's|^admin_token_file = .*|admin_token_file = /etc/enrolld/ps.token|' \
+	-e 's|^ek_ca_dir = .*|#|' "$EX" >"$R/etc/enrolld/ps.conf"
+install -m 0640 -g "$(in_root getent group _enrolld | cut -d: -f3)" \
+	"$R/etc/enrolld/admin.token" "$R/etc/enrolld/ps.token"
+check "enrolld -n accepts the example with its token root:_enrolld 0640" \
+	in_root /usr/sbin/enrolld -n -c /etc/enrolld/ps.conf
+chgrp 0 "$R/etc/enrolld/ps.token"
+check "enrolld -n refuses it with the token root:root 0640" \
+	eval '! in_root /usr/sbin/enrolld -n -c /etc/enrolld/ps.conf >/dev/null 2>&1'
+rm -f "$R/etc/enrolld/ps.conf" "$R/etc/enrolld/ps.token"
 
 for d in enrolld edge-keyd; do
 	u=_$d

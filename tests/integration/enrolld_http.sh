@@ -48,7 +48,12 @@ check "-n refuses a group/other-readable token file" \
 	bash -c "! '$ENROLLD' -n -c '$T/open.conf' 2>/dev/null"
 check "--help exits 0" "$ENROLLD" --help
 # the shipped example must stay a valid configuration (paths pointed into the temp dir)
+# (its server.user, _enrolld, made by the Debian package: another unprivileged user where
+# this host has none)
+EXUSER=_enrolld
+getent passwd "$EXUSER" >/dev/null || EXUSER=nobody
 sed -e "s|^admin_token_file = .*|admin_token_file = $T/admin|" -e "s|^ek_ca_dir = .*|#|" \
+	-e "s|^user = _enrolld$|user = $EXUSER|" \
 	"$(dirname "$0")/../../etc/enrolld.conf.example" >"$T/example.conf"
 check "-n accepts etc/enrolld.conf.example" "$ENROLLD" -n -c "$T/example.conf"
 

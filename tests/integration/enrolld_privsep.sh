@@ -4,9 +4,11 @@
 # seccomp filter (/proc/PID/status), the privileged one as root; systemd's READY=1 and
 # WATCHDOG=1 come from the privileged one (the main PID) once the child is serving; a
 # tenant and an enrolled device reach the interface through the channel (peer added, then
-# removed on revocation); the health monitor's read works through it; the user cannot read
-# the tenant key nor open a netlink socket nor exec (--privsep-selftest: the child's own
-# drop); SIGHUP reaches the child; the child killed: the privileged process exits 1 and
+# removed on revocation); the health monitor's read works through it; every thread of the
+# child has the filter and no_new_privs; the user cannot read the tenant key nor open a
+# netlink socket nor exec, nor what only the seccomp allow-list refuses (AF_ALG sockets,
+# memfd_create, fork), and can open AF_INET6 and AF_UNIX sockets (--privsep-selftest: the
+# child's own drop); SIGHUP reaches the child; the child killed: the privileged process exits 1 and
 # leaves its wireguard-go to the next start, which adopts it; the privileged process
 # killed: the child exits; SIGTERM: both exit 0, wireguard-go stopped. Forbidden messages
 # sent to the real privileged process are refused (tests/progs/privsep_probe); each check
@@ -73,6 +75,10 @@ start() {
 	CHILD=$(child_of "$PARENT")
 }
 : >"$T/notify.log"
+# systemd's default soft limit of open files is 1024: below what enrolld wants
+# (max_connections + 256), so the network process raises it after the drop (setrlimit
+# through the seccomp allow-list; the VM test found it refused).
+ulimit -Sn 512
 start
 
 echo "== two processes"
@@ -90,6 +96,20 @@ done
 check "child: NoNewPrivs 1" [ "$(status_of "$CHILD" NoNewPrivs)" = 1 ]
 check "child: Seccomp 2 (filter)" [ "$(status_of "$CHILD" Seccomp)" = 2 ]
 check "parent: no seccomp" [ "$(status_of "$PARENT" Seccomp)" = 0 ]
+nofile=$(awk '/^Max open files/ { print $4 }' "/proc/$CHILD/limits")
+check "child raised its open files limit from 512 to 1280 (max_connections + 256): $nofile" \
+	[ "$nofile" = 1280 ]
+# seccomp is per thread: the store's writer thread exists before the drop (TSYNC).
+unfiltered() { # PID -> the threads without the filter or no_new_privs
+	local t
+	for t in /proc/"$1"/task/*; do
+		[ "$(awk '$1 == "Seccomp:" { print $2 }' "$t/status")" = 2 ] &&
+			[ "$(awk '$1 == "NoNewPrivs:" { print $2 }' "$t/status")" = 1 ] ||
+			echo "${t##*/}"
+	done
+}
+check "child: every thread ($(ls /proc/"$CHILD"/task | wc -l)) filtered, no_new_privs" \
+	[ -z "$(unfiltered "$CHILD")" ]
 
 echo "== systemd hears from the main pid"
 for _ in $(seq 50); do grep -q READY=1 "$T/notify.log" && break; sleep 0.1; done
@@ -140,6 +160,12 @@ check "cannot open a netlink socket" \
 	grep -q '^netlink socket: Operation not permitted' "$T/selftest"
 check "cannot exec" grep -q '^execve: Operation not permitted' "$T/selftest"
 check "cannot become root again" grep -q '^setuid(0): Operation not permitted' "$T/selftest"
+# The allow-list: refused although the old deny-list let them through.
+for what in 'AF_ALG socket' memfd_create fork; do
+	check "allow-list: $what refused" grep -q "^$what: Operation not permitted" "$T/selftest"
+done
+check "allow-list: AF_INET6 and AF_UNIX sockets still allowed" \
+	[ "$(grep -c '^AF_\(INET6\|UNIX\) socket: allowed' "$T/selftest")" = 2 ]
 
 echo "== interfaces that are not the tenant's"
 FIF=$(ed_ifname f)
