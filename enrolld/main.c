@@ -508,7 +508,10 @@ raise_nofile(rlim_t want)
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
 		return;
 	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+	/* On failure, say the limit in force, not the one asked for. */
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < want)
 		log_warnx("open files limited to %llu, below server.max_connections + 256 = %llu; "
 			  "raise LimitNOFILE",
 			(unsigned long long)rl.rlim_cur, (unsigned long long)want);
