@@ -105,6 +105,10 @@ unshare --mount="$MNT" --propagation private \
 
 step "control plane: TLS certificate, tokens, enrolld"
 chmod 0755 "$T"
+# the user runs its own copy: the tree may sit where it cannot enter (a clone in a 0700
+# mktemp directory: CI's first run failed with "Permission denied" on build/edge-keyd)
+install -m 0755 "$EKD" "$T/edge-keyd"
+EKD=$T/edge-keyd
 mkdir -p "$T/gw"
 cg_cp_credentials "edgekeyd_user test CA"
 chmod 0755 "$T/cp" # ca.pem for the user; the keys and tokens stay 0600
