@@ -68,14 +68,13 @@ static void
 make_tenant(struct store *s, const char *name, int n)
 {
 	struct store_tenant t = { 0 };
-	char ifname[16], cidr[32];
+	char cidr[32];
 
 	snprintf(t.name, sizeof(t.name), "%s", name);
 
 	snprintf(cidr, sizeof(cidr), "10.0.%d.0/24", n);
 	assert_int_equal(addr_prefix_parse(&t.prefix4, cidr), 0);
-	snprintf(ifname, sizeof(ifname), "lease%d", n);
-	snprintf(t.ifname, sizeof(t.ifname), "%s", ifname);
+	snprintf(t.ifname, sizeof(t.ifname), "lease%u", (unsigned int)n % 1000);
 	snprintf(t.endpoint, sizeof(t.endpoint), "192.0.2.1:%d", 51820 + n);
 	t.listen_port = (uint16_t)(51820 + n);
 	t.keepalive = 25;

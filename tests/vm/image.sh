@@ -25,7 +25,7 @@ SELF=tests/vm/image.sh
 # runtime dependencies of enrolld and edge-keyd (ldd of both), the tools the scenarios use
 PKGS="systemd-sysv udev kmod dbus iproute2 nftables wireguard-tools tpm2-tools
  libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-tctildr0 libtss2-rc0 libtss2-sys1
- libtss2-tcti-device0 libmicrohttpd12 liblmdb0 libmnl0 libjansson4 libcurl4 libinih1
+ libtss2-tcti-device0 libmicrohttpd12 liblmdb0 libmnl0 libjansson4 libcurl4 libinih1 libpq5
  libssl3 libgnutls30 iputils-ping procps curl jq openssl ca-certificates
  linux-image-amd64 initramfs-tools"
 
