@@ -178,3 +178,13 @@ CONF
 	wait_for 10 inc curl -sf --cacert "$T/cp/ca.pem" "$U/healthz" -o /dev/null ||
 		"$CG_FAIL" "enrolld does not answer on $U"
 }
+
+# The tenant acme on WGC (PREFIX, listen port WG_PORT, endpoint CP_IP:WG_PORT, keepalive 25)
+# through the admin api; returns once enrolld's wireguard-go socket for it is there.
+cg_tenant_acme() { # PREFIX
+	api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"$1\",\"interface\":\"$WGC\",
+	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
+	[ "$(cat "$T/status")" = 201 ] || [ "$(cat "$T/status")" = 200 ] ||
+		"$CG_FAIL" "tenant create: HTTP $(cat "$T/status") $(cat "$T/body")"
+	wait_for 10 test -S "$SOCKDIR/$WGC.sock" || "$CG_FAIL" "enrolld did not bring up $WGC"
+}

@@ -57,11 +57,7 @@ mkdir -p "$T/gw"
 cg_cp_credentials "edgekeyd test CA"
 cp "$T/cp/prov.token" "$T/gw/prov.token"
 cg_cp_start
-api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"10.77.0.0/24\",\"interface\":\"$WGC\",
-	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
-[ "$(cat "$T/status")" = 201 ] || [ "$(cat "$T/status")" = 200 ] ||
-	fail "tenant create: HTTP $(cat "$T/status") $(cat "$T/body")"
-wait_for 10 test -S "$SOCKDIR/$WGC.sock" || fail "enrolld did not bring up $WGC"
+cg_tenant_acme 10.77.0.0/24
 
 step "gateway: swtpm in $NSG, edge-keyd configuration"
 swtpm_fixture_state ekgw "$T/gw/tpm" || fail "fixture state"

@@ -52,9 +52,7 @@ mkdir -p "$T/gw"
 cg_cp_credentials "tpm faults test CA"
 cp "$T/cp/prov.token" "$T/gw/prov.token"
 cg_cp_start
-api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"10.77.0.0/24\",\"interface\":\"$WGC\",
-	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
-wait_for 10 test -S "$SOCKDIR/$WGC.sock" || fail "enrolld did not bring up $WGC"
+cg_tenant_acme 10.77.0.0/24
 
 cat >"$T/gw/edge-keyd.conf" <<EOF
 [device]

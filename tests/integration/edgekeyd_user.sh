@@ -113,11 +113,7 @@ mkdir -p "$T/gw"
 cg_cp_credentials "edgekeyd_user test CA"
 chmod 0755 "$T/cp" # ca.pem for the user; the keys and tokens stay 0600
 cg_cp_start
-api POST /v1/tenants "{\"name\":\"acme\",\"prefix\":\"10.77.0.0/24\",\"interface\":\"$WGC\",
-	\"listen_port\":$WG_PORT,\"endpoint\":\"$CP_IP:$WG_PORT\",\"keepalive\":25}" >/dev/null
-[ "$(cat "$T/status")" = 201 ] || [ "$(cat "$T/status")" = 200 ] ||
-	fail "tenant create: HTTP $(cat "$T/status") $(cat "$T/body")"
-wait_for 10 test -S "$SOCKDIR/$WGC.sock" || fail "enrolld did not bring up $WGC"
+cg_tenant_acme 10.77.0.0/24
 
 step "gateway: swtpm, the configuration root:$EKD_UID 0640, the state directory the user's"
 swtpm_fixture_state eugw "$T/gw/tpm" || fail "fixture state"
