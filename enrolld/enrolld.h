@@ -82,6 +82,14 @@ struct enrolld_conf {
 	long vrf_table_base;
 	bool nftables;
 	char *nft;
+	/* [cluster] several nodes on one PostgreSQL (docs/cluster.md) */
+	bool cluster;           /* enabled = true: tenants by lease, not all on this node */
+	char *node_name;        /* node = <name>, default the host name */
+	long lease_ms;          /* lease length */
+	long margin_ms;         /* what taking a tenant down may take */
+	long tick_ms;           /* renewals and takes */
+	char *endpoint_hook;    /* endpoint_hook = <program> up|down <tenant> <ifname> <endpoint> */
+	long revoke_wait_ms;    /* how long an API change waits for the owner to apply it */
 	/* [health] */
 	long health_interval; /* seconds between ticks */
 	long default_keepalive;

@@ -288,6 +288,23 @@ void store_session_wipe(struct store_session *sess);
 /* Delete sessions past their expiry (used ones are kept until then). Returns how many. */
 int store_session_purge(struct store *s);
 
+/* ---- tenant interface keys (PostgreSQL) ------------------------------------------------------ */
+
+/*
+ * With the PostgreSQL backend the private key of each tenant's WireGuard interface lives in
+ * the database, sealed with the KEK (AES-256-GCM, the tenant's name as associated data), so
+ * that whichever node holds the tenant brings its interface up with the same key. Never in
+ * clear in the database. The LMDB backend keeps keys as files in [state] key_dir and
+ * answers -EOPNOTSUPP here.
+ *
+ * get: the key into @ret_priv (caller wipes); -ENOENT none stored yet, -EBADMSG the sealed
+ * key does not open (another KEK).
+ * put: store @priv if the tenant has no key yet; -EEXIST if it has one (the stored key wins:
+ * read it with get), -ENOENT no such tenant.
+ */
+int store_tenant_key_get(struct store *s, const char *tenant, uint8_t ret_priv[static 32]);
+int store_tenant_key_put(struct store *s, const char *tenant, const uint8_t priv[static 32]);
+
 /* ---- devices and enrollment ----------------------------------------------------------------- */
 
 enum store_device_state {
