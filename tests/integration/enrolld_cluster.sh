@@ -165,6 +165,22 @@ check "its interface is up on $H with d2 and d3" wait_for 5 bash -c "S=\$(nsente
 echo "     takeover took $(( ($(date +%s%N) - T0) / 1000000 )) ms after the kill"
 check "the same key" bash -c "[ \"\$(nsenter -t ${PID[$H]} -m -n $WGCTL --backend uapi show $IF | awk 'NR == 1 { print \$2 }')\" = '$PUB' ]"
 check "no address is held twice" [ "$(sql "SELECT count(*) - count(DISTINCT addr4) FROM devices WHERE tenant = 'c'")" = 0 ]
+echo "== fencing: $H's interface goes at its deadline though a request holds the plane's lock"
+# The reconciler (every 2 s) takes the plane's lock and then reads the devices: with the
+# devices table locked it waits there, holding the plane's lock. Then the leases table is
+# locked too: $H cannot renew, and at its deadline down() finds the plane's lock busy.
+psql "$DB" -qc "BEGIN; LOCK TABLE devices IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT" >/dev/null &
+L1=$!
+sleep 2.5
+psql "$DB" -qc "BEGIN; LOCK TABLE tenant_leases IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3.5); COMMIT" >/dev/null &
+L2=$!
+T0=$(date +%s%N)
+check "$H takes its interface down within 2 s without the lock" wait_for 2 bash -c "! nsenter -t ${PID[$H]} -m -n ip link show $IF >/dev/null 2>&1"
+echo "     down $(( ($(date +%s%N) - T0) / 1000000 )) ms after the leases were locked"
+check "saying so" grep -q "interface lock is busy" "$T/$H.log"
+wait $L1 $L2
+check "$H does not bring it back when the stuck request goes on" bash -c "sleep 1; ! nsenter -t ${PID[$H]} -m -n ip link show $IF >/dev/null 2>&1 || [ \"\$(psql '$DB' -Atc \"SELECT node FROM tenant_leases WHERE tenant = 'c' AND expires > now()\")\" = $H ]"
+check "a node holds the tenant again afterwards" wait_for 5 bash -c "[ -n \"\$(psql '$DB' -Atc \"SELECT node FROM tenant_leases WHERE tenant = 'c' AND expires > now()\")\" ]"
 kill "${PID[$H]}"
 wait "${PID[$H]}"
 check "$H stops cleanly and releases the lease" [ "$(sql "SELECT count(*) FROM tenant_leases WHERE tenant = 'c' AND expires > now()")" = 0 ]
