@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/wgproc.h"
 #include "enrolld/cluster/node.h"
 #include "enrolld/cluster/owner.h"
 
@@ -114,22 +115,11 @@ hook_run(struct cluster *c, const struct hook_job *j)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	struct timespec until, now, nap = { 0, 10 * 1000000 };
-	sigset_t none, dflt;
 	int status = 0, r;
 	pid_t pid, w;
 
 	snprintf(node_env, sizeof(node_env), "ENROLLD_NODE=%s", c->node);
-	sigemptyset(&none);
-	sigemptyset(&dflt);
-	sigaddset(&dflt, SIGPIPE);
-	sigaddset(&dflt, SIGTERM);
-	sigaddset(&dflt, SIGINT);
-	sigaddset(&dflt, SIGHUP);
-	sigaddset(&dflt, SIGCHLD);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &dflt);
+	wgproc_spawnattr_init(&attr);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	r = -posix_spawn(&pid, c->hook, &fa, &attr, argv, envp);
