@@ -210,10 +210,16 @@ check "the same device then enrolls, challenge on B, completion on C (200)" \
 D2=$(jq -r .response.device_id <<<"$OUT")
 
 echo "== 20 enrollments through A and 20 through B at once"
-ip netns exec "$NS" "$BENCH" run --url "$UA" --ca "$BENCH_CA" --token "$TOK" -c 20 -n 20 \
+# A token each: the enrollments of one token are serialised on its row; those of A and B
+# then meet only on the tenant (its row lock, the address constraints).
+api_at $UA POST /v1/tenants/nodes/tokens "$ADMIN" '{"uses":20}' >/dev/null
+TOK_A=$(body .token)
+api_at $UB POST /v1/tenants/nodes/tokens "$ADMIN" '{"uses":20}' >/dev/null
+TOK_B=$(body .token)
+ip netns exec "$NS" "$BENCH" run --url "$UA" --ca "$BENCH_CA" --token "$TOK_A" -c 20 -n 20 \
 	--label A >"$T/benchA" 2>&1 &
 BA=$!
-ip netns exec "$NS" "$BENCH" run --url "$UB" --ca "$BENCH_CA" --token "$TOK" -c 20 -n 20 \
+ip netns exec "$NS" "$BENCH" run --url "$UB" --ca "$BENCH_CA" --token "$TOK_B" -c 20 -n 20 \
 	--label B >"$T/benchB" 2>&1 &
 BB=$!
 sleep 0.3
