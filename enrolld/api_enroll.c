@@ -661,7 +661,7 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 	if (c == NULL) {
 		r = challenge_from_store(&sess, &c);
 		if (r == -ENOENT) {
-			/* Its memory half is gone (restart) and the store has no secret: unusable. */
+			/* memory half gone (restart), no secret in the store: unusable */
 			(void)store_session_use(e->store, sid);
 			r = http_error(req, -ETIMEDOUT, "session_expired",
 				"this session is no longer known; start again with a challenge");
@@ -669,7 +669,7 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 		}
 		if (r < 0) {
 			(void)store_session_use(e->store, sid);
-			log_warnx("enrollment session of '%s': the stored challenge is unusable: %s",
+			log_warnx("enrollment session of '%s': stored challenge unusable: %s",
 				sess.tenant, strerror(-r));
 			r = http_error(req, r, "internal", "the session's challenge is unusable");
 			goto out;

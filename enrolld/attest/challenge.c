@@ -87,7 +87,8 @@ out:
 }
 
 int
-attest_challenge_restore(const struct attest_key *ak, const uint8_t secret[static ATTEST_SECRET_LEN],
+attest_challenge_restore(const struct attest_key *ak,
+			 const uint8_t secret[static ATTEST_SECRET_LEN],
 			 const uint8_t nonce[static ATTEST_NONCE_LEN],
 			 const uint8_t wg_pub[static ATTEST_WG_KEY_LEN], time_t expires,
 			 struct attest_challenge **ret_challenge)
