@@ -14,8 +14,8 @@
  * - The front validates every argument that can be judged without reading state, before
  *   calling the op: tenant and interface names (store_tenant_name_ok, store_ifname_ok),
  *   NUL-terminated strings within their arrays, lengths (serial_len, nonce_len,
- *   secret_len, ak_name_len, der_len, n_pcrs), enum values (kind, state), prefixes and
- *   self addresses (a zero self4/self6 is replaced by the first usable address of the
+ *   secret_len, ak_name_len, ak_public_len, der_len, n_pcrs), enum values (kind, state),
+ *   prefixes and self addresses (a zero self4/self6 is replaced by the first usable address of the
  *   prefix before tenant_create is called). An op may assume that input is valid and
  *   does every check that needs state, in the same transaction as its write.
  * - Writes are durable when the op returns; a failed write leaves nothing behind.
