@@ -441,6 +441,25 @@ cluster_wait_applied(struct cluster *c, const char *tenant)
 	}
 }
 
+int
+cluster_holder(struct cluster *c, const char *tenant, char ret_node[64], int64_t *ret_epoch)
+{
+	struct timespec until;
+	int r;
+
+	mono_in(&until, 1000);
+	pthread_mutex_lock(&c->wait_lock);
+	r = c->wc != NULL ? 0 : lease_connect(c->conninfo, &c->wc, &until);
+	if (r == 0)
+		r = lease_holder(c->wc, tenant, ret_node, ret_epoch, &until);
+	if (r < 0 && r != -ENOENT && c->wc != NULL) {
+		PQfinish(c->wc);
+		c->wc = NULL;
+	}
+	pthread_mutex_unlock(&c->wait_lock);
+	return r;
+}
+
 /* ---- start and stop ------------------------------------------------------------------------- */
 
 size_t

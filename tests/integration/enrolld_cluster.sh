@@ -94,6 +94,7 @@ O=$(other "$H")
 check "its interface is up on the holder ($H)" wait_for 5 has_if "$H"
 check "and not on the other node ($O)" bash -c "! nsenter -t ${PID[$O]} -m -n ip link show $IF >/dev/null 2>&1"
 check "the endpoint hook ran 'up' on $H" wait_for 5 grep -q " $H up c $IF 192.0.2.1:35150" "$T/hook.log"
+check "GET through $O names the holder and says the interface is up" bash -c "[ \"\$(ip netns exec $(node_ns "$O") curl -s -H 'Authorization: Bearer $ADMIN' $U/v1/tenants/c | jq -r '\"\\(.holder.node) \\(.interface_up)\"')\" = '$H true' ]"
 PUB=$(show "$H" | awk 'NR == 1 { print $2 }')
 check "the interface has a key" [ -n "$PUB" ]
 check "the key is stored sealed (60 bytes), once" [ "$(sql "SELECT count(*) || ':' || min(length(sealed)) FROM tenant_keys WHERE tenant = 'c'")" = "1:60" ]
