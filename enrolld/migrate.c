@@ -35,11 +35,17 @@ struct side {
 	struct store *s;
 };
 
-/* What a log line may show of a side: never a connection string (it may hold a password). */
+/*
+ * What a log line shows of a side: "lmdb '<dir>'", or only "postgresql": never a connection
+ * string (it may hold a password).
+ */
 static const char *
-side_name(const struct side *sd)
+side_name(const struct side *sd, char *buf, size_t len)
 {
-	return sd->backend == STORE_BACKEND_POSTGRESQL ? "postgresql" : sd->where;
+	if (sd->backend == STORE_BACKEND_POSTGRESQL)
+		return "postgresql";
+	snprintf(buf, len, "lmdb '%s'", sd->where);
+	return buf;
 }
 
 /*
@@ -103,6 +109,7 @@ static int
 open_side(struct side *sd, const struct enrolld_conf *conf, const uint8_t *kek)
 {
 	struct store_options o = { .backend = sd->backend, .kek = kek };
+	char name[PATH_MAX + 8];
 	int r;
 
 	if (sd->backend == STORE_BACKEND_LMDB) {
@@ -121,8 +128,8 @@ open_side(struct side *sd, const struct enrolld_conf *conf, const uint8_t *kek)
 	}
 	r = store_open(&sd->s, sd->where, &o);
 	if (r < 0)
-		log_warnx("cannot open the %s '%s': %s %s", sd->label, side_name(sd), strerror(-r),
-			store_errmsg());
+		log_warnx("cannot open the %s (%s): %s %s", sd->label,
+			side_name(sd, name, sizeof(name)), strerror(-r), store_errmsg());
 	return r;
 }
 
@@ -296,7 +303,7 @@ enrolld_migrate(const struct enrolld_conf *conf, const char *dest)
 	struct store_dump d = { 0 };
 	uint8_t *kek = NULL;
 	size_t missing = 0;
-	char why[512];
+	char why[512], sname[PATH_MAX + 8], dname[PATH_MAX + 8];
 	int keys, r, ret = 1;
 
 	if (parse_dest(dest, &dst) < 0) {
@@ -333,24 +340,28 @@ enrolld_migrate(const struct enrolld_conf *conf, const char *dest)
 		log_warnx("the source is inconsistent (%s): not copying it", why);
 		goto out;
 	}
-	log_info("copying %s '%s' into %s '%s'", store_backend_name(src.s), side_name(&src),
-		store_backend_name(dst.s), side_name(&dst));
+	side_name(&src, sname, sizeof(sname));
+	side_name(&dst, dname, sizeof(dname));
+	log_info("copying %s into %s", sname, dname);
 	r = store_migrate(src.s, dst.s, &d, why, sizeof(why));
 	if (r == -ENOTEMPTY) {
-		log_warnx("the destination '%s' is not empty: nothing copied (%s)", side_name(&dst),
-			why);
+		log_warnx("the destination (%s) is not empty: nothing copied", dname);
+		goto out;
+	}
+	if (r == -EUCLEAN) {
+		log_warnx("migration failed: the copy differs from the source: %s; empty the "
+			  "destination (%s) before trying again", why, dname);
 		goto out;
 	}
 	if (r < 0) {
-		log_warnx("migration failed: %s; the destination '%s' may hold part of the copy: "
-			  "empty it before trying again", why, side_name(&dst));
+		log_warnx("migration failed: %s (%s); the destination (%s) may hold part of the "
+			  "copy: empty it before trying again", why, strerror(-r), dname);
 		goto out;
 	}
 	keys = copy_keys(&src, &dst, &d, &missing);
 	if (keys < 0) {
 		log_warnx("migration failed while copying the tenants' interface keys; the "
-			  "destination '%s' holds the records: empty it before trying again",
-			side_name(&dst));
+			  "destination (%s) holds the records: empty it before trying again", dname);
 		goto out;
 	}
 	log_info("copied and verified equal: %zu tenants, %zu devices (next id %llu), %zu events "

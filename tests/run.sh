@@ -55,7 +55,7 @@ run_unit() {
 # leases of a cluster (test_cluster_lease_pg; run alone it skips everything).
 run_store_pg() {
 	local t name log
-	for t in test_store test_cluster_lease; do
+	for t in test_store test_cluster_lease test_store_migrate; do
 		name=unit/${t}_pg
 		log=$LOGDIR/${t}_pg.log
 		[ -x "$B/tests/unit/$t" ] || continue

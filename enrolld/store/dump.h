@@ -57,10 +57,9 @@ struct store_dump {
 	size_t n_events;
 };
 
-/* The front's doors to the backend's ops of the same names (backend.h) and its name. */
+/* The front's doors to the backend's ops of the same names (backend.h). */
 int store_export_raw(struct store *s, struct store_dump *d);
 int store_import(struct store *s, const struct store_dump *d);
-const char *store_backend_name(struct store *s);
 
 /* Frees what a dump holds (and wipes nothing: a dump holds no secret). NULL is a no-op. */
 void store_dump_free(struct store_dump *d);

@@ -782,12 +782,6 @@ store_events_wait(struct store *s, uint64_t after, int timeout_ms)
 
 /* ---- migration between backends (enrolld/store/migrate.c) -------------------------------------- */
 
-const char *
-store_backend_name(struct store *s)
-{
-	return s->ops->name;
-}
-
 int
 store_export_raw(struct store *s, struct store_dump *d)
 {
