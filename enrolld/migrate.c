@@ -43,8 +43,9 @@ static const char *
 side_name(const struct side *sd, char *buf, size_t len)
 {
 	if (sd->backend == STORE_BACKEND_POSTGRESQL)
-		return "postgresql";
-	snprintf(buf, len, "lmdb '%s'", sd->where);
+		snprintf(buf, len, "postgresql");
+	else
+		snprintf(buf, len, "lmdb '%s'", sd->where);
 	return buf;
 }
 
