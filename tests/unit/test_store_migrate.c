@@ -56,11 +56,16 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 	return remove(path);
 }
 
+/* Run @sql as the superuser in database @db (NULL: the server's default one). */
 static void
-pg_sql(const char *sql)
+pg_sql_in(const char *db, const char *sql)
 {
-	PGconn *c = PQconnectdb(pg_base);
+	char conn[1024];
+	PGconn *c;
 	PGresult *res;
+
+	snprintf(conn, sizeof(conn), "%s%s%s", pg_base, db ? " dbname=" : "", db ? db : "");
+	c = PQconnectdb(conn);
 
 	if (PQstatus(c) != CONNECTION_OK)
 		fail_msg("postgresql: %s", PQerrorMessage(c));
@@ -69,6 +74,12 @@ pg_sql(const char *sql)
 		fail_msg("postgresql: %s: %s", sql, PQresultErrorMessage(res));
 	PQclear(res);
 	PQfinish(c);
+}
+
+static void
+pg_sql(const char *sql)
+{
+	pg_sql_in(NULL, sql);
 }
 
 static int
@@ -491,6 +502,19 @@ test_lmdb_to_pg_and_back(void **state)
 	fill_store(a);
 	migrate(a, pg);
 	assert_same(a, pg);
+	/* a node of a cluster still holding a tenant: the source is in use */
+	{
+		struct store *busy = open_lmdb(f, "busy");
+		char why[256];
+
+		pg_sql_in(f->pg_db, "INSERT INTO tenant_leases (tenant, node, epoch, expires) "
+				    "VALUES ('acme', 'node-a', 1, now() + interval '1 minute')");
+		assert_int_equal(store_migrate(pg, busy, NULL, why, sizeof(why)), -EBUSY);
+		print_message("refused: %s\n", why);
+		assert_non_null(strstr(why, "stop every enrolld node"));
+		pg_sql_in(f->pg_db, "UPDATE tenant_leases SET expires = now() - interval '1 second'");
+		store_free(busy);
+	}
 	migrate(pg, c);
 	assert_same(a, c);
 	/* the copies' new enrollments go on from the same place */
