@@ -215,102 +215,202 @@ put_x509(PGconn *c, const struct store_x509_revoked *rv)
 		"($1::text, $2::bytea, $3::text, $4::int8)", &a);
 }
 
-static int
-put_registration(PGconn *c, const struct store_registration *reg)
-{
-	struct pg_args a = { 0 };
+/*
+ * The bulk of a store (registrations, tokens, devices, EK revocations, health, events) goes
+ * in with COPY ... FROM STDIN in text format: one round trip per 64 KiB instead of one per
+ * row.
+ */
+struct copy {
+	PGconn *c;
+	int r;
+	size_t len;
+	char buf[1 << 16];
+};
 
-	pa_text(&a, reg->tenant);
-	pa_bytes(&a, reg->ek_hash, STORE_HASH_LEN);
-	pa_text(&a, reg->label);
-	pa_i64(&a, reg->created);
-	return pg_exec(c, "INSERT INTO registrations (tenant, ek_hash, label, created) VALUES "
-		"($1::text, $2::bytea, $3::text, $4::int8)", &a);
+static void
+copy_flush(struct copy *cp)
+{
+	if (cp->r == 0 && cp->len > 0 && PQputCopyData(cp->c, cp->buf, (int)cp->len) != 1)
+		cp->r = pg_errno(cp->c, NULL);
+	cp->len = 0;
 }
 
-static int
-put_token(PGconn *c, const struct store_token *t)
+static void
+copy_raw(struct copy *cp, const char *p, size_t n)
 {
-	struct pg_args a = { 0 };
+	while (n > 0) {
+		size_t k = sizeof(cp->buf) - cp->len < n ? sizeof(cp->buf) - cp->len : n;
 
-	pa_bytes(&a, t->hash, STORE_HASH_LEN);
-	pa_text(&a, t->tenant);
-	pa_text(&a, t->label);
-	pa_i64(&a, t->uses_left);
-	pa_i64(&a, t->expires);
-	pa_i64(&a, t->created);
-	pa_i64(&a, t->revoked ? 1 : 0);
-	return pg_exec(c, "INSERT INTO tokens (hash, tenant, label, uses_left, expires, created, "
-		"revoked) VALUES ($1::bytea, $2::text, $3::text, $4::int8, $5::int8, $6::int8, "
-		"$7::int8 <> 0)", &a);
+		memcpy(cp->buf + cp->len, p, k);
+		cp->len += k;
+		p += k;
+		n -= k;
+		if (cp->len == sizeof(cp->buf))
+			copy_flush(cp);
+	}
 }
 
-static int
-put_device(PGconn *c, const struct store_device *d)
+/* A column: @sep ('\t' between columns, '\n' after the last) follows it. */
+static void
+copy_i64(struct copy *cp, int64_t v, char sep)
 {
-	struct pg_args a = { 0 };
+	char b[24];
+	int n = snprintf(b, sizeof(b), "%lld%c", (long long)v, sep);
+
+	copy_raw(cp, b, (size_t)n);
+}
+
+/* Text, with COPY's escapes for backslash, tab, newline and carriage return. */
+static void
+copy_text(struct copy *cp, const char *t, char sep)
+{
+	for (; *t != '\0'; t++) {
+		const char *e = *t == '\\' ? "\\\\" : *t == '\t' ? "\\t" : *t == '\n' ? "\\n" :
+			*t == '\r' ? "\\r" : NULL;
+
+		copy_raw(cp, e != NULL ? e : t, e != NULL ? 2 : 1);
+	}
+	copy_raw(cp, &sep, 1);
+}
+
+/* bytea in hex ("\x...", its backslash escaped for COPY) */
+static void
+copy_bytes(struct copy *cp, const uint8_t *p, size_t n, char sep)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	copy_raw(cp, "\\\\x", 3);
+	for (size_t i = 0; i < n; i++) {
+		char b[2] = { hex[p[i] >> 4], hex[p[i] & 15] };
+
+		copy_raw(cp, b, 2);
+	}
+	copy_raw(cp, &sep, 1);
+}
+
+static void
+copy_null(struct copy *cp, char sep)
+{
+	copy_raw(cp, "\\N", 2);
+	copy_raw(cp, &sep, 1);
+}
+
+typedef void (*copy_row_fn)(struct copy *cp, const void *rec);
+
+/* COPY @n records of @size bytes from @recs with @sql ("COPY t (...) FROM STDIN"). */
+static int
+copy_rows(PGconn *c, const char *sql, const void *recs, size_t n, size_t size, copy_row_fn row)
+{
+	struct copy *cp;
+	PGresult *res;
 	int r;
 
-	pa_i64(&a, (int64_t)d->id);
-	pa_text(&a, d->tenant);
-	pa_bytes(&a, d->addr4, 16);
-	if (d->has_addr6)
-		pa_bytes(&a, d->addr6, 16);
-	else
-		pa_null(&a);
-	pa_i64(&a, d->state);
-	pa_i64(&a, d->kind);
-	pa_bytes(&a, d->wg_pubkey, STORE_KEY_LEN);
-	pa_bytes(&a, d->ek_hash, STORE_HASH_LEN);
-	pa_i64(&a, d->created);
-	pa_i64(&a, d->updated);
-	pa_i64(&a, d->revoked);
-	r = pg_exec(c, "INSERT INTO devices (id, tenant, addr4, addr6, state, kind, wg_pubkey, "
-		"ek_hash, created, updated, revoked) VALUES ($1::int8, $2::text, $3::bytea, "
-		"$4::bytea, $5::int8, $6::int8, $7::bytea, $8::bytea, $9::int8, $10::int8, "
-		"$11::int8)", &a);
-	if (r == -EEXIST)
-		store_set_errmsg("device %llu: an id, address, key or EK held twice",
-			(unsigned long long)d->id);
+	if (n == 0)
+		return 0;
+	cp = calloc(1, sizeof(*cp));
+	if (cp == NULL)
+		return -ENOMEM;
+	cp->c = c;
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		r = pg_errno(c, res);
+		PQclear(res);
+		free(cp);
+		return r;
+	}
+	PQclear(res);
+	for (size_t i = 0; i < n && cp->r == 0; i++)
+		row(cp, (const uint8_t *)recs + i * size);
+	copy_flush(cp);
+	r = cp->r;
+	/* a failed write ends the COPY with an error: nothing of it stays */
+	if (PQputCopyEnd(c, r < 0 ? "enrolld: import failed" : NULL) != 1 && r == 0)
+		r = pg_errno(c, NULL);
+	while ((res = PQgetResult(c)) != NULL) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && r == 0)
+			r = pg_errno(c, res);
+		PQclear(res);
+	}
+	free(cp);
 	return r;
 }
 
-static int
-put_revocation(PGconn *c, const struct store_dump_revocation *rev)
+static void
+row_registration(struct copy *cp, const void *rec)
 {
-	struct pg_args a = { 0 };
+	const struct store_registration *reg = rec;
 
-	pa_bytes(&a, rev->ek_hash, STORE_HASH_LEN);
-	pa_i64(&a, (int64_t)rev->device);
-	pa_i64(&a, rev->time);
-	return pg_exec(c, "INSERT INTO revocations (ek_hash, device, time) VALUES ($1::bytea, "
-		"$2::int8, $3::int8)", &a);
+	copy_text(cp, reg->tenant, '\t');
+	copy_bytes(cp, reg->ek_hash, STORE_HASH_LEN, '\t');
+	copy_text(cp, reg->label, '\t');
+	copy_i64(cp, reg->created, '\n');
 }
 
-static int
-put_health(PGconn *c, const struct store_health *h)
+static void
+row_token(struct copy *cp, const void *rec)
 {
-	struct pg_args a = { 0 };
+	const struct store_token *t = rec;
 
-	pa_i64(&a, (int64_t)h->device);
-	pa_i64(&a, h->state);
-	pa_i64(&a, h->since);
-	return pg_exec(c, "INSERT INTO health (device, state, since) VALUES ($1::int8, $2::int8, "
-		"$3::int8)", &a);
+	copy_bytes(cp, t->hash, STORE_HASH_LEN, '\t');
+	copy_text(cp, t->tenant, '\t');
+	copy_text(cp, t->label, '\t');
+	copy_i64(cp, t->uses_left, '\t');
+	copy_i64(cp, t->expires, '\t');
+	copy_i64(cp, t->created, '\t');
+	copy_text(cp, t->revoked ? "t" : "f", '\n');
 }
 
-static int
-put_event(PGconn *c, const struct store_event *ev)
+static void
+row_device(struct copy *cp, const void *rec)
 {
-	struct pg_args a = { 0 };
+	const struct store_device *d = rec;
 
-	pa_i64(&a, (int64_t)ev->seq);
-	pa_i64(&a, ev->time);
-	pa_i64(&a, ev->kind);
-	pa_i64(&a, (int64_t)ev->device);
-	pa_text(&a, ev->tenant);
-	return pg_exec(c, "INSERT INTO events (seq, time, kind, device, tenant) VALUES ($1::int8, "
-		"$2::int8, $3::int8, $4::int8, $5::text)", &a);
+	copy_i64(cp, (int64_t)d->id, '\t');
+	copy_text(cp, d->tenant, '\t');
+	copy_bytes(cp, d->addr4, 16, '\t');
+	if (d->has_addr6)
+		copy_bytes(cp, d->addr6, 16, '\t');
+	else
+		copy_null(cp, '\t');
+	copy_i64(cp, d->state, '\t');
+	copy_i64(cp, d->kind, '\t');
+	copy_bytes(cp, d->wg_pubkey, STORE_KEY_LEN, '\t');
+	copy_bytes(cp, d->ek_hash, STORE_HASH_LEN, '\t');
+	copy_i64(cp, d->created, '\t');
+	copy_i64(cp, d->updated, '\t');
+	copy_i64(cp, d->revoked, '\n');
+}
+
+static void
+row_revocation(struct copy *cp, const void *rec)
+{
+	const struct store_dump_revocation *rev = rec;
+
+	copy_bytes(cp, rev->ek_hash, STORE_HASH_LEN, '\t');
+	copy_i64(cp, (int64_t)rev->device, '\t');
+	copy_i64(cp, rev->time, '\n');
+}
+
+static void
+row_health(struct copy *cp, const void *rec)
+{
+	const struct store_health *h = rec;
+
+	copy_i64(cp, (int64_t)h->device, '\t');
+	copy_i64(cp, h->state, '\t');
+	copy_i64(cp, h->since, '\n');
+}
+
+static void
+row_event(struct copy *cp, const void *rec)
+{
+	const struct store_event *ev = rec;
+
+	copy_i64(cp, (int64_t)ev->seq, '\t');
+	copy_i64(cp, ev->time, '\t');
+	copy_i64(cp, ev->kind, '\t');
+	copy_i64(cp, (int64_t)ev->device, '\t');
+	copy_text(cp, ev->tenant, '\n');
 }
 
 static int
@@ -330,18 +430,28 @@ fn_import(struct store_backend *b, PGconn *c, void *arg)
 		r = put_crl(c, &d->crls[i]);
 	for (i = 0; r >= 0 && i < d->n_x509; i++)
 		r = put_x509(c, &d->x509[i]);
-	for (i = 0; r >= 0 && i < d->n_regs; i++)
-		r = put_registration(c, &d->regs[i]);
-	for (i = 0; r >= 0 && i < d->n_tokens; i++)
-		r = put_token(c, &d->tokens[i]);
-	for (i = 0; r >= 0 && i < d->n_devices; i++)
-		r = put_device(c, &d->devices[i]);
-	for (i = 0; r >= 0 && i < d->n_revocations; i++)
-		r = put_revocation(c, &d->revocations[i]);
-	for (i = 0; r >= 0 && i < d->n_health; i++)
-		r = put_health(c, &d->health[i]);
-	for (i = 0; r >= 0 && i < d->n_events; i++)
-		r = put_event(c, &d->events[i]);
+	if (r >= 0)
+		r = copy_rows(c, "COPY registrations (tenant, ek_hash, label, created) FROM STDIN",
+			d->regs, d->n_regs, sizeof(*d->regs), row_registration);
+	if (r >= 0)
+		r = copy_rows(c, "COPY tokens (hash, tenant, label, uses_left, expires, created, "
+			"revoked) FROM STDIN", d->tokens, d->n_tokens, sizeof(*d->tokens), row_token);
+	if (r >= 0) {
+		r = copy_rows(c, "COPY devices (id, tenant, addr4, addr6, state, kind, wg_pubkey, "
+			"ek_hash, created, updated, revoked) FROM STDIN", d->devices, d->n_devices,
+			sizeof(*d->devices), row_device);
+		if (r == -EEXIST)
+			store_set_errmsg("devices: an id, address, key or EK held twice");
+	}
+	if (r >= 0)
+		r = copy_rows(c, "COPY revocations (ek_hash, device, time) FROM STDIN",
+			d->revocations, d->n_revocations, sizeof(*d->revocations), row_revocation);
+	if (r >= 0)
+		r = copy_rows(c, "COPY health (device, state, since) FROM STDIN", d->health,
+			d->n_health, sizeof(*d->health), row_health);
+	if (r >= 0)
+		r = copy_rows(c, "COPY events (seq, time, kind, device, tenant) FROM STDIN",
+			d->events, d->n_events, sizeof(*d->events), row_event);
 	if (r < 0)
 		return r;
 	/* the next nextval() is next_device itself; the counter is the last seq handed out */

@@ -284,7 +284,8 @@ fill_store(struct store *s)
 		memset(&tok, 0, sizeof(tok));
 		fill(tok.hash, 0x70, k);
 		snprintf(tok.tenant, sizeof(tok.tenant), k == 2 ? "c-3" : "acme");
-		snprintf(tok.label, sizeof(tok.label), "batch %u", k);
+		/* COPY's text format must carry any label: tab, backslash, newline */
+		snprintf(tok.label, sizeof(tok.label), k == 1 ? "batch\t1 \\N \\x\n\r" : "batch %u", k);
 		tok.uses_left = 2 + k;
 		tok.expires = k == 2 ? 1800000000 : 0;
 		assert_int_equal(store_token_create(s, &tok), 0);
