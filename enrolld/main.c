@@ -33,6 +33,7 @@
 #include "enrolld/attest/crl.h"
 #include "enrolld/cluster/node.h"
 #include "enrolld/enrolld.h"
+#include "enrolld/migrate.h"
 #include "enrolld/privsep.h"
 
 #define TOKEN_MAX ENROLLD_TOKEN_MAX
@@ -54,6 +55,10 @@ usage(FILE *f)
 		"      --routes       print the API's routes (METHOD PATH) and exit\n"
 		"      --backup DIR   copy the database (consistent, compacted) into the empty\n"
 		"                     directory DIR and exit; safe while enrolld runs\n"
+		"      --migrate-to DEST\n"
+		"                     copy the state of [state] (enrolld stopped) into the empty\n"
+		"                     store DEST, lmdb:DIR or postgresql:CONNINFO, with the\n"
+		"                     tenants' keys, verify the copy equal and exit\n"
 		"      --privsep-selftest FILE\n"
 		"                     drop privileges to server.user as the network process\n"
 		"                     does, try to read FILE, open a netlink socket, exec, and\n"
@@ -656,9 +661,11 @@ main(int argc, char *argv[])
 		{ "routes", no_argument, NULL, 'R' },
 		{ "backup", required_argument, NULL, 'B' },
 		{ "privsep-selftest", required_argument, NULL, 'S' },
+		{ "migrate-to", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *conf_path = ENROLLD_DEFAULT_CONF, *backup = NULL, *selftest = NULL;
+	const char *migrate_to = NULL;
 	struct http_config hc = { 0 };
 	static struct enrolld e;
 	char *trust_pem = NULL;
@@ -696,6 +703,9 @@ main(int argc, char *argv[])
 		case 'S':
 			selftest = optarg;
 			break;
+		case 'M':
+			migrate_to = optarg;
+			break;
 		case 'R':
 			/* docs/openapi.json is checked against this by a test */
 			for (size_t i = 0; i < api_n_routes; i++)
@@ -711,7 +721,8 @@ main(int argc, char *argv[])
 		return 2;
 	}
 
-	log_init(foreground || check || backup != NULL || selftest != NULL, "enrolld");
+	log_init(foreground || check || backup != NULL || selftest != NULL || migrate_to != NULL,
+		"enrolld");
 	log_setverbose(verbose);
 	pthread_mutex_init(&e.token_lock, NULL);
 	pthread_mutex_init(&e.crl_lock, NULL);
@@ -773,6 +784,10 @@ main(int argc, char *argv[])
 	}
 	if (backup != NULL) {
 		r = do_backup(&e, backup);
+		goto out;
+	}
+	if (migrate_to != NULL) {
+		r = enrolld_migrate(&e.conf, migrate_to);
 		goto out;
 	}
 	if (selftest != NULL) {

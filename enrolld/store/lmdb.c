@@ -781,4 +781,6 @@ const struct store_ops store_lmdb_ops = {
 	.events_last = lmdb_events_last,
 	.events_wait = lmdb_events_wait,
 	.get_stats = lmdb_get_stats,
+	.export_raw = lmdb_export_raw,
+	.import = lmdb_import,
 };

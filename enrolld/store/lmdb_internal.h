@@ -323,4 +323,8 @@ int lmdb_health_get(struct store_backend *b, uint64_t device, struct store_healt
 /* lmdb_verify.c */
 int lmdb_verify(struct store_backend *b, char *why, size_t why_len);
 
+/* lmdb_import.c */
+int lmdb_export_raw(struct store_backend *b, struct store_dump *d);
+int lmdb_import(struct store_backend *b, const struct store_dump *d);
+
 #endif

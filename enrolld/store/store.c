@@ -792,3 +792,17 @@ store_events_wait(struct store *s, uint64_t after, int timeout_ms)
 {
 	return s->ops->events_wait(s->b, after, timeout_ms);
 }
+
+/* ---- migration between backends (enrolld/store/migrate.c) -------------------------------------- */
+
+int
+store_export_raw(struct store *s, struct store_dump *d)
+{
+	return s->ops->export_raw(s->b, d);
+}
+
+int
+store_import(struct store *s, const struct store_dump *d)
+{
+	return s->ops->import(s->b, d);
+}
