@@ -98,6 +98,8 @@ struct enrolld_conf {
 /* conf.c */
 int conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errlen);
 void conf_clear(struct enrolld_conf *conf);
+/* The key-encryption key of state.kek_file (64 hex digits) into @ret; logs why not. */
+int conf_read_kek(const char *path, uint8_t ret[static STORE_KEK_LEN]);
 
 /* ---- http.c: the HTTP server and request plumbing shared by every handler ---- */
 struct http_server;

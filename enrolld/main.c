@@ -7,7 +7,6 @@
  * tenants' WireGuard interfaces (plane.c), the health monitor (health.c), the
  * reconciliation thread, the HTTP server (http.c). The API lives in api*.c.
  */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -400,40 +399,6 @@ out:
 	return r;
 }
 
-/*
- * The key-encryption key from [state] kek_file: 64 hex digits (openssl rand -hex 32), a
- * secret file (mode checked). Every buffer that held it is wiped.
- */
-static int
-read_kek(const char *path, uint8_t ret[static STORE_KEK_LEN])
-{
-	char buf[2 * STORE_KEK_LEN + 2];
-	ssize_t n;
-	int r = -EINVAL;
-
-	n = config_read_secret(path, buf, sizeof(buf));
-	if (n < 0) {
-		log_warnx("state.kek_file '%s': %s", path, strerror((int)-n));
-		return (int)n;
-	}
-	if (n != 2 * STORE_KEK_LEN)
-		goto out;
-	for (size_t i = 0; i < STORE_KEK_LEN; i++) {
-		unsigned int v;
-
-		if (sscanf(buf + 2 * i, "%2x", &v) != 1 || !isxdigit((unsigned char)buf[2 * i]) ||
-		    !isxdigit((unsigned char)buf[2 * i + 1]))
-			goto out;
-		ret[i] = (uint8_t)v;
-	}
-	r = 0;
-out:
-	if (r < 0)
-		log_warnx("state.kek_file '%s': not 64 hex digits (32 bytes)", path);
-	OPENSSL_cleanse(buf, sizeof(buf));
-	return r;
-}
-
 /* Where the state is, for log lines: never the connection string (it may hold a password). */
 static const char *
 store_where(const struct enrolld *e)
@@ -460,7 +425,7 @@ open_store(struct enrolld *e)
 		kek = secmem_alloc(STORE_KEK_LEN);
 		if (kek == NULL)
 			return -errno;
-		r = read_kek(e->conf.kek_file, kek);
+		r = conf_read_kek(e->conf.kek_file, kek);
 		if (r < 0)
 			goto out;
 		o.kek = kek;

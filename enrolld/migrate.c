@@ -8,7 +8,6 @@
  * are in the database sealed under the KEK (store_tenant_key_get/put). A key is read back
  * from the destination and compared with the source's before it counts as copied.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -47,40 +46,6 @@ side_name(const struct side *sd, char *buf, size_t len)
 	else
 		snprintf(buf, len, "lmdb '%s'", sd->where);
 	return buf;
-}
-
-/*
- * The KEK of state.kek_file: 64 hex digits (as enrolld/main.c reads it for the daemon), a
- * secret file. Every buffer that held it is wiped.
- */
-static int
-read_kek(const char *path, uint8_t ret[static STORE_KEK_LEN])
-{
-	char buf[2 * STORE_KEK_LEN + 2];
-	ssize_t n;
-	int r = -EINVAL;
-
-	n = config_read_secret(path, buf, sizeof(buf));
-	if (n < 0) {
-		log_warnx("state.kek_file '%s': %s", path, strerror((int)-n));
-		return (int)n;
-	}
-	if (n != 2 * STORE_KEK_LEN)
-		goto out;
-	for (size_t i = 0; i < STORE_KEK_LEN; i++) {
-		unsigned int v;
-
-		if (!isxdigit((unsigned char)buf[2 * i]) ||
-		    !isxdigit((unsigned char)buf[2 * i + 1]) || sscanf(buf + 2 * i, "%2x", &v) != 1)
-			goto out;
-		ret[i] = (uint8_t)v;
-	}
-	r = 0;
-out:
-	if (r < 0)
-		log_warnx("state.kek_file '%s': not 64 hex digits (32 bytes)", path);
-	OPENSSL_cleanse(buf, sizeof(buf));
-	return r;
 }
 
 /*
@@ -331,7 +296,7 @@ enrolld_migrate(const struct enrolld_conf *conf, const char *dest)
 			return 1;
 		}
 		kek = secmem_alloc(STORE_KEK_LEN);
-		if (kek == NULL || read_kek(conf->kek_file, kek) < 0)
+		if (kek == NULL || conf_read_kek(conf->kek_file, kek) < 0)
 			goto out;
 	}
 	if (open_side(&src, conf, kek) < 0 || open_side(&dst, conf, kek) < 0)
