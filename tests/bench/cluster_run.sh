@@ -14,8 +14,10 @@
 # their wireguard-go interfaces have the same names, and wireguard-go's UAPI sockets would
 # otherwise meet in the host's /run/wireguard. Each node has its own db_path (its keys), all
 # nodes of a configuration the same database, the same KEK and the same tenant row.
-# Without [cluster] (CLUSTER=0) every node brings every tenant's interface up with its own
-# key; with CLUSTER=1 (needs enrolld's [cluster] mode) the nodes run with [cluster] enabled.
+# Configurations "pg:K": K nodes without [cluster], each bringing every tenant's interface
+# up with its own key; "pgc:K": K nodes with [cluster] enabled (lease defaults: the tenant's
+# interface on its lease holder only; an enrollment answered by another node waits until
+# the holder has applied it), enrolld binary $CLUSTER_BIN (default: $ENROLLD_BIN).
 #
 # Each software device does its challenge and its completion on one node; devices go
 # round-robin over the configuration's nodes (enroll_bench --url ... --url ...). Per point:
@@ -26,7 +28,7 @@
 # fsyncs per enrollment (pg_stat_wal). At the end, the size of every table per device.
 #
 #   CONFIGS ("lmdb:1 pg:1 pg:2 pg:3"), CONCS ("8 64"), N (400 per point), ROUNDS (2),
-#   EK (p256), MODE (http | https: a new TLS connection per enrollment), CLUSTER (0),
+#   EK (p256), MODE (http | https: a new TLS connection per enrollment), CLUSTER_BIN,
 #   STATS_WAIT (11 s after each point, for PostgreSQL's statistics)
 # TSV to $CLUSTER_TSV (build/bench/cluster.tsv):
 #   run ROUND LABEL NODES CONC ENR/S P50 P99 NODES_CPU DEVICES_CPU PG_CPU XACT INS UPD DEL WAL_B
@@ -42,7 +44,7 @@ N=${N:-400}
 ROUNDS=${ROUNDS:-2}
 EK=${EK:-p256}
 MODE=${MODE:-http}
-CLUSTER=${CLUSTER:-0}
+CLUSTER_BIN=${CLUSTER_BIN:-$ENROLLD_BIN}
 STATS_WAIT=${STATS_WAIT:-11}
 CLUSTER_TSV=${CLUSTER_TSV:-$B/bench/cluster.tsv}
 [ -x "$BENCH" ] && [ -x "$ENROLLD_BIN" ] || { echo "$BENCH or $ENROLLD_BIN not built (make)"; exit 1; }
@@ -69,14 +71,16 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%d GB", $2 / 1048576 
 echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{ print $3 }'): own server, fsync on," \
 	"synchronous_commit $("${PSQL[@]}" -c 'SHOW synchronous_commit')"
 echo "cluster-bench: configurations $CONFIGS, N=$N per point, EK $EK, $MODE, concurrency $CONCS," \
-	"$ROUNDS rounds, [cluster] $([ "$CLUSTER" = 1 ] && echo on || echo off)"
+	"$ROUNDS rounds"
+[[ " $CONFIGS" == *" pgc:"* ]] && echo "[cluster] configurations: $CLUSTER_BIN"
 
 IDX=0
 declare -A NODE_URLS=() NODE_PIDS=() NODE_DB=() NODE_K=() LMDB_DIR=()
 
-# node_start LABEL J BACKEND DBNAME: one enrolld in its own network and mount namespaces
+# node_start LABEL J BACKEND DBNAME CLUSTER: one enrolld in its own network and mount
+# namespaces
 node_start() {
-	local label=$1 j=$2 backend=$3 db=$4 ns ip port conf log i state=() cl=()
+	local label=$1 j=$2 backend=$3 db=$4 ns ip port conf log i state=() cl=() bin=$ENROLLD_BIN
 	IDX=$((IDX + 1))
 	ns=$NS-$label-$j
 	ip=10.201.$IDX
@@ -93,7 +97,10 @@ node_start() {
 		state=("[state]" "backend = postgresql" "postgresql = $PG_TEST_CONN dbname=$db"
 			"kek_file = $T/kek")
 	fi
-	[ "$CLUSTER" = 1 ] && cl=("[cluster]" "enabled = true" "node = $label-$j")
+	if [ "$5" = 1 ]; then
+		cl=("[cluster]" "enabled = true" "node = $label-$j")
+		bin=$CLUSTER_BIN
+	fi
 	PORT=$port
 	ed_conf "[ratelimit]" "per_source_rate = 0" "global_rate = 0" "${state[@]}" "${cl[@]}"
 	conf=$T/$label-$j.conf
@@ -113,7 +120,7 @@ node_start() {
 	log=$T/$label-$j.log
 	: >"$log"
 	ip netns exec "$ns" sh -c 'mount -t tmpfs -o mode=0755 tmpfs /run/wireguard && exec "$@"' \
-		sh "$ENROLLD_BIN" -d -c "$conf" 2>>"$log" &
+		sh "$bin" -d -c "$conf" 2>>"$log" &
 	ED_BG_PIDS+=($!)
 	NODE_PIDS[$label]+=" $!"
 	for i in $(seq 300); do
@@ -142,8 +149,10 @@ LABELS=()
 for cfg in $CONFIGS; do
 	backend=${cfg%%:*}
 	k=${cfg#*:}
-	[ "$backend" = pg ] && backend=postgresql
 	label=${cfg%%:*}$k
+	cluster=0
+	[ "$backend" = pgc ] && cluster=1 && backend=pg
+	[ "$backend" = pg ] && backend=postgresql
 	[ "$backend" = lmdb ] && [ "$k" != 1 ] && { echo "LMDB is one node"; exit 1; }
 	LABELS+=("$label")
 	NODE_K[$label]=$k
@@ -153,7 +162,7 @@ for cfg in $CONFIGS; do
 		"${PSQL[@]}" -c "CREATE DATABASE $db" || exit 1
 		NODE_DB[$label]=$db
 	fi
-	node_start "$label" 1 "$backend" "$db"
+	node_start "$label" 1 "$backend" "$db" "$cluster"
 	u1=$(echo ${NODE_URLS[$label]} | cut -d' ' -f1)
 	ifn=$(ed_ifname "$label")
 	[ "$(capi "$u1" POST /v1/tenants "$ADMIN" "{\"name\":\"bench\",\"prefix\":\"10.200.0.0/16\",\
@@ -163,9 +172,9 @@ for cfg in $CONFIGS; do
 		{ echo "token: $(cat "$T/body")"; exit 1; }
 	TOKENS[$label]=$(jq -r .token "$T/body")
 	for j in $(seq 2 "$k"); do
-		node_start "$label" "$j" "$backend" "$db"
+		node_start "$label" "$j" "$backend" "$db" "$cluster"
 	done
-	echo "$label: $k node(s) on $backend:${NODE_URLS[$label]}"
+	echo "$label: $k node(s) on $backend$([ "$cluster" = 1 ] && echo ", [cluster]"):${NODE_URLS[$label]}"
 done
 sleep 2
 
@@ -180,6 +189,32 @@ pg_counters() { # DB
 		pg_snapshot_xmax(pg_current_snapshot())::text::int8
 		FROM pg_stat_wal w LEFT JOIN pg_stat_database d ON d.datname = '$1'"
 }
+
+# The nodes' background work (health ticks, session purges, the event waiter) when nobody
+# enrolls: transactions per second in each database, over STATS_WAIT seconds, before the
+# points (their per-enrollment counts include it).
+declare -A IDLE0=()
+for label in "${LABELS[@]}"; do
+	[ -n "${NODE_DB[$label]:-}" ] && IDLE0[$label]=$(pg_counters "${NODE_DB[$label]}")
+done
+# PostgreSQL's CPU in clock ticks, as enroll_bench --pg-pid counts it (its processes are
+# all named postgres: no spaces in the command field)
+pg_ticks() {
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$PG_PID" '
+		$1 == pm { t += $14 + $15 + $16 + $17 } $4 == pm { t += $14 + $15 } END { print t }'
+}
+pg0=$(pg_ticks)
+sleep "$STATS_WAIT"
+pg1=$(pg_ticks)
+for label in "${LABELS[@]}"; do
+	[ -n "${NODE_DB[$label]:-}" ] || continue
+	awk -v l="$label" -v w="$STATS_WAIT" -v b="${IDLE0[$label]}" -v a="$(pg_counters "${NODE_DB[$label]}")" \
+		'BEGIN { split(b, x, " "); split(a, y, " ")
+		printf "idle %s: %.1f transactions/s, %.2f write transactions/s (cluster-wide)\n", l,
+			(y[1] - x[1]) / w, (y[7] - x[7]) / w }'
+done
+echo "idle: PostgreSQL's CPU $(( (pg1 - pg0) * 1000 / $(getconf CLK_TCK) / STATS_WAIT )) ms per second"
+
 
 TLSARG=()
 [ "$MODE" = https ] && TLSARG=(--tls-ca "$T/tls.pem")
