@@ -271,6 +271,26 @@ awk '{ k = $2 " " $3 " " $7; n[k]++; e[k] += $10; p50[k] += $13; p99[k] += $16
 			pg[k] / n[k], x[k] / n[k], wx[k] / n[k], ins[k] / n[k], wb[k] / n[k], ws[k] / n[k] } }' \
 	"$T/results" | sort -k4,4n -k1,1 -k3,3n
 
+# The load was spread: each node logged the enrollments it answered ("device N enrolled");
+# devices go round-robin, so each node of a configuration must have its share (within 10%).
+echo
+echo "== enrollments answered per node (round-robin: equal shares)"
+for label in "${LABELS[@]}"; do
+	k=${NODE_K[$label]}
+	total=$(awk -v l="$label" '$3 == l { s += $9 } END { print s + 0 }' "$T/results")
+	counts=()
+	for j in $(seq "$k"); do
+		counts+=("$(grep -c ' enrolled in ' "$T/$label-$j.log")")
+	done
+	echo "$label: ${counts[*]} (of $total)"
+	for c in "${counts[@]}"; do
+		if [ $((c * k * 10)) -lt $((total * 9)) ] || [ $((c * k * 10)) -gt $((total * 11)) ]; then
+			echo "FAIL: $label: a node answered $c of $total enrollments, not about 1/$k"
+			rc=1
+		fi
+	done
+done
+
 echo
 echo "== size per device"
 for label in "${LABELS[@]}"; do
