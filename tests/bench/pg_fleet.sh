@@ -1,8 +1,9 @@
 #!/bin/bash
 # pg-fleet (not a test; run directly or `BENCHES=pgfleet tests/bench/run.sh`): the
-# PostgreSQL state of a large fleet, for docs/scaling.md. A throw-away PostgreSQL (tests/pg_lib.sh, fsync off: this measures sizes
-# and reads, not commits), PG_FLEET_N devices (100,000) in PG_FLEET_TENANTS tenants (4:
-# enrollments into one tenant are serialised on its row), written by
+# PostgreSQL state of a large fleet, for docs/scaling.md. A throw-away PostgreSQL
+# (tests/pg_lib.sh, fsync off: this measures sizes and reads, not commits), PG_FLEET_N
+# devices (100,000) in PG_FLEET_TENANTS tenants (4: enrollments into one tenant are
+# serialised on its row), written by
 # `fleet_bench populate` through store_enroll() (the enrollment's own store call: token
 # use, lowest free address, device row, an "enrolled" event), then:
 #   - every table's size with its indexes and TOAST, per device, after VACUUM; again with
