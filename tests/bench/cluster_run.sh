@@ -29,7 +29,8 @@
 #
 #   CONFIGS ("lmdb:1 pg:1 pg:2 pg:3"), CONCS ("8 64"), N (400 per point), ROUNDS (2),
 #   EK (p256), MODE (http | https: a new TLS connection per enrollment), CLUSTER_BIN,
-#   STATS_WAIT (11 s after each point, for PostgreSQL's statistics)
+#   STATS_WAIT (11 s after each point, for PostgreSQL's statistics), HEALTH_INTERVAL (the
+#   nodes' [health] interval; default enrolld's, 5 s)
 # TSV to $CLUSTER_TSV (build/bench/cluster.tsv):
 #   run ROUND LABEL NODES CONC ENR/S P50 P99 NODES_CPU DEVICES_CPU PG_CPU XACT INS UPD DEL WAL_B
 #       WAL_SYNC WRITE_XACT FAILED (all but the rates and latencies per enrollment)
@@ -110,6 +111,7 @@ node_start() {
 	sed -e "s|^listen = .*|listen = $ip.2|" -e "s|^db_path = .*|db_path = $T/db-$label-$j|" \
 		-e '/^reconcile_interval = /d' -e '/^interval = 1$/d' \
 		-e 's/^\[server\]$/[server]\nmax_connections_per_ip = 0/' "$T/e.conf" >"$conf"
+	[ -n "${HEALTH_INTERVAL:-}" ] && sed -i "s/^\[health\]$/[health]\ninterval = $HEALTH_INTERVAL/" "$conf"
 	if [ "$MODE" = https ]; then
 		sed -i "/^\[server\]/a tls_cert = $T/tls.pem\ntls_key = $T/tls.key" "$conf"
 		NODE_URLS[$label]+=" https://$ip.2:$port"
