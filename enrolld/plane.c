@@ -19,7 +19,10 @@
  * key off it (plane_device_sync() has the argument), and reconciliation from undoing them.
  *
  * Private keys: <key_dir>/<tenant>.key (base64, mode 0600, written atomically), read
- * when an interface is set up and wiped from memory right after.
+ * when an interface is set up and wiped from memory right after. In cluster mode they are
+ * in the store instead, sealed under the KEK (store_tenant_key_get), and an interface
+ * exists only while this node holds its tenant (docs/cluster.md): every change of a tenant
+ * not held is left to the node that holds it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -50,6 +53,7 @@
 extern char **environ;
 
 #define PLANE_MAX_TENANTS 1024
+#define PLANE_FENCE_MAX 64
 
 struct plane_tenant {
 	char name[STORE_NAME_MAX];
@@ -58,6 +62,7 @@ struct plane_tenant {
 	bool have_key;
 	bool up;
 	bool in_nft;
+	bool held; /* cluster mode: this node holds the tenant's lease */
 	struct wgproc wp; /* userspace: the wireguard-go serving the interface */
 	char last_err[128];
 };
@@ -76,6 +81,14 @@ struct plane {
 	bool vrf_missing; /* the kernel said no to VRF once: do not ask again */
 	struct plane_tenant *tenants;
 	size_t n_tenants;
+	/*
+	 * Cluster mode: tenants taken down without the lock (plane_tenant_drop found it held
+	 * past its time limit by a call waiting for the store): their state is brought in line
+	 * by the next holder of the lock, before it changes anything (fence_settle_locked).
+	 */
+	pthread_mutex_t fence_lock;
+	char fenced[PLANE_FENCE_MAX][STORE_NAME_MAX];
+	size_t n_fenced;
 	/*
 	 * Privilege separation: set in the unprivileged child, where every interface change
 	 * and read is asked of the privileged parent (privsep.c) and the fields above that
@@ -253,6 +266,34 @@ out:
 	return r;
 }
 
+/*
+ * Cluster mode: the tenant's key from the store, made on first use. Two nodes making it at
+ * once: the first put wins (-EEXIST for the other), and both use the stored one.
+ */
+static int
+store_key(struct plane *p, const char *tenant, uint8_t ret_priv[static WG_KEY_LEN])
+{
+	int r = store_tenant_key_get(p->cfg.key_store, tenant, ret_priv);
+
+	if (r != -ENOENT)
+		goto out;
+	r = key_generate_private(ret_priv);
+	if (r < 0)
+		goto out;
+	r = store_tenant_key_put(p->cfg.key_store, tenant, ret_priv);
+	if (r == 0)
+		log_info("tenant '%s': new interface key, stored under the KEK", tenant);
+	else if (r == -EEXIST)
+		r = store_tenant_key_get(p->cfg.key_store, tenant, ret_priv);
+out:
+	if (r < 0) {
+		explicit_bzero(ret_priv, WG_KEY_LEN);
+		log_warnx("tenant '%s': interface key from the store: %s %s", tenant,
+			strerror(-r), store_errmsg());
+	}
+	return r;
+}
+
 /* The tenant's private key into @ret_priv (caller wipes), created on first use. */
 static int
 tenant_private_key(struct plane *p, struct plane_tenant *pt, uint8_t ret_priv[static WG_KEY_LEN])
@@ -260,6 +301,12 @@ tenant_private_key(struct plane *p, struct plane_tenant *pt, uint8_t ret_priv[st
 	char path[PATH_MAX];
 	int r;
 
+	if (p->cfg.key_store != NULL) {
+		r = store_key(p, pt->name, ret_priv);
+		if (r < 0)
+			return r;
+		goto pub;
+	}
 	r = key_path(p, pt->name, "", path, sizeof(path));
 	if (r < 0)
 		return r;
@@ -279,6 +326,7 @@ tenant_private_key(struct plane *p, struct plane_tenant *pt, uint8_t ret_priv[st
 			path);
 	if (r < 0)
 		return r;
+pub:
 	r = key_public_from_private(pt->pub, ret_priv);
 	if (r < 0) {
 		explicit_bzero(ret_priv, WG_KEY_LEN);
@@ -550,6 +598,54 @@ configure_addresses(struct plane *p, struct plane_tenant *pt, const struct store
 	return 0;
 }
 
+/* ---- cluster mode: taking an interface down in time, lock or not ---------------------------- */
+
+/*
+ * The interface goes without the plane's lock and without its state: the wireguard-go
+ * answering on its socket is killed (its TUN goes with it), the link is deleted through a
+ * netlink socket of its own. For a drop that cannot wait for the lock (docs/cluster.md).
+ */
+static void
+fence_down(struct plane *p, const char *ifname)
+{
+	char path[PATH_MAX];
+	struct rtnl *rt = NULL;
+	pid_t pid;
+
+	if (p->cfg.backend == ENROLLD_WG_USERSPACE &&
+	    wgproc_sock_path(p->uapi_dir, ifname, path, sizeof(path)) == 0) {
+		pid = wgproc_sock_pid(path);
+		if (pid > 0 && kill(pid, SIGKILL) == 0)
+			log_warnx("interface '%s': killed its wireguard-go (pid %d) without waiting",
+				ifname, (int)pid);
+	}
+	if (if_nametoindex(ifname) != 0 && rtnl_open(&rt) == 0) {
+		(void)rtnl_link_del(rt, ifname);
+		rtnl_close(rt);
+	}
+}
+
+/* Bring the plane's state in line with the fenced tenants (p->lock held). */
+static void
+fence_settle_locked(struct plane *p)
+{
+	struct plane_tenant *pt;
+
+	pthread_mutex_lock(&p->fence_lock);
+	for (size_t i = 0; i < p->n_fenced; i++) {
+		pt = find_tenant(p, p->fenced[i]);
+		if (pt == NULL)
+			continue;
+		pt->held = false;
+		pt->up = false;
+		(void)wgproc_alive(&pt->wp); /* reaps the killed child, clears its pid */
+		if (pt->wp.pid > 0)
+			(void)wgproc_stop(&pt->wp, 1000);
+	}
+	p->n_fenced = 0;
+	pthread_mutex_unlock(&p->fence_lock);
+}
+
 static int
 tenant_up_locked(struct plane *p, const struct store_tenant *t)
 {
@@ -560,6 +656,12 @@ tenant_up_locked(struct plane *p, const struct store_tenant *t)
 	bool new_in_nft;
 	int r;
 
+	if (p->cfg.cluster) {
+		fence_settle_locked(p);
+		pt = find_tenant(p, t->name);
+		if (pt == NULL || !pt->held)
+			return -ENOLINK; /* another node's, or nobody's yet: not brought up here */
+	}
 	pt = get_tenant(p, t);
 	if (pt == NULL)
 		return -ENOMEM;
@@ -639,7 +741,7 @@ plane_tenant_up(struct plane *p, const struct store_tenant *t)
 	pthread_mutex_lock(&p->lock);
 	r = tenant_up_locked(p, t);
 	pthread_mutex_unlock(&p->lock);
-	return r;
+	return r == -ENOLINK ? 0 : r;
 }
 
 bool
@@ -677,6 +779,12 @@ apply_locked(struct plane *p, const struct store_tenant *t, const struct wg_devi
 	struct plane_tenant *pt = find_tenant(p, t->name);
 	int r;
 
+	if (p->cfg.cluster) {
+		fence_settle_locked(p);
+		pt = find_tenant(p, t->name);
+	}
+	if (p->cfg.cluster && (pt == NULL || !pt->held))
+		return 0; /* the node holding the tenant applies it (docs/cluster.md) */
 	if (pt == NULL || !pt->up) {
 		r = tenant_up_locked(p, t);
 		if (r < 0)
@@ -894,6 +1002,10 @@ reconcile_tenant(struct plane *p, struct store *s, const struct store_tenant *t)
 
 	pthread_mutex_lock(&p->lock);
 	r = tenant_up_locked(p, t);
+	if (r == -ENOLINK) {
+		r = 0; /* cluster mode, not held here */
+		goto out;
+	}
 	if (r < 0)
 		goto out;
 	/* The store after the lock: see the comment at the top of this file. */
@@ -989,6 +1101,112 @@ plane_reconcile(struct plane *p, struct store *s)
 	return first_err < 0 ? first_err : total;
 }
 
+/* ---- cluster mode: tenants held by this node -------------------------------------------------- */
+
+int
+plane_tenant_reconcile(struct plane *p, struct store *s, const struct store_tenant *t)
+{
+	return reconcile_tenant(p, s, t);
+}
+
+/* Take @pt's interface down: stop its wireguard-go (which removes it) or delete the link. */
+static void
+tenant_down_locked(struct plane *p, struct plane_tenant *pt)
+{
+	pid_t pid = pt->wp.pid;
+	int r;
+
+	pt->up = false;
+	if (p->ps != NULL)
+		return;
+	if (pid > 0 && wgproc_stop(&pt->wp, 1000) == 0)
+		log_info("tenant '%s': stopped wireguard-go (pid %d)", pt->name, (int)pid);
+	/* kernel, or a wireguard-go this run did not start: the link itself */
+	if (if_nametoindex(pt->ifname) != 0) {
+		r = rtnl_link_del(p->rtnl, pt->ifname);
+		if (r < 0 && r != -ENODEV)
+			log_warnx("tenant '%s': deleting '%s': %s %s", pt->name, pt->ifname,
+				strerror(-r), rtnl_last_error(p->rtnl));
+	}
+}
+
+int
+plane_tenant_take(struct plane *p, struct store *s, const struct store_tenant *t)
+{
+	struct plane_tenant *pt;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	pt = get_tenant(p, t);
+	if (pt != NULL)
+		pt->held = true;
+	pthread_mutex_unlock(&p->lock);
+	if (pt == NULL)
+		return -ENOMEM;
+	r = reconcile_tenant(p, s, t);
+	if (r < 0)
+		plane_tenant_drop(p, t, 0);
+	return r < 0 ? r : 0;
+}
+
+void
+plane_tenant_drop(struct plane *p, const struct store_tenant *t, unsigned int timeout_ms)
+{
+	struct plane_tenant *pt;
+	struct timespec until;
+	bool was_up;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	if (timeout_ms > 0 && pthread_mutex_clocklock(&p->lock, CLOCK_MONOTONIC, &until) != 0) {
+		/* A call holds the lock (waiting for the store?): the interface goes anyway. */
+		pthread_mutex_lock(&p->fence_lock);
+		if (p->n_fenced < PLANE_FENCE_MAX) {
+			snprintf(p->fenced[p->n_fenced++], STORE_NAME_MAX, "%s", t->name);
+			pthread_mutex_unlock(&p->fence_lock);
+			log_warnx("tenant '%s': the interface lock is busy after %u ms; taking '%s' "
+				  "down without it",
+				t->name, timeout_ms, t->ifname);
+			fence_down(p, t->ifname);
+			return;
+		}
+		pthread_mutex_unlock(&p->fence_lock);
+		pthread_mutex_lock(&p->lock);
+	} else if (timeout_ms == 0) {
+		pthread_mutex_lock(&p->lock);
+	}
+	pt = get_tenant(p, t);
+	if (pt != NULL) {
+		was_up = pt->up || pt->wp.pid > 0 || if_nametoindex(pt->ifname) != 0;
+		pt->held = false;
+		tenant_down_locked(p, pt);
+		if (was_up)
+			log_info("tenant '%s': interface '%s' down (not held by this node)",
+				pt->name, pt->ifname);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+bool
+plane_tenant_is_held(struct plane *p, const char *tenant)
+{
+	struct plane_tenant *pt;
+	bool held;
+
+	if (p == NULL || !p->cfg.cluster) /* NULL: a health monitor under test, no plane */
+		return true;
+	pthread_mutex_lock(&p->lock);
+	pt = find_tenant(p, tenant);
+	held = pt != NULL && pt->held;
+	pthread_mutex_unlock(&p->lock);
+	return held;
+}
+
 /* ---- wg-quick rendering -------------------------------------------------------------------- */
 
 char *
@@ -1047,6 +1265,7 @@ plane_new(struct plane **ret, const struct plane_config *cfg)
 	p->cfg = *cfg;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->read_lock, NULL);
+	pthread_mutex_init(&p->fence_lock, NULL);
 	p->key_dir = strdup(cfg->key_dir);
 	p->wireguard_go = strdup(cfg->wireguard_go ? cfg->wireguard_go : "wireguard-go");
 	p->uapi_dir = strdup(cfg->uapi_dir ? cfg->uapi_dir : WG_UAPI_DEFAULT_DIR);
@@ -1095,6 +1314,7 @@ plane_new_remote(struct plane **ret, struct privsep *ps)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->read_lock, NULL);
+	pthread_mutex_init(&p->fence_lock, NULL);
 	p->ps = ps;
 	*ret = p;
 	return 0;
@@ -1119,6 +1339,7 @@ plane_free(struct plane *p)
 	wg_ctl_free(p->wg_read);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->read_lock);
+	pthread_mutex_destroy(&p->fence_lock);
 	free(p->tenants);
 	free(p->key_dir);
 	free(p->wireguard_go);

@@ -14,8 +14,8 @@
  * - The front validates every argument that can be judged without reading state, before
  *   calling the op: tenant and interface names (store_tenant_name_ok, store_ifname_ok),
  *   NUL-terminated strings within their arrays, lengths (serial_len, nonce_len,
- *   secret_len, ak_name_len, der_len, n_pcrs), enum values (kind, state), prefixes and
- *   self addresses (a zero self4/self6 is replaced by the first usable address of the
+ *   secret_len, ak_name_len, ak_public_len, der_len, n_pcrs), enum values (kind, state),
+ *   prefixes and self addresses (a zero self4/self6 is replaced by the first usable address of the
  *   prefix before tenant_create is called). An op may assume that input is valid and
  *   does every check that needs state, in the same transaction as its write.
  * - Writes are durable when the op returns; a failed write leaves nothing behind.
@@ -42,6 +42,11 @@ struct store_ops {
 	int (*tenant_get)(struct store_backend *b, const char *name, struct store_tenant *ret);
 	int (*tenant_list)(struct store_backend *b, struct store_tenant **ret, size_t *ret_n);
 	int (*tenant_set_require_tpm)(struct store_backend *b, const char *name, bool on);
+	/* NULL: the backend keeps no tenant keys (LMDB: files in key_dir) -> -EOPNOTSUPP */
+	int (*tenant_key_get)(struct store_backend *b, const char *tenant,
+		uint8_t ret_priv[static 32]);
+	int (*tenant_key_put)(struct store_backend *b, const char *tenant,
+		const uint8_t priv[static 32]);
 	int (*device_ca_add)(struct store_backend *b, const struct store_device_ca *ca);
 	int (*device_ca_remove)(struct store_backend *b, const char *tenant,
 		const uint8_t fp[static STORE_HASH_LEN]);

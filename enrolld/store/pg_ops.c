@@ -197,6 +197,62 @@ pg_tenant_set_require_tpm(struct store_backend *b, const char *name, bool on)
 	return pg_txn(b, true, fn_write1, &w);
 }
 
+/* ---- tenant interface keys, sealed under the KEK (the tenant's name as AAD) ------------------ */
+
+int
+pg_tenant_key_get(struct store_backend *b, const char *tenant, uint8_t ret_priv[static 32])
+{
+	struct pg_args a = { 0 };
+	uint8_t sealed[32 + PG_SEAL_OVERHEAD];
+	PGresult *res = NULL;
+	size_t len = 0;
+	int n, r;
+
+	pa_text(&a, tenant);
+	r = pg_read(b, "SELECT sealed FROM tenant_keys WHERE tenant = $1::text", &a, &res);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) == 0) {
+		r = -ENOENT;
+		goto out;
+	}
+	n = rv_bytes(res, 0, 0, sealed, sizeof(sealed));
+	if (n != (int)sizeof(sealed)) {
+		r = n < 0 ? n : -EUCLEAN;
+		goto out;
+	}
+	r = pg_unseal(b, (const uint8_t *)tenant, strlen(tenant), sealed, sizeof(sealed), ret_priv,
+		32, &len);
+	if (r == 0 && len != 32) {
+		OPENSSL_cleanse(ret_priv, 32);
+		r = -EUCLEAN;
+	}
+out:
+	OPENSSL_cleanse(sealed, sizeof(sealed));
+	PQclear(res);
+	return r;
+}
+
+int
+pg_tenant_key_put(struct store_backend *b, const char *tenant, const uint8_t priv[static 32])
+{
+	struct write1 w = { .sql = "INSERT INTO tenant_keys (tenant, sealed) "
+				   "VALUES ($1::text, $2::bytea) ON CONFLICT (tenant) DO NOTHING",
+		.none = -EEXIST };
+	uint8_t sealed[32 + PG_SEAL_OVERHEAD];
+	int r;
+
+	r = pg_seal(b, (const uint8_t *)tenant, strlen(tenant), priv, 32, sealed);
+	if (r < 0)
+		goto out;
+	pa_text(&w.a, tenant);
+	pa_bytes(&w.a, sealed, sizeof(sealed));
+	r = pg_txn(b, true, fn_write1, &w);
+out:
+	OPENSSL_cleanse(sealed, sizeof(sealed));
+	return r;
+}
+
 /* ---- device CAs ------------------------------------------------------------------------------ */
 
 int
@@ -685,10 +741,11 @@ fn_session_create(struct store_backend *b, PGconn *c, void *arg)
 	pa_i64(&a, s->has_token ? 1 : 0);
 	pa_bytes(&a, s->token_hash, STORE_HASH_LEN);
 	pa_i64(&a, s->expires);
+	pa_bytes(&a, s->ak_public, s->ak_public_len);
 	r = pg_exec(c, "INSERT INTO sessions (id, tenant, ek_hash, ak_name, wg_pubkey, nonce, "
-		"secret, used, has_token, token_hash, expires) VALUES ($1::bytea, $2::text, "
-		"$3::bytea, $4::bytea, $5::bytea, $6::bytea, $7::bytea, false, $8::int8 <> 0, "
-		"$9::bytea, $10::int8)", &a);
+		"secret, used, has_token, token_hash, expires, ak_public) VALUES ($1::bytea, "
+		"$2::text, $3::bytea, $4::bytea, $5::bytea, $6::bytea, $7::bytea, false, "
+		"$8::int8 <> 0, $9::bytea, $10::int8, $11::bytea)", &a);
 	/* the sealed secret went into a libpq buffer that is freed; wipe our copy */
 	OPENSSL_cleanse(sealed, sizeof(sealed));
 	return r < 0 ? r : 0;
@@ -718,7 +775,7 @@ out:
 #define SESSION_COLS                                                                       \
 	"id, tenant, ek_hash, ak_name, wg_pubkey, nonce, secret, used::int4::int8, " \
 	"has_token::int4::int8, " \
-	"token_hash, expires"
+	"token_hash, expires, ak_public"
 
 /* A session row, the secret opened under the KEK (unless used). */
 static int
@@ -743,6 +800,9 @@ session_row(const struct store_backend *b, const PGresult *res, int i, struct st
 	if (rv_bytes(res, i, 9, s->token_hash, STORE_HASH_LEN) != STORE_HASH_LEN)
 		return -EUCLEAN;
 	s->expires = rv_i64(res, i, 10);
+	if ((n = rv_bytes(res, i, 11, s->ak_public, sizeof(s->ak_public))) < 0)
+		return -EUCLEAN;
+	s->ak_public_len = (uint16_t)n;
 	if (s->used || rv_null(res, i, 6))
 		return 0;
 	r = pg_unseal(b, s->id, sizeof(s->id), (const uint8_t *)PQgetvalue(res, i, 6),

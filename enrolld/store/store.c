@@ -277,6 +277,26 @@ store_tenant_set_require_tpm(struct store *s, const char *name, bool on)
 	return s->ops->tenant_set_require_tpm(s->b, name, on);
 }
 
+int
+store_tenant_key_get(struct store *s, const char *tenant, uint8_t ret_priv[static 32])
+{
+	if (s->ops->tenant_key_get == NULL)
+		return -EOPNOTSUPP;
+	if (!store_tenant_name_ok(tenant))
+		return -ENOENT;
+	return s->ops->tenant_key_get(s->b, tenant, ret_priv);
+}
+
+int
+store_tenant_key_put(struct store *s, const char *tenant, const uint8_t priv[static 32])
+{
+	if (s->ops->tenant_key_put == NULL)
+		return -EOPNOTSUPP;
+	if (!store_tenant_name_ok(tenant))
+		return -ENOENT;
+	return s->ops->tenant_key_put(s->b, tenant, priv);
+}
+
 /* ---- device CAs ------------------------------------------------------------------------------ */
 
 int
@@ -517,6 +537,16 @@ store_token_revoke(struct store *s, const uint8_t hash[static STORE_HASH_LEN])
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 
+bool
+store_seals_secrets(const struct store *s)
+{
+#ifdef ENROLLD_HAVE_PG
+	return s->ops == &store_pg_ops;
+#else
+	return false;
+#endif
+}
+
 void
 store_session_wipe(struct store_session *sess)
 {
@@ -531,7 +561,8 @@ store_session_create(struct store *s, const struct store_session *sess,
 	int r;
 
 	if (!store_tenant_name_ok(sess->tenant) || sess->ak_name_len > sizeof(sess->ak_name) ||
-	    sess->nonce_len > sizeof(sess->nonce) || sess->secret_len > sizeof(sess->secret))
+	    sess->nonce_len > sizeof(sess->nonce) || sess->secret_len > sizeof(sess->secret) ||
+	    sess->ak_public_len > sizeof(sess->ak_public))
 		return -EINVAL;
 	memset(&rec, 0, sizeof(rec));
 	memcpy(rec.id, sess->id, sizeof(rec.id));
@@ -550,6 +581,8 @@ store_session_create(struct store *s, const struct store_session *sess,
 	rec.has_token = sess->has_token ? 1 : 0;
 	memcpy(rec.token_hash, sess->token_hash, sizeof(rec.token_hash));
 	rec.expires = sess->expires;
+	memcpy(rec.ak_public, sess->ak_public, sess->ak_public_len);
+	rec.ak_public_len = sess->ak_public_len;
 	r = s->ops->session_create(s->b, &rec, ret_id);
 	store_session_wipe(&rec);
 	return r;
