@@ -268,7 +268,9 @@ awk '{ k = $2 " " $3 " " $7; n[k]++; e[k] += $10; p50[k] += $13; p99[k] += $16
 		if ($i == "|") { x[k] += $(i + 1); ins[k] += $(i + 2); wb[k] += $(i + 5); ws[k] += $(i + 6)
 			wx[k] += $(i + 7) } } }
 	END { for (k in n) { split(k, f, " ")
-		printf "%-6s nodes %d conc %3d  %7.1f enr/s  p50 %6.1f  p99 %6.1f ms  CPU ms/enr: nodes %5.2f  devices %5.2f  postgres %5.2f  per enr: xact %5.2f  writes %5.2f  rows ins %5.2f  WAL %5.0f B  fsyncs %4.2f\n",
+		printf "%-6s nodes %d conc %3d  %7.1f enr/s  p50 %6.1f  p99 %6.1f ms  CPU ms/enr: " \
+			"nodes %5.2f  devices %5.2f  postgres %5.2f  per enr: xact %5.2f  writes %5.2f  " \
+			"rows ins %5.2f  WAL %5.0f B  fsyncs %4.2f\n",
 			f[2], f[1], f[3], e[k] / n[k], p50[k] / n[k], p99[k] / n[k], s[k] / n[k], d[k] / n[k],
 			pg[k] / n[k], x[k] / n[k], wx[k] / n[k], ins[k] / n[k], wb[k] / n[k], ws[k] / n[k] } }' \
 	"$T/results" | sort -k4,4n -k1,1 -k3,3n
@@ -339,7 +341,9 @@ awk 'BEGIN { OFS = "\t" }
 		if ($i == "CPU" && $(i - 1) == "devices") dcpu = $(i + 1)
 		if ($i == "CPU" && $(i - 1) == "postgres") pcpu = $(i + 1)
 		if ($i == "failed") failed = $(i + 1) + 0
-		if ($i == "|") st = $(i + 1) "\t" $(i + 2) "\t" $(i + 3) "\t" $(i + 4) "\t" $(i + 5) "\t" $(i + 6) "\t" $(i + 7) }
+		if ($i == "|")
+			st = $(i + 1) "\t" $(i + 2) "\t" $(i + 3) "\t" $(i + 4) "\t" $(i + 5) "\t" \
+				$(i + 6) "\t" $(i + 7) }
 	print "run", $1, $3, $2, $7, $10, $13, $16, cpu, dcpu, pcpu, st, failed }' \
 	"$T/results" >"$CLUSTER_TSV"
 echo "TSV: $CLUSTER_TSV; load now $(cut -d' ' -f1-3 /proc/loadavg)"
