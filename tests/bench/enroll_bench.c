@@ -11,10 +11,16 @@
  *       the software devices' PCR values as a tenant "pcr_policy" JSON array
  *   enroll_bench run --url U --ca CERT,KEY --token T [--ek rsa2048|p256|p384] [-c CONC]
  *                    [-n COUNT] [--tls-ca FILE] [--keepalive] [--pid PID] [--label L]
+ *                    [--pg-pid PID]
  *       COUNT enrollments (new devices) by CONC threads, each a challenge and a complete
  *       on a new connection (with --keepalive: one connection per thread). One line:
  *       enrollments/s, latency p50/p99/max, and with --pid the server's CPU (utime +
- *       stime of PID) per enrollment.
+ *       stime of PID) per enrollment. --url and --pid may be repeated (several enrolld
+ *       nodes on one database, tests/bench/cluster_run.sh): device i does its challenge
+ *       and its completion on node i mod (number of URLs); a URL unix:PATH is plain HTTP
+ *       on enrolld's unix socket PATH; the CPU is the sum over the
+ *       PIDs. --pg-pid: a PostgreSQL postmaster, whose CPU per enrollment (its own, its
+ *       live children's and its reaped children's) is printed too.
  *   enroll_bench ceiling --ca CERT,KEY --trust DIR [--ek TYPE] [-n COUNT]
  *       the server's per-enrollment cryptography alone, one thread: EK chain and
  *       conversion, AK, MakeCredential, secret and quote verification (attest library)
@@ -30,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -43,11 +50,16 @@
 
 enum fault { F_NONE, F_SECRET, F_EXTRADATA, F_PCR };
 
+#define MAX_NODES 16
+
 struct opts {
 	const char *url, *token, *tls_ca, *label, *trust;
+	const char *urls[MAX_NODES]; /* url is urls[0] */
+	int pids[MAX_NODES];
+	int n_urls, n_pids, pg_pid;
 	char ca_cert[1024], ca_key[1024];
 	enum tpm2_ek_type ek;
-	int conc, count, pid;
+	int conc, count;
 	bool keepalive;
 };
 
@@ -92,6 +104,65 @@ proc_cpu(int pid)
 				&st) != 2)
 		die("cannot parse %s", path);
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/*
+ * CPU of a PostgreSQL server in seconds: the postmaster's utime + stime, those of its children
+ * it has reaped (cutime + cstime: backends of closed connections) and those of its live
+ * children (backends, checkpointer, WAL writer, ...).
+ */
+static double
+pg_cpu(int postmaster)
+{
+	char path[300], buf[1024], *p;
+	unsigned long ut, st, cut, cst;
+	long total = 0;
+	int ppid;
+	struct dirent *de;
+	DIR *d;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", postmaster);
+	f = fopen(path, "r");
+	if (f == NULL || fgets(buf, sizeof(buf), f) == NULL)
+		die("cannot read %s", path);
+	fclose(f);
+	p = strrchr(buf, ')');
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %lu %lu",
+				&ut, &st, &cut, &cst) != 4)
+		die("cannot parse %s", path);
+	total = (long)(ut + st + cut + cst);
+	d = opendir("/proc");
+	if (d == NULL)
+		die("cannot open /proc");
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue; /* gone meanwhile */
+		p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+		fclose(f);
+		if (p != NULL &&
+		    sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ppid, &ut,
+			   &st) == 3 &&
+		    ppid == postmaster)
+			total += (long)(ut + st);
+	}
+	closedir(d);
+	return (double)total / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* the summed CPU of the enrolld nodes given with --pid */
+static double
+nodes_cpu(const struct opts *o)
+{
+	double s = 0;
+
+	for (int i = 0; i < o->n_pids; i++)
+		s += proc_cpu(o->pids[i]);
+	return s;
 }
 
 /* user + system time of this process (all its device threads) in seconds */
@@ -143,15 +214,22 @@ enum conn {
  * enrollment (that cost the devices 4 ms per enrollment, more than the server's work).
  */
 static long
-post(CURL *c, const struct opts *o, const char *path, json_t *body, json_t **ret,
-     enum conn conn)
+post(CURL *c, const struct opts *o, const char *base, const char *path, json_t *body,
+     json_t **ret, enum conn conn)
 {
 	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
 	struct buf b = { 0 };
 	char url[512], *text = json_dumps(body, JSON_COMPACT);
 	long status = 0;
 
-	snprintf(url, sizeof(url), "%s%s", o->url, path);
+	/* "unix:PATH": HTTP on enrolld's server.unix_socket (a node in another namespace) */
+	if (strncmp(base, "unix:", 5) == 0) {
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, base + 5);
+		snprintf(url, sizeof(url), "http://localhost%s", path);
+	} else {
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, NULL);
+		snprintf(url, sizeof(url), "%s%s", base, path);
+	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
@@ -200,11 +278,13 @@ b64_member(json_t *j, const char *key, size_t *ret_len)
 }
 
 /*
- * One enrollment of @d on the handle @c, with @fault. Returns the last HTTP status;
- * @code gets the error code of a refusal ("" if none).
+ * One enrollment of @d on the handle @c against the node at @base (challenge and completion
+ * both there), with @fault. Returns the last HTTP status; @code gets the error code of a
+ * refusal ("" if none).
  */
 static long
-enroll(CURL *c, const struct opts *o, const struct softdev *d, enum fault fault, char code[64])
+enroll(CURL *c, const struct opts *o, const char *base, const struct softdev *d,
+       enum fault fault, char code[64])
 {
 	uint8_t *blob = NULL, *seed = NULL, *nonce = NULL, secret[32];
 	size_t blob_len = 0, seed_len = 0, nonce_len = 0;
@@ -220,7 +300,7 @@ enroll(CURL *c, const struct opts *o, const struct softdev *d, enum fault fault,
 	req = json_pack("{s:o,s:o,s:o,s:s,s:s}", "ek_cert", b64j(d->ek_cert, d->ek_cert_len),
 			"ek_public", b64j(d->ek_pub, d->ek_pub_len), "ak_public",
 			b64j(d->ak_pub, d->ak_pub_len), "wg_public_key", wg_b64, "token", o->token);
-	status = post(c, o, "/v1/enroll/challenge", req, &resp,
+	status = post(c, o, base, "/v1/enroll/challenge", req, &resp,
 		      o->keepalive ? CONN_ANY : CONN_FRESH);
 	json_decref(req);
 	if (status != 200)
@@ -249,7 +329,7 @@ enroll(CURL *c, const struct opts *o, const struct softdev *d, enum fault fault,
 	OPENSSL_cleanse(secret, sizeof(secret));
 	json_decref(resp);
 	resp = NULL;
-	status = post(c, o, "/v1/enroll/complete", req, &resp,
+	status = post(c, o, base, "/v1/enroll/complete", req, &resp,
 		      o->keepalive ? CONN_ANY : CONN_LAST);
 	json_decref(req);
 out:
@@ -326,7 +406,8 @@ run_thread(void *arg)
 		die("curl_easy_init");
 	while ((i = atomic_fetch_add(&r->next, 1)) < r->o->count) {
 		double t0 = now_s();
-		long st = enroll(c, r->o, r->devs[i], F_NONE, code);
+		/* devices round-robin over the nodes */
+		long st = enroll(c, r->o, r->o->urls[i % r->o->n_urls], r->devs[i], F_NONE, code);
 
 		r->lat[i] = now_s() - t0;
 		if (st != 200) {
@@ -355,15 +436,17 @@ cmd_run(const struct opts *o)
 	struct softdev_ca *ca = load_ca(o);
 	struct run r = { .o = o };
 	pthread_t *th = calloc((size_t)o->conc, sizeof(*th));
-	double t0, wall, cpu0 = 0, cpu = 0, self0, self;
+	double t0, wall, cpu0 = 0, cpu = 0, pg0 = 0, pg = 0, self0, self;
 
 	r.devs = make_devices(o, ca, o->ek, o->count);
 	r.lat = calloc((size_t)o->count, sizeof(*r.lat));
 	if (th == NULL || r.lat == NULL)
 		die("out of memory");
 	pthread_mutex_init(&r.lock, NULL);
-	if (o->pid > 0)
-		cpu0 = proc_cpu(o->pid);
+	if (o->n_pids > 0)
+		cpu0 = nodes_cpu(o);
+	if (o->pg_pid > 0)
+		pg0 = pg_cpu(o->pg_pid);
 	self0 = self_cpu();
 	t0 = now_s();
 	for (int i = 0; i < o->conc; i++)
@@ -373,8 +456,10 @@ cmd_run(const struct opts *o)
 		pthread_join(th[i], NULL);
 	wall = now_s() - t0;
 	self = self_cpu() - self0;
-	if (o->pid > 0)
-		cpu = proc_cpu(o->pid) - cpu0;
+	if (o->n_pids > 0)
+		cpu = nodes_cpu(o) - cpu0;
+	if (o->pg_pid > 0)
+		pg = pg_cpu(o->pg_pid) - pg0;
 	qsort(r.lat, (size_t)o->count, sizeof(*r.lat), cmp_double);
 	printf("%-8s %-7s %-9s conc %3d  n %5d  %7.1f enr/s  p50 %7.2f ms  p99 %7.2f ms  "
 	       "max %7.2f ms",
@@ -382,10 +467,13 @@ cmd_run(const struct opts *o)
 	       o->tls_ca ? (o->keepalive ? "https-ka" : "https") : "http", o->conc, o->count,
 	       o->count / wall, r.lat[o->count / 2] * 1e3,
 	       r.lat[(size_t)((o->count - 1) * 0.99)] * 1e3, r.lat[o->count - 1] * 1e3);
-	if (o->pid > 0)
+	/* with several --pid: summed over the nodes */
+	if (o->n_pids > 0)
 		printf("  server CPU %6.2f ms/enr", cpu * 1e3 / o->count);
 	/* the software devices' own work (TLS client, ActivateCredential, quote) on the same cores */
 	printf("  devices CPU %6.2f ms/enr", self * 1e3 / o->count);
+	if (o->pg_pid > 0)
+		printf("  postgres CPU %6.2f ms/enr", pg * 1e3 / o->count);
 	printf("  failed %d%s%s\n", atomic_load(&r.failed), r.failed ? ", first: " : "",
 	       r.first_error);
 	free_devices(r.devs, o->count);
@@ -491,7 +579,7 @@ cmd_smoke(const struct opts *o)
 
 		for (int i = 0; i < 2; i++) {
 			CURL *c = curl_easy_init();
-			long st = enroll(c, o, devs[i], F_NONE, code);
+			long st = enroll(c, o, o->url, devs[i], F_NONE, code);
 
 			curl_easy_cleanup(c);
 			printf("%s %s EK enrolls (HTTP %ld %s)\n", st == 200 ? "ok  " : "FAIL",
@@ -503,7 +591,7 @@ cmd_smoke(const struct opts *o)
 	for (size_t k = 0; k < sizeof(neg) / sizeof(neg[0]); k++) {
 		struct softdev **devs = make_devices(o, ca, TPM2_EK_ECC_P256, 1);
 		CURL *c = curl_easy_init();
-		long st = enroll(c, o, devs[0], neg[k].fault, code);
+		long st = enroll(c, o, o->url, devs[0], neg[k].fault, code);
 		bool ok = st == 403 && strcmp(code, neg[k].want) == 0;
 
 		curl_easy_cleanup(c);
@@ -555,7 +643,8 @@ main(int argc, char **argv)
 		{ "token", required_argument, NULL, 't' }, { "ek", required_argument, NULL, 'e' },
 		{ "tls-ca", required_argument, NULL, 's' }, { "keepalive", no_argument, NULL, 'k' },
 		{ "pid", required_argument, NULL, 'p' },   { "label", required_argument, NULL, 'l' },
-		{ "trust", required_argument, NULL, 'T' }, { NULL, 0, NULL, 0 },
+		{ "trust", required_argument, NULL, 'T' }, { "pg-pid", required_argument, NULL, 'P' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .ek = TPM2_EK_ECC_P256, .conc = 1, .count = 100 };
 	const char *cmd;
@@ -572,11 +661,21 @@ main(int argc, char **argv)
 	optind = 2;
 	while ((ch = getopt_long(argc, argv, "c:n:", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'u': o.url = optarg; break;
+		case 'u':
+			if (o.n_urls == MAX_NODES)
+				die("at most %d --url", MAX_NODES);
+			o.urls[o.n_urls++] = optarg;
+			o.url = o.urls[0];
+			break;
 		case 't': o.token = optarg; break;
 		case 's': o.tls_ca = optarg; break;
 		case 'k': o.keepalive = true; break;
-		case 'p': o.pid = atoi(optarg); break;
+		case 'p':
+			if (o.n_pids == MAX_NODES)
+				die("at most %d --pid", MAX_NODES);
+			o.pids[o.n_pids++] = atoi(optarg);
+			break;
+		case 'P': o.pg_pid = atoi(optarg); break;
 		case 'l': o.label = optarg; break;
 		case 'T': o.trust = optarg; break;
 		case 'c': o.conc = atoi(optarg); break;

@@ -15,7 +15,9 @@
 # fleet (store and API at FLEET_N devices, default 100,000 here; the 1,000,000 run takes
 # about 15 minutes: FLEET_N=1000000 tests/bench/fleet_run.sh) tests/bench/fleet_run.sh;
 # "kernel" (not in the default: a qemu VM, minutes) is tests/bench/kernel_run.sh, the same
-# comparison as wg on kernel WireGuard links.
+# comparison as wg on kernel WireGuard links; "cluster" (not in the default: about ten
+# minutes) is tests/bench/cluster_run.sh, 1-3 enrolld nodes on one PostgreSQL next to LMDB,
+# and "pgfleet" tests/bench/pg_fleet.sh, PostgreSQL's size per device and reads at 100,000.
 set -u
 B=${B:-build}
 BENCHES=${BENCHES:-"enroll plane fleet wg"}
@@ -30,6 +32,12 @@ if [[ " $BENCHES " == *" fleet "* ]]; then
 fi
 if [[ " $BENCHES " == *" kernel "* ]]; then
 	B=$B "$(dirname "$0")/kernel_run.sh" || exit 1
+fi
+if [[ " $BENCHES " == *" cluster "* ]]; then
+	B=$B "$(dirname "$0")/cluster_run.sh" || exit 1
+fi
+if [[ " $BENCHES " == *" pgfleet "* ]]; then
+	B=$B "$(dirname "$0")/pg_fleet.sh" || exit 1
 fi
 [[ " $BENCHES " == *" wg "* ]] || exit 0
 SIZES=${SIZES:-"10000 65536 100000"}
