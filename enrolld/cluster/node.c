@@ -235,6 +235,8 @@ on_up(void *ctx, const char *tenant, int64_t epoch)
 {
 	struct cluster *c = ctx;
 	struct store_tenant t, *nh;
+	struct timespec t0, t1;
+	int64_t ms;
 	int r;
 
 	r = store_tenant_get(c->s, tenant, &t);
@@ -254,7 +256,15 @@ on_up(void *ctx, const char *tenant, int64_t epoch)
 	if (nh == NULL)
 		return -ENOMEM;
 	/* Held before the read of its devices (the top of this file says why). */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = plane_tenant_take(c->p, c->s, &t);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	/* The loop renews nothing meanwhile (docs/cluster.md, "Limits"): say so before it bites. */
+	if (ms * 2 > (int64_t)(c->cf.lease_ms - c->cf.margin_ms))
+		log_warnx("cluster: tenant '%s' took %lld ms to bring up, more than half of what a "
+			  "lease leaves (lease_ms - margin_ms = %u ms): raise lease_ms",
+			tenant, (long long)ms, c->cf.lease_ms - c->cf.margin_ms);
 	if (r < 0) {
 		log_warnx("cluster: tenant '%s': bringing it up: %s; leaving it to other nodes",
 			tenant, strerror(-r));
