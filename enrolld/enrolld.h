@@ -282,7 +282,7 @@ struct plane_config {
 	const char *nft;          /* the nft program */
 	/*
 	 * Cluster mode (docs/cluster.md): a tenant's interface exists only while this node
-	 * holds the tenant (plane_tenant_take/drop); every other change of an interface not
+	 * holds the tenant (plane_tenant_hold/drop); every other change of an interface not
 	 * held is a no-op here, its owner applies it. Keys come from @key_store (under the
 	 * KEK, shared by the nodes) instead of key_dir.
 	 */
@@ -324,10 +324,10 @@ int plane_tenant_pubkey(struct plane *p, const char *tenant, uint8_t ret_pub[32]
 int plane_tenant_up(struct plane *p, const struct store_tenant *t);
 bool plane_tenant_is_up(struct plane *p, const char *tenant);
 /*
- * Cluster mode: this node now holds @t: bring its interface up with exactly the store's
- * active devices (a full reconciliation). On failure the tenant is dropped again.
+ * Cluster mode: this node now holds @t: changes of its interface are made here from now on
+ * (the interface itself comes with plane_tenant_reconcile or the first change).
  */
-int plane_tenant_take(struct plane *p, struct store *s, const struct store_tenant *t);
+int plane_tenant_hold(struct plane *p, const struct store_tenant *t);
 /*
  * Cluster mode: this node does not hold @t (any more): take its interface down if it
  * exists (also one left by an earlier run: a wireguard-go it did not start, a kernel link).

@@ -1131,22 +1131,16 @@ tenant_down_locked(struct plane *p, struct plane_tenant *pt)
 }
 
 int
-plane_tenant_take(struct plane *p, struct store *s, const struct store_tenant *t)
+plane_tenant_hold(struct plane *p, const struct store_tenant *t)
 {
 	struct plane_tenant *pt;
-	int r;
 
 	pthread_mutex_lock(&p->lock);
 	pt = get_tenant(p, t);
 	if (pt != NULL)
 		pt->held = true;
 	pthread_mutex_unlock(&p->lock);
-	if (pt == NULL)
-		return -ENOMEM;
-	r = reconcile_tenant(p, s, t);
-	if (r < 0)
-		plane_tenant_drop(p, t, 0);
-	return r < 0 ? r : 0;
+	return pt != NULL ? 0 : -ENOMEM;
 }
 
 void

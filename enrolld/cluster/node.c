@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * enrolld as a cluster node (node.h, docs/cluster.md). Three threads besides the API's:
+ * enrolld as a cluster node (node.h, docs/cluster.md). Four threads besides the API's:
  *
- *   the ownership loop (owner.c)  up(): the tenant's interface from the store (its key under
- *                                 the KEK, its port, every active device); down(): the
- *                                 interface goes, from what this node remembers of the
- *                                 tenant (no database needed: it may be the database that
- *                                 is gone)
+ *   the ownership loop (owner.c)  takes, renews and gives up leases; up() queues a taken
+ *                                 tenant for the bringer, down() takes its interface down
+ *                                 from what this node remembers of the tenant (no database
+ *                                 needed: it may be the database that is gone)
+ *   the bringer                   builds a taken tenant's interface from the store (its key
+ *                                 under the KEK, its port, every active device), while the
+ *                                 loop goes on renewing; a failure gives the lease back
  *   the applier                   follows the event log (the store's LISTEN/NOTIFY wakes it)
  *                                 and applies each device change of a held tenant to its
  *                                 interface, then records in node_applied how far it got
@@ -14,9 +16,9 @@
  *                                 most HOOK_TIMEOUT_MS: a hanging hook never holds up a down()
  *
  * Why an applied change is never lost across a change of owner: a node marks a tenant held
- * (plane_tenant_take) before it reads the store to bring the interface up. An event the
- * applier read before that was committed before that read: the new interface has it. An
- * event read after it finds the tenant held and is applied.
+ * (in its list, then in the plane) before it reads the store to build the interface. An
+ * event the applier read before that was committed before that read: the new interface has
+ * it. An event read after it finds the tenant held and is applied.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +50,11 @@ struct hook_job {
 	char endpoint[STORE_ENDPOINT_MAX];
 };
 
+struct bring {
+	char tenant[STORE_NAME_MAX];
+	int64_t epoch;
+};
+
 struct cluster {
 	struct cluster_conf cf;
 	char *conninfo, *node, *hook;
@@ -63,9 +70,12 @@ struct cluster {
 	size_t n_held;
 	struct hook_job *jobs; /* FIFO */
 	size_t n_jobs;
+	struct bring *pending; /* taken by the loop, for the bringer (FIFO) */
+	size_t n_pending;
+	bool bring_stopping;
 
-	pthread_t applier, hooker;
-	bool applier_started, hooker_started;
+	pthread_t applier, hooker, bringer;
+	bool applier_started, hooker_started, bringer_started;
 	PGconn *ac; /* the applier's, for node_applied */
 
 	pthread_mutex_t wait_lock; /* wc */
@@ -81,14 +91,14 @@ mono_in(struct timespec *ts, unsigned int ms)
 
 /* ---- the endpoint hook ---------------------------------------------------------------------- */
 
+/* Queue a hook run (c->lock held). */
 static void
-hook_queue(struct cluster *c, bool up, const struct store_tenant *t)
+hook_queue_locked(struct cluster *c, bool up, const struct store_tenant *t)
 {
 	struct hook_job *j;
 
 	if (c->hook == NULL)
 		return;
-	pthread_mutex_lock(&c->lock);
 	if (c->n_jobs == HOOK_QUEUE_MAX) {
 		log_warnx("cluster: endpoint hook queue full; '%s %s' not run", up ? "up" : "down",
 			t->name);
@@ -100,6 +110,13 @@ hook_queue(struct cluster *c, bool up, const struct store_tenant *t)
 		snprintf(j->endpoint, sizeof(j->endpoint), "%s", t->endpoint);
 		pthread_cond_broadcast(&c->cond);
 	}
+}
+
+static void
+hook_queue(struct cluster *c, bool up, const struct store_tenant *t)
+{
+	pthread_mutex_lock(&c->lock);
+	hook_queue_locked(c, up, t);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -230,51 +247,150 @@ stopping(struct cluster *c)
 	return stop;
 }
 
+/* Taken, not brought up yet: the bringer's queue (c->lock held). */
+static ssize_t
+pending_find(struct cluster *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_pending; i++)
+		if (strcmp(c->pending[i].tenant, name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void
+pending_remove(struct cluster *c, size_t i)
+{
+	memmove(&c->pending[i], &c->pending[i + 1], (c->n_pending - i - 1) * sizeof(c->pending[0]));
+	c->n_pending--;
+}
+
+/*
+ * The loop has taken @tenant: the bringer builds its interface (the loop goes on renewing:
+ * a 500,000-peer interface takes seconds).
+ */
 static int
 on_up(void *ctx, const char *tenant, int64_t epoch)
 {
 	struct cluster *c = ctx;
-	struct store_tenant t, *nh;
+	struct bring *np;
+	int r = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (pending_find(c, tenant) >= 0 || held_get(c, tenant, NULL, NULL))
+		goto out;
+	np = realloc(c->pending, (c->n_pending + 1) * sizeof(*np));
+	if (np == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	c->pending = np;
+	snprintf(np[c->n_pending].tenant, sizeof(np[0].tenant), "%s", tenant);
+	np[c->n_pending++].epoch = epoch;
+	pthread_cond_broadcast(&c->cond);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+/* A tenant that cannot be brought up goes back to the loop, which gives the lease up. */
+static void
+bring_failed(struct cluster *c, const struct store_tenant *t, const char *tenant, int err)
+{
+	struct owner *o;
+
+	log_warnx("cluster: tenant '%s': bringing it up: %s; leaving it to other nodes", tenant,
+		strerror(-err));
+	if (t != NULL && held_remove(c, tenant, NULL))
+		plane_tenant_drop(c->p, t, 0);
+	pthread_mutex_lock(&c->lock);
+	o = c->owner;
+	pthread_mutex_unlock(&c->lock);
+	if (o != NULL)
+		owner_give_back(o, tenant);
+}
+
+/* Bring one taken tenant up: from the store, held first, then the interface. */
+static void
+bring_up(struct cluster *c, const struct bring *b)
+{
+	struct store_tenant t, *nh = NULL;
 	struct timespec t0, t1;
+	ssize_t i;
 	int64_t ms;
 	int r;
 
-	r = store_tenant_get(c->s, tenant, &t);
-	if (r < 0) {
-		log_warnx("cluster: tenant '%s': reading it: %s %s", tenant, strerror(-r),
-			store_errmsg());
-		return r;
-	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = store_tenant_get(c->s, b->tenant, &t);
 	pthread_mutex_lock(&c->lock);
-	nh = realloc(c->held, (c->n_held + 1) * sizeof(*nh));
-	if (nh != NULL) {
-		c->held = nh;
-		if (!held_get(c, tenant, NULL, NULL))
+	i = pending_find(c, b->tenant);
+	if (i < 0) { /* down() came first: not ours any more */
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	pending_remove(c, (size_t)i);
+	if (r == 0) {
+		nh = realloc(c->held, (c->n_held + 1) * sizeof(*nh));
+		if (nh != NULL) {
+			c->held = nh;
 			c->held[c->n_held++] = t;
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (nh == NULL)
-		return -ENOMEM;
-	/* Held before the read of its devices (the top of this file says why). */
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = plane_tenant_take(c->p, c->s, &t);
+	if (r < 0 || nh == NULL) {
+		if (r < 0)
+			log_warnx("cluster: tenant '%s': reading it: %s", b->tenant, store_errmsg());
+		bring_failed(c, NULL, b->tenant, r < 0 ? r : -ENOMEM);
+		return;
+	}
+	/*
+	 * Held in the plane before the read of its devices (the top of this file says why). A
+	 * down() between the two lines above and this one has dropped it already: held again
+	 * here, it is dropped again below before anything is built.
+	 */
+	r = plane_tenant_hold(c->p, &t);
+	if (r == 0 && !held_copy(c, t.name, NULL)) {
+		plane_tenant_drop(c->p, &t, 0);
+		return;
+	}
+	if (r == 0)
+		r = plane_tenant_reconcile(c->p, c->s, &t);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-	/* The loop renews nothing meanwhile (docs/cluster.md, "Limits"): say so before it bites. */
-	if (ms * 2 > (int64_t)(c->cf.lease_ms - c->cf.margin_ms))
-		log_warnx("cluster: tenant '%s' took %lld ms to bring up, more than half of what a "
-			  "lease leaves (lease_ms - margin_ms = %u ms): raise lease_ms",
-			tenant, (long long)ms, c->cf.lease_ms - c->cf.margin_ms);
 	if (r < 0) {
-		log_warnx("cluster: tenant '%s': bringing it up: %s; leaving it to other nodes",
-			tenant, strerror(-r));
-		(void)held_remove(c, tenant, NULL);
-		return r;
+		bring_failed(c, &t, t.name, r);
+		return;
 	}
-	log_info("cluster: tenant '%s' up on node %s (epoch %lld), interface '%s' port %u",
-		tenant, c->node, (long long)epoch, t.ifname, (unsigned int)t.listen_port);
-	hook_queue(c, true, &t);
-	return 0;
+	pthread_mutex_lock(&c->lock);
+	if (held_get(c, t.name, NULL, NULL)) {
+		/* under the lock: a down() after this queues its hook after this one */
+		log_info("cluster: tenant '%s' up on node %s (epoch %lld), interface '%s' port %u, "
+			 "%lld ms",
+			t.name, c->node, (long long)b->epoch, t.ifname, (unsigned int)t.listen_port,
+			(long long)ms);
+		hook_queue_locked(c, true, &t);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *
+bringer_main(void *arg)
+{
+	struct cluster *c = arg;
+	struct bring b;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (c->n_pending == 0 && !c->bring_stopping)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (c->n_pending == 0)
+			break;
+		b = c->pending[0];
+		pthread_mutex_unlock(&c->lock);
+		bring_up(c, &b);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
 }
 
 static void
@@ -282,7 +398,13 @@ on_down(void *ctx, const char *tenant)
 {
 	struct cluster *c = ctx;
 	struct store_tenant t;
+	ssize_t i;
 
+	pthread_mutex_lock(&c->lock);
+	i = pending_find(c, tenant);
+	if (i >= 0)
+		pending_remove(c, (size_t)i); /* taken, never built: nothing to take down */
+	pthread_mutex_unlock(&c->lock);
 	if (!held_remove(c, tenant, &t))
 		return;
 	plane_tenant_drop(c->p, &t, c->cf.margin_ms / 3);
@@ -503,6 +625,7 @@ cluster_start(struct cluster **ret, const struct cluster_conf *cf, struct store 
 {
 	struct owner_conf oc = { 0 };
 	struct owner_ops ops;
+	struct owner *o = NULL;
 	struct cluster *c;
 	pthread_condattr_t ca;
 	int r;
@@ -549,10 +672,17 @@ cluster_start(struct cluster **ret, const struct cluster_conf *cf, struct store 
 	if (r < 0)
 		goto fail_threads;
 	c->applier_started = true;
-	ops = (struct owner_ops){ .up = on_up, .down = on_down, .ctx = c };
-	r = owner_start(&c->owner, c->conninfo, &oc, &ops);
+	r = -pthread_create(&c->bringer, NULL, bringer_main, c);
 	if (r < 0)
 		goto fail_threads;
+	c->bringer_started = true;
+	ops = (struct owner_ops){ .up = on_up, .down = on_down, .ctx = c };
+	r = owner_start(&o, c->conninfo, &oc, &ops);
+	if (r < 0)
+		goto fail_threads;
+	pthread_mutex_lock(&c->lock);
+	c->owner = o;
+	pthread_mutex_unlock(&c->lock);
 	log_info("cluster: node %s: lease %u ms, margin %u ms, tick %u ms, endpoint hook %s",
 		c->node, cf->lease_ms, cf->margin_ms, cf->tick_ms, c->hook ? c->hook : "none");
 	*ret = c;
@@ -572,11 +702,22 @@ fail:
 void
 cluster_stop(struct cluster *c)
 {
+	struct owner *o;
+
 	if (c == NULL)
 		return;
 	/* The loop first: it downs every held tenant (queueing their hooks), then releases. */
-	owner_stop(c->owner);
+	pthread_mutex_lock(&c->lock);
+	o = c->owner;
 	c->owner = NULL;
+	pthread_mutex_unlock(&c->lock);
+	owner_stop(o);
+	pthread_mutex_lock(&c->lock);
+	c->bring_stopping = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	if (c->bringer_started)
+		pthread_join(c->bringer, NULL);
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	c->hook_stopping = true; /* the runner empties its queue, then ends */
@@ -591,6 +732,7 @@ cluster_stop(struct cluster *c)
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->wait_lock);
 	pthread_mutex_destroy(&c->lock);
+	free(c->pending);
 	free(c->held);
 	free(c->jobs);
 	free(c->hook);

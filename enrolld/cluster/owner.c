@@ -43,6 +43,9 @@ struct owner {
 	size_t count;  /* n_held, under lock */
 	struct cooldown *cool;
 	size_t n_cool;
+	/* owner_give_back(): tenants to down and release at the next tick, under lock */
+	char (*back)[STORE_NAME_MAX];
+	size_t n_back;
 };
 
 static void
@@ -146,6 +149,48 @@ cool_tick(struct owner *o)
 		else
 			i++;
 	}
+}
+
+/* The tenants owner_give_back() named: down, released, left to others for a while. */
+static void
+give_back(struct owner *o, const struct timespec *tick_end)
+{
+	char tenant[STORE_NAME_MAX];
+	struct timespec until;
+
+	pthread_mutex_lock(&o->lock);
+	while (o->n_back > 0) {
+		snprintf(tenant, sizeof(tenant), "%s", o->back[--o->n_back]);
+		pthread_mutex_unlock(&o->lock);
+		for (size_t i = 0; i < o->n_held; i++) {
+			struct lease l = o->held[i].l;
+
+			if (strcmp(l.tenant, tenant) != 0)
+				continue;
+			held_remove(o, i, "it could not be brought up");
+			until = bound(o, *tick_end);
+			if (o->c != NULL &&
+			    lease_release(o->c, &o->cf.lease, &l, &until) == -ETIMEDOUT)
+				conn_drop(o);
+			if (o->n_cool < o->cf.max_tenants) {
+				snprintf(o->cool[o->n_cool].tenant, STORE_NAME_MAX, "%s", tenant);
+				o->cool[o->n_cool++].ticks = OWNER_COOLDOWN_TICKS;
+			}
+			break;
+		}
+		pthread_mutex_lock(&o->lock);
+	}
+	pthread_mutex_unlock(&o->lock);
+}
+
+void
+owner_give_back(struct owner *o, const char *tenant)
+{
+	pthread_mutex_lock(&o->lock);
+	if (o->n_back < o->cf.max_tenants)
+		snprintf(o->back[o->n_back++], STORE_NAME_MAX, "%s", tenant);
+	pthread_cond_signal(&o->cond);
+	pthread_mutex_unlock(&o->lock);
 }
 
 /* Renew every held lease; a lost one is down()ed. A dead connection ends the round. */
@@ -258,6 +303,7 @@ owner_main(void *arg)
 		wake = bound(o, tick_end);
 		if (conn_ensure(o, &wake) == 0) {
 			renew_all(o);
+			give_back(o, &tick_end);
 			if (o->c != NULL)
 				take_free(o, &tick_end);
 		}
@@ -321,7 +367,8 @@ owner_start(struct owner **ret, const char *conninfo, const struct owner_conf *c
 	o->conninfo = strdup(conninfo);
 	o->held = calloc(o->cf.max_tenants, sizeof(*o->held));
 	o->cool = calloc(o->cf.max_tenants, sizeof(*o->cool));
-	if (o->conninfo == NULL || o->held == NULL || o->cool == NULL) {
+	o->back = calloc(o->cf.max_tenants, sizeof(*o->back));
+	if (o->conninfo == NULL || o->held == NULL || o->cool == NULL || o->back == NULL) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -339,6 +386,7 @@ owner_start(struct owner **ret, const char *conninfo, const struct owner_conf *c
 	*ret = o;
 	return 0;
 fail:
+	free(o->back);
 	free(o->cool);
 	free(o->held);
 	free(o->conninfo);
@@ -358,6 +406,7 @@ owner_stop(struct owner *o)
 	pthread_join(o->thread, NULL);
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->lock);
+	free(o->back);
 	free(o->cool);
 	free(o->held);
 	free(o->conninfo);

@@ -20,7 +20,9 @@
 struct owner_ops {
 	/*
 	 * This node holds @tenant (epoch @epoch): bring it up. A negative return gives the lease
-	 * back at once (another node may do better) and is retried after a while.
+	 * back at once (another node may do better) and is retried after a while. It runs on
+	 * the loop's thread, which renews nothing meanwhile: a long bring-up belongs on a thread
+	 * of its own, reporting a failure with owner_give_back().
 	 */
 	int (*up)(void *ctx, const char *tenant, int64_t epoch);
 	/* @tenant is not this node's any more: down, within the lease's margin. */
@@ -41,6 +43,12 @@ int owner_start(struct owner **ret, const char *conninfo, const struct owner_con
 	const struct owner_ops *ops);
 /* Clean stop: down() then release every held tenant, end the thread. NULL is allowed. */
 void owner_stop(struct owner *o);
+/*
+ * For an up() that finished later on another thread and failed: at the loop's next tick
+ * @tenant is down()ed, its lease released and the tenant left to other nodes for a while.
+ * Thread-safe; a tenant not held by then is ignored.
+ */
+void owner_give_back(struct owner *o, const char *tenant);
 /* How many tenants are held now. */
 size_t owner_count(struct owner *o);
 /* The server process of the loop's connection (0: not connected), for tests. */

@@ -535,6 +535,43 @@ test_owner_share(void **state)
 }
 
 /*
+ * A bring-up that fails later, on another thread: owner_give_back() makes the loop down
+ * and release the tenant at its next tick (the other node takes it then, not node a again:
+ * it cools down), and ignores a tenant it does not hold.
+ */
+static void
+test_owner_give_back(void **state)
+{
+	struct fixture *f = *state;
+	static char a = 'a', b = 'b';
+	struct owner *oa, *ob;
+	bool b_took = false;
+
+	evlog.n = 0;
+	oa = start_node(f->conn, &a);
+	assert_true(wait_for(oa, 2, 3000));
+	ob = start_node(f->conn, &b);
+	owner_give_back(oa, "nope");
+	owner_give_back(oa, "t1");
+	assert_true(wait_for(oa, 1, 3000));
+	assert_true(wait_for(ob, 1, 3000));
+	pthread_mutex_lock(&evlog.lock);
+	for (size_t i = 0; i < evlog.n; i++)
+		if (evlog.ev[i].node == 'b' && evlog.ev[i].up &&
+		    strcmp(evlog.ev[i].tenant, "t1") == 0)
+			b_took = true;
+	pthread_mutex_unlock(&evlog.lock);
+	assert_true(b_took);
+	/* still one each a while later: a does not take t1 back while it cools down */
+	usleep(600 * 1000);
+	assert_int_equal(owner_count(oa), 1);
+	assert_int_equal(owner_count(ob), 1);
+	assert_true(check_never_two() >= 3);
+	owner_stop(ob);
+	owner_stop(oa);
+}
+
+/*
  * Node a loses the database (the path to it is cut: statements reach the server and commit,
  * answers never come back, new connections hang). It must bring every tenant down before
  * node b brings it up.
@@ -588,6 +625,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_share, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner_give_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_partition, setup, teardown),
 	};
 
