@@ -42,6 +42,11 @@ struct store_ops {
 	int (*tenant_get)(struct store_backend *b, const char *name, struct store_tenant *ret);
 	int (*tenant_list)(struct store_backend *b, struct store_tenant **ret, size_t *ret_n);
 	int (*tenant_set_require_tpm)(struct store_backend *b, const char *name, bool on);
+	/* NULL: the backend keeps no tenant keys (LMDB: files in key_dir) -> -EOPNOTSUPP */
+	int (*tenant_key_get)(struct store_backend *b, const char *tenant,
+		uint8_t ret_priv[static 32]);
+	int (*tenant_key_put)(struct store_backend *b, const char *tenant,
+		const uint8_t priv[static 32]);
 	int (*device_ca_add)(struct store_backend *b, const struct store_device_ca *ca);
 	int (*device_ca_remove)(struct store_backend *b, const char *tenant,
 		const uint8_t fp[static STORE_HASH_LEN]);

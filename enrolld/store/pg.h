@@ -122,6 +122,8 @@ int pg_tenant_create(struct store_backend *b, const struct store_tenant *t);
 int pg_tenant_get(struct store_backend *b, const char *name, struct store_tenant *ret);
 int pg_tenant_list(struct store_backend *b, struct store_tenant **ret, size_t *ret_n);
 int pg_tenant_set_require_tpm(struct store_backend *b, const char *name, bool on);
+int pg_tenant_key_get(struct store_backend *b, const char *tenant, uint8_t ret_priv[static 32]);
+int pg_tenant_key_put(struct store_backend *b, const char *tenant, const uint8_t priv[static 32]);
 int pg_device_ca_add(struct store_backend *b, const struct store_device_ca *ca);
 int pg_device_ca_remove(struct store_backend *b, const char *tenant,
 	const uint8_t fp[static STORE_HASH_LEN]);

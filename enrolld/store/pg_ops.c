@@ -197,6 +197,62 @@ pg_tenant_set_require_tpm(struct store_backend *b, const char *name, bool on)
 	return pg_txn(b, true, fn_write1, &w);
 }
 
+/* ---- tenant interface keys, sealed under the KEK (the tenant's name as AAD) ------------------ */
+
+int
+pg_tenant_key_get(struct store_backend *b, const char *tenant, uint8_t ret_priv[static 32])
+{
+	struct pg_args a = { 0 };
+	uint8_t sealed[32 + PG_SEAL_OVERHEAD];
+	PGresult *res = NULL;
+	size_t len = 0;
+	int n, r;
+
+	pa_text(&a, tenant);
+	r = pg_read(b, "SELECT sealed FROM tenant_keys WHERE tenant = $1::text", &a, &res);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) == 0) {
+		r = -ENOENT;
+		goto out;
+	}
+	n = rv_bytes(res, 0, 0, sealed, sizeof(sealed));
+	if (n != (int)sizeof(sealed)) {
+		r = n < 0 ? n : -EUCLEAN;
+		goto out;
+	}
+	r = pg_unseal(b, (const uint8_t *)tenant, strlen(tenant), sealed, sizeof(sealed), ret_priv,
+		32, &len);
+	if (r == 0 && len != 32) {
+		OPENSSL_cleanse(ret_priv, 32);
+		r = -EUCLEAN;
+	}
+out:
+	OPENSSL_cleanse(sealed, sizeof(sealed));
+	PQclear(res);
+	return r;
+}
+
+int
+pg_tenant_key_put(struct store_backend *b, const char *tenant, const uint8_t priv[static 32])
+{
+	struct write1 w = { .sql = "INSERT INTO tenant_keys (tenant, sealed) "
+				   "VALUES ($1::text, $2::bytea) ON CONFLICT (tenant) DO NOTHING",
+		.none = -EEXIST };
+	uint8_t sealed[32 + PG_SEAL_OVERHEAD];
+	int r;
+
+	r = pg_seal(b, (const uint8_t *)tenant, strlen(tenant), priv, 32, sealed);
+	if (r < 0)
+		goto out;
+	pa_text(&w.a, tenant);
+	pa_bytes(&w.a, sealed, sizeof(sealed));
+	r = pg_txn(b, true, fn_write1, &w);
+out:
+	OPENSSL_cleanse(sealed, sizeof(sealed));
+	return r;
+}
+
 /* ---- device CAs ------------------------------------------------------------------------------ */
 
 int

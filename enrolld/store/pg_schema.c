@@ -146,9 +146,26 @@ static const char migration_2[] =
 	"  epoch int8 NOT NULL CHECK (epoch > 0),"
 	"  expires timestamptz NOT NULL);";
 
+/*
+ * 3: cluster mode (docs/cluster.md). Each tenant's interface key, sealed under the KEK
+ * (AES-256-GCM, the tenant's name as AAD): whichever node holds the tenant uses the same
+ * key. And how far each node has applied the event log to the interfaces it holds, so that
+ * a node answering a revocation can wait until the owner has removed the peer.
+ */
+static const char migration_3[] =
+	"CREATE TABLE tenant_keys ("
+	"  tenant text COLLATE \"C\" PRIMARY KEY REFERENCES tenants ON DELETE CASCADE,"
+	"  sealed bytea NOT NULL CHECK (length(sealed) = 60),"
+	"  created timestamptz NOT NULL DEFAULT now());"
+	"CREATE TABLE node_applied ("
+	"  node text PRIMARY KEY CHECK (length(node) BETWEEN 1 AND 63),"
+	"  seq int8 NOT NULL,"
+	"  updated timestamptz NOT NULL DEFAULT clock_timestamp());";
+
 static const struct migration migrations[] = {
 	{ 1, migration_1 },
 	{ 2, migration_2 },
+	{ 3, migration_3 },
 };
 
 int

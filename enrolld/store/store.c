@@ -277,6 +277,26 @@ store_tenant_set_require_tpm(struct store *s, const char *name, bool on)
 	return s->ops->tenant_set_require_tpm(s->b, name, on);
 }
 
+int
+store_tenant_key_get(struct store *s, const char *tenant, uint8_t ret_priv[static 32])
+{
+	if (s->ops->tenant_key_get == NULL)
+		return -EOPNOTSUPP;
+	if (!store_tenant_name_ok(tenant))
+		return -ENOENT;
+	return s->ops->tenant_key_get(s->b, tenant, ret_priv);
+}
+
+int
+store_tenant_key_put(struct store *s, const char *tenant, const uint8_t priv[static 32])
+{
+	if (s->ops->tenant_key_put == NULL)
+		return -EOPNOTSUPP;
+	if (!store_tenant_name_ok(tenant))
+		return -ENOENT;
+	return s->ops->tenant_key_put(s->b, tenant, priv);
+}
+
 /* ---- device CAs ------------------------------------------------------------------------------ */
 
 int

@@ -1518,6 +1518,57 @@ opener_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Tenant interface keys under the KEK (cluster mode): the first put wins, a second is
+ * -EEXIST and leaves the first; the database holds only the sealed form; another KEK cannot
+ * open it; an unknown tenant is -ENOENT. LMDB keeps keys as files: -EOPNOTSUPP.
+ */
+static void
+test_tenant_keys(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t k1[32], k2[32], got[32];
+	char v[96], hex[65];
+
+	fill(k1, 0x4b, 1);
+	fill(k2, 0x4b, 2);
+	if (pg_base == NULL) {
+		assert_int_equal(store_tenant_key_get(f->s, "a", got), -EOPNOTSUPP);
+		assert_int_equal(store_tenant_key_put(f->s, "a", k1), -EOPNOTSUPP);
+		return;
+	}
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	assert_int_equal(store_tenant_key_get(f->s, "a", got), -ENOENT);
+	assert_int_equal(store_tenant_key_put(f->s, "nope", k1), -ENOENT);
+	assert_int_equal(store_tenant_key_put(f->s, "a", k1), 0);
+	assert_int_equal(store_tenant_key_put(f->s, "a", k2), -EEXIST);
+	assert_int_equal(store_tenant_key_get(f->s, "a", got), 0);
+	assert_memory_equal(got, k1, 32);
+	/* not in clear: the key's bytes appear nowhere in the row */
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", k1[i]);
+	{
+		char sql[256];
+
+		snprintf(sql, sizeof(sql), "SELECT position('\\x%s'::bytea in sealed) || ':' || "
+			"length(sealed) FROM tenant_keys WHERE tenant = 'a'", hex);
+		pg_value(f->db, sql, v, sizeof(v));
+		assert_string_equal(v, "0:60");
+	}
+	/* another KEK: the sealed key does not open */
+	{
+		uint8_t other[STORE_KEK_LEN];
+		struct store_options o = { .backend = STORE_BACKEND_POSTGRESQL, .kek = other };
+		struct store *s2 = NULL;
+
+		memset(other, 0x33, sizeof(other));
+		assert_int_equal(store_open(&s2, f->where, &o), 0);
+		assert_int_equal(store_tenant_key_get(s2, "a", got), -EBADMSG);
+		store_free(s2);
+	}
+	explicit_bzero(got, sizeof(got));
+}
+
 /* Several nodes starting at once on an empty database: one migrates, all open. */
 static void
 test_migrate_race(void **state)
@@ -1567,6 +1618,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_registrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tenant_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_address_rules, setup, teardown),
