@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 
 #include "common/key.h"
+#include "common/log.h"
+#include "enrolld/cluster/node.h"
 #include "enrolld/enrolld.h"
 
 static int
@@ -89,6 +91,22 @@ api_check_tenant(struct http_request *req, const char *tenant)
 		return 0;
 	return http_error(req, -EPERM, "forbidden_tenant",
 		"this token is scoped to tenant '%s'", http_request_tenant(req));
+}
+
+int
+api_device_sync(struct enrolld *e, const struct store_tenant *t, uint64_t id,
+	const uint8_t *const keys[], size_t n_keys)
+{
+	int r = plane_device_sync(e->plane, e->store, t, id, keys, n_keys);
+
+	if (r < 0 || e->cluster == NULL)
+		return r;
+	r = cluster_wait_applied(e->cluster, t->name);
+	if (r < 0)
+		log_warnx("cluster: device %llu of '%s': the node holding the tenant has not "
+			  "confirmed the change in time (%s)",
+			(unsigned long long)id, t->name, strerror(-r));
+	return r;
 }
 
 int

@@ -657,7 +657,7 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 	/* The key this commit replaced, not one read before it: see plane_device_sync(). */
 	keys[0] = dev.wg_pubkey;
 	keys[1] = before.wg_pubkey;
-	r = plane_device_sync(e->plane, e->store, &t, dev.id, keys, before.id != 0 ? 2 : 1);
+	r = api_device_sync(e, &t, dev.id, keys, before.id != 0 ? 2 : 1);
 	if (r == 0)
 		r = plane_tenant_key(e->plane, &t, server_pub);
 	if (r < 0) {

@@ -688,7 +688,7 @@ api_device_revoke(struct http_request *req, json_t **ret_body, void *ctx)
 	 * newer one on the interface (plane_device_sync() reads the store under its lock).
 	 */
 	keys[0] = d.wg_pubkey;
-	r = plane_device_sync(e->plane, e->store, &t, d.id, keys, 1);
+	r = api_device_sync(e, &t, d.id, keys, 1);
 	if (r < 0)
 		return http_error(req, -EAGAIN, "wireguard_unavailable",
 			"the device is revoked in the store but its peer could not be removed yet; "

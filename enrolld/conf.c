@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/config.h"
 #include "enrolld/enrolld.h"
@@ -52,6 +53,13 @@ static const char *const conf_known[] = {
 	"wireguard.tenant_address_space",
 	"health.interval",
 	"health.default_keepalive",
+	"cluster.enabled",
+	"cluster.node",
+	"cluster.lease_ms",
+	"cluster.margin_ms",
+	"cluster.tick_ms",
+	"cluster.endpoint_hook",
+	"cluster.revoke_wait_ms",
 	NULL,
 };
 
@@ -84,6 +92,8 @@ conf_clear(struct enrolld_conf *conf)
 		explicit_bzero(conf->pg_conninfo, strlen(conf->pg_conninfo));
 	free(conf->pg_conninfo);
 	free(conf->kek_file);
+	free(conf->node_name);
+	free(conf->endpoint_hook);
 	free(conf->admin_token_file);
 	free(conf->provisioning_token_file);
 	free(conf->tenant_tokens_dir);
@@ -129,6 +139,49 @@ parse_space(const char *v, struct enrolld_conf *c, const char *path, char *errbu
 	return 0;
 }
 
+/* [cluster]: what a node needs, and a name for it (the host's by default). */
+static int
+check_cluster(struct enrolld_conf *c, const char *path, char *errbuf, size_t errlen)
+{
+	char host[256];
+
+	if (c->store_backend != STORE_BACKEND_POSTGRESQL) {
+		snprintf(errbuf, errlen, "%s: cluster.enabled needs state.backend = postgresql "
+			"(the nodes share one database)", path);
+		return -EINVAL;
+	}
+	if (c->user != NULL) {
+		snprintf(errbuf, errlen, "%s: cluster.enabled does not work with server.user "
+			"(privilege separation) yet; see docs/cluster.md", path);
+		return -EINVAL;
+	}
+	if (c->margin_ms >= c->lease_ms || c->tick_ms * 3 > c->lease_ms) {
+		snprintf(errbuf, errlen, "%s: cluster: margin_ms must be below lease_ms and tick_ms "
+			"at most a third of it (lease %ld, margin %ld, tick %ld)", path, c->lease_ms,
+			c->margin_ms, c->tick_ms);
+		return -EINVAL;
+	}
+	if (c->endpoint_hook != NULL && c->endpoint_hook[0] != '/') {
+		snprintf(errbuf, errlen, "%s: cluster.endpoint_hook must be an absolute path", path);
+		return -EINVAL;
+	}
+	if (c->revoke_wait_ms == 0)
+		c->revoke_wait_ms = 2 * c->lease_ms;
+	if (c->node_name == NULL) {
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "node");
+		host[sizeof(host) - 1] = '\0';
+		c->node_name = strdup(host);
+		if (c->node_name == NULL)
+			return -ENOMEM;
+	}
+	if (c->node_name[0] == '\0' || strlen(c->node_name) > 63) {
+		snprintf(errbuf, errlen, "%s: cluster.node must be 1 to 63 characters", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 struct long_opt {
 	const char *section, *key;
 	long min, max, def;
@@ -165,6 +218,12 @@ static const struct long_opt long_opts[] = {
 	LOPT("wireguard", "vrf_table_base", 1, 0x7fff0000L, 100000, vrf_table_base),
 	LOPT("health", "interval", 1, 3600, 5, health_interval),
 	LOPT("health", "default_keepalive", 1, 3600, 25, default_keepalive),
+	/* docs/cluster.md: failover takes about lease + tick; margin is what a down() may take */
+	LOPT("cluster", "lease_ms", 300, 600000, 5000, lease_ms),
+	LOPT("cluster", "margin_ms", 50, 300000, 1500, margin_ms),
+	LOPT("cluster", "tick_ms", 50, 200000, 1000, tick_ms),
+	/* 0: twice the lease (by then an owner that cannot apply has lost the tenant) */
+	LOPT("cluster", "revoke_wait_ms", 0, 600000, 0, revoke_wait_ms),
 };
 
 /*
@@ -205,6 +264,9 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 	r = config_get_bool(cfg, "wireguard", "nftables", true, &c.nftables, errbuf, errlen);
 	if (r < 0)
 		goto out;
+	r = config_get_bool(cfg, "cluster", "enabled", false, &c.cluster, errbuf, errlen);
+	if (r < 0)
+		goto out;
 
 	r = -ENOMEM;
 	if (dup_opt(&c.listen, cfg, "server", "listen", "127.0.0.1") < 0 ||
@@ -223,7 +285,9 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 		dup_opt(&c.crl_dir, cfg, "attestation", "crl_dir", NULL) < 0 ||
 		dup_opt(&c.wireguard_go, cfg, "wireguard", "wireguard_go", "wireguard-go") < 0 ||
 		dup_opt(&c.uapi_dir, cfg, "wireguard", "uapi_dir", "/var/run/wireguard") < 0 ||
-		dup_opt(&c.nft, cfg, "wireguard", "nft", "nft") < 0) {
+		dup_opt(&c.nft, cfg, "wireguard", "nft", "nft") < 0 ||
+		dup_opt(&c.node_name, cfg, "cluster", "node", NULL) < 0 ||
+		dup_opt(&c.endpoint_hook, cfg, "cluster", "endpoint_hook", NULL) < 0) {
 		snprintf(errbuf, errlen, "%s: out of memory", path);
 		goto out;
 	}
@@ -296,6 +360,8 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 			path);
 		goto out;
 	}
+	if (c.cluster && check_cluster(&c, path, errbuf, errlen) < 0)
+		goto out;
 	if (c.db_path[0] != '/' || c.key_dir[0] != '/') {
 		snprintf(errbuf, errlen, "%s: state.db_path and state.key_dir must be absolute paths",
 			path);

@@ -278,6 +278,14 @@ struct plane_config {
 	uint32_t vrf_table_base;  /* VRF table = base + listen port */
 	bool nftables;            /* table inet enrolld: no forwarding between tenants */
 	const char *nft;          /* the nft program */
+	/*
+	 * Cluster mode (docs/cluster.md): a tenant's interface exists only while this node
+	 * holds the tenant (plane_tenant_take/drop); every other change of an interface not
+	 * held is a no-op here, its owner applies it. Keys come from @key_store (under the
+	 * KEK, shared by the nodes) instead of key_dir.
+	 */
+	bool cluster;
+	struct store *key_store;
 };
 
 int plane_new(struct plane **ret, const struct plane_config *cfg);
@@ -313,6 +321,20 @@ int plane_tenant_pubkey(struct plane *p, const char *tenant, uint8_t ret_pub[32]
  */
 int plane_tenant_up(struct plane *p, const struct store_tenant *t);
 bool plane_tenant_is_up(struct plane *p, const char *tenant);
+/*
+ * Cluster mode: this node now holds @t: bring its interface up with exactly the store's
+ * active devices (a full reconciliation). On failure the tenant is dropped again.
+ */
+int plane_tenant_take(struct plane *p, struct store *s, const struct store_tenant *t);
+/*
+ * Cluster mode: this node does not hold @t (any more): take its interface down if it
+ * exists (also one left by an earlier run: a wireguard-go it did not start, a kernel link).
+ */
+void plane_tenant_drop(struct plane *p, const struct store_tenant *t);
+/* Cluster mode: whether this node holds @tenant (always true outside cluster mode). */
+bool plane_tenant_is_held(struct plane *p, const char *tenant);
+/* Cluster mode: make @t's interface agree with the store (held tenants only; else 0). */
+int plane_tenant_reconcile(struct plane *p, struct store *s, const struct store_tenant *t);
 /*
  * Make @t's interface agree with the store about device @id and @keys (the keys the
  * caller's committed change replaced and set: old and new key, or the revoked key), in one
@@ -392,6 +414,7 @@ struct enrolld {
 	struct store *store;
 	struct plane *plane;
 	struct health *health;
+	struct cluster *cluster; /* [cluster] enabled: this node's part (cluster/node.h) */
 	struct attest_trust *trust; /* NULL: enrollment is unavailable (no ek_ca_dir) */
 	pthread_mutex_t crl_lock;   /* crls (SIGHUP replaces them) */
 	struct crl_set *crls;       /* attestation.crl_dir; NULL without it */
@@ -469,6 +492,13 @@ int api_events_wait(void *ctx, uint64_t *cursor, int timeout_ms);
 int api_check_tenant(struct http_request *req, const char *tenant);
 /* A store error as an API error: sets the code and message, returns @err. */
 int api_store_error(struct http_request *req, int err, const char *what);
+/*
+ * plane_device_sync() for a request's committed change, and in cluster mode then the wait
+ * until the node holding the tenant has applied it (cluster_wait_applied): when this
+ * returns 0 the tenant's interface, wherever it is, agrees with the change.
+ */
+int api_device_sync(struct enrolld *e, const struct store_tenant *t, uint64_t id,
+	const uint8_t *const keys[], size_t n_keys);
 /*
  * The tenant named by path parameter 0, if the caller's token may see it; an HTTP error
  * (403 scope, 404 unknown) otherwise.

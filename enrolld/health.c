@@ -550,7 +550,10 @@ health_tick(struct health *h)
 
 		(void)tenant_index(h, ts[i].name, &k); /* known: no allocation */
 		fs[k].t = &ts[i];
-		fs[k].present = true;
+		/* cluster mode: the node holding the tenant judges its devices */
+		fs[k].present = plane_tenant_is_held(h->p, ts[i].name);
+		if (!fs[k].present)
+			continue;
 		r = iface_read(h, &fs[k]);
 		if (r < 0)
 			goto out;
@@ -559,8 +562,15 @@ health_tick(struct health *h)
 		struct hentry *e = &next[i];
 		struct hiface *f = e->tenant < h->n_tnames ? &fs[e->tenant] : NULL;
 
-		if (f == NULL || !f->present)
-			continue; /* a tenant the store no longer lists */
+		if (f == NULL || !f->present) {
+			/*
+			 * A tenant the store no longer lists, or (cluster mode) not held here: if
+			 * this node takes it later, its devices are judged afresh from the store.
+			 */
+			e->known = false;
+			e->hp.seen = false;
+			continue;
+		}
 		if (e->dstate != STORE_DEVICE_ACTIVE) {
 			f->n_revoked += e->dstate == STORE_DEVICE_REVOKED;
 			/* if it comes back, it is judged afresh from what the store says */

@@ -31,6 +31,7 @@
 #include "common/secmem.h"
 #include "enrolld/attest/attest.h"
 #include "enrolld/attest/crl.h"
+#include "enrolld/cluster/node.h"
 #include "enrolld/enrolld.h"
 #include "enrolld/privsep.h"
 
@@ -574,6 +575,10 @@ start_services(struct enrolld *e)
 	pc.vrf_table_base = (uint32_t)e->conf.vrf_table_base;
 	pc.nftables = e->conf.nftables;
 	pc.nft = e->conf.nft;
+	/* PostgreSQL: the tenant keys in the database under the KEK, shared by every node */
+	if (e->conf.store_backend == STORE_BACKEND_POSTGRESQL)
+		pc.key_store = e->store;
+	pc.cluster = e->conf.cluster;
 	r = e->ps != NULL ? plane_new_remote(&e->plane, e->ps) : plane_new(&e->plane, &pc);
 	if (r < 0)
 		fatalx("WireGuard control: %s", strerror(-r));
@@ -592,6 +597,21 @@ start_services(struct enrolld *e)
 	if (r != 0)
 		fatalx("reconciler thread: %s", strerror(r));
 	e->reconciler_started = true;
+	if (e->conf.cluster) {
+		struct cluster_conf cc = {
+			.conninfo = e->conf.pg_conninfo,
+			.node = e->conf.node_name,
+			.lease_ms = (unsigned int)e->conf.lease_ms,
+			.margin_ms = (unsigned int)e->conf.margin_ms,
+			.tick_ms = (unsigned int)e->conf.tick_ms,
+			.endpoint_hook = e->conf.endpoint_hook,
+			.wait_ms = (unsigned int)e->conf.revoke_wait_ms,
+		};
+
+		r = cluster_start(&e->cluster, &cc, e->store, e->plane);
+		if (r < 0)
+			fatalx("cluster: %s", strerror(-r));
+	}
 }
 
 static void
@@ -607,6 +627,9 @@ stop_services(struct enrolld *e)
 	if (e->reconciler_started)
 		pthread_join(e->reconciler, NULL);
 	e->reconciler_started = false;
+	/* cluster mode: every held tenant down, its hook run, its lease released for the others */
+	cluster_stop(e->cluster);
+	e->cluster = NULL;
 	/* ...then the interfaces (userspace: wireguard-go stops) and the state. */
 	plane_free(e->plane);
 	e->plane = NULL;

@@ -19,7 +19,10 @@
  * key off it (plane_device_sync() has the argument), and reconciliation from undoing them.
  *
  * Private keys: <key_dir>/<tenant>.key (base64, mode 0600, written atomically), read
- * when an interface is set up and wiped from memory right after.
+ * when an interface is set up and wiped from memory right after. In cluster mode they are
+ * in the store instead, sealed under the KEK (store_tenant_key_get), and an interface
+ * exists only while this node holds its tenant (docs/cluster.md): every change of a tenant
+ * not held is left to the node that holds it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,6 +61,7 @@ struct plane_tenant {
 	bool have_key;
 	bool up;
 	bool in_nft;
+	bool held; /* cluster mode: this node holds the tenant's lease */
 	struct wgproc wp; /* userspace: the wireguard-go serving the interface */
 	char last_err[128];
 };
@@ -253,6 +257,34 @@ out:
 	return r;
 }
 
+/*
+ * Cluster mode: the tenant's key from the store, made on first use. Two nodes making it at
+ * once: the first put wins (-EEXIST for the other), and both use the stored one.
+ */
+static int
+store_key(struct plane *p, const char *tenant, uint8_t ret_priv[static WG_KEY_LEN])
+{
+	int r = store_tenant_key_get(p->cfg.key_store, tenant, ret_priv);
+
+	if (r != -ENOENT)
+		goto out;
+	r = key_generate_private(ret_priv);
+	if (r < 0)
+		goto out;
+	r = store_tenant_key_put(p->cfg.key_store, tenant, ret_priv);
+	if (r == 0)
+		log_info("tenant '%s': new interface key, stored under the KEK", tenant);
+	else if (r == -EEXIST)
+		r = store_tenant_key_get(p->cfg.key_store, tenant, ret_priv);
+out:
+	if (r < 0) {
+		explicit_bzero(ret_priv, WG_KEY_LEN);
+		log_warnx("tenant '%s': interface key from the store: %s %s", tenant,
+			strerror(-r), store_errmsg());
+	}
+	return r;
+}
+
 /* The tenant's private key into @ret_priv (caller wipes), created on first use. */
 static int
 tenant_private_key(struct plane *p, struct plane_tenant *pt, uint8_t ret_priv[static WG_KEY_LEN])
@@ -260,6 +292,12 @@ tenant_private_key(struct plane *p, struct plane_tenant *pt, uint8_t ret_priv[st
 	char path[PATH_MAX];
 	int r;
 
+	if (p->cfg.key_store != NULL) {
+		r = store_key(p, pt->name, ret_priv);
+		if (r < 0)
+			return r;
+		goto pub;
+	}
 	r = key_path(p, pt->name, "", path, sizeof(path));
 	if (r < 0)
 		return r;
@@ -279,6 +317,7 @@ tenant_private_key(struct plane *p, struct plane_tenant *pt, uint8_t ret_priv[st
 			path);
 	if (r < 0)
 		return r;
+pub:
 	r = key_public_from_private(pt->pub, ret_priv);
 	if (r < 0) {
 		explicit_bzero(ret_priv, WG_KEY_LEN);
@@ -560,6 +599,11 @@ tenant_up_locked(struct plane *p, const struct store_tenant *t)
 	bool new_in_nft;
 	int r;
 
+	if (p->cfg.cluster) {
+		pt = find_tenant(p, t->name);
+		if (pt == NULL || !pt->held)
+			return -ENOLINK; /* another node's, or nobody's yet: not brought up here */
+	}
 	pt = get_tenant(p, t);
 	if (pt == NULL)
 		return -ENOMEM;
@@ -639,7 +683,7 @@ plane_tenant_up(struct plane *p, const struct store_tenant *t)
 	pthread_mutex_lock(&p->lock);
 	r = tenant_up_locked(p, t);
 	pthread_mutex_unlock(&p->lock);
-	return r;
+	return r == -ENOLINK ? 0 : r;
 }
 
 bool
@@ -677,6 +721,8 @@ apply_locked(struct plane *p, const struct store_tenant *t, const struct wg_devi
 	struct plane_tenant *pt = find_tenant(p, t->name);
 	int r;
 
+	if (p->cfg.cluster && (pt == NULL || !pt->held))
+		return 0; /* the node holding the tenant applies it (docs/cluster.md) */
 	if (pt == NULL || !pt->up) {
 		r = tenant_up_locked(p, t);
 		if (r < 0)
@@ -894,6 +940,10 @@ reconcile_tenant(struct plane *p, struct store *s, const struct store_tenant *t)
 
 	pthread_mutex_lock(&p->lock);
 	r = tenant_up_locked(p, t);
+	if (r == -ENOLINK) {
+		r = 0; /* cluster mode, not held here */
+		goto out;
+	}
 	if (r < 0)
 		goto out;
 	/* The store after the lock: see the comment at the top of this file. */
@@ -987,6 +1037,88 @@ plane_reconcile(struct plane *p, struct store *s)
 	}
 	free(ts);
 	return first_err < 0 ? first_err : total;
+}
+
+/* ---- cluster mode: tenants held by this node -------------------------------------------------- */
+
+int
+plane_tenant_reconcile(struct plane *p, struct store *s, const struct store_tenant *t)
+{
+	return reconcile_tenant(p, s, t);
+}
+
+/* Take @pt's interface down: stop its wireguard-go (which removes it) or delete the link. */
+static void
+tenant_down_locked(struct plane *p, struct plane_tenant *pt)
+{
+	pid_t pid = pt->wp.pid;
+	int r;
+
+	pt->up = false;
+	if (p->ps != NULL)
+		return;
+	if (pid > 0 && wgproc_stop(&pt->wp, 1000) == 0)
+		log_info("tenant '%s': stopped wireguard-go (pid %d)", pt->name, (int)pid);
+	/* kernel, or a wireguard-go this run did not start: the link itself */
+	if (if_nametoindex(pt->ifname) != 0) {
+		r = rtnl_link_del(p->rtnl, pt->ifname);
+		if (r < 0 && r != -ENODEV)
+			log_warnx("tenant '%s': deleting '%s': %s %s", pt->name, pt->ifname,
+				strerror(-r), rtnl_last_error(p->rtnl));
+	}
+}
+
+int
+plane_tenant_take(struct plane *p, struct store *s, const struct store_tenant *t)
+{
+	struct plane_tenant *pt;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	pt = get_tenant(p, t);
+	if (pt != NULL)
+		pt->held = true;
+	pthread_mutex_unlock(&p->lock);
+	if (pt == NULL)
+		return -ENOMEM;
+	r = reconcile_tenant(p, s, t);
+	if (r < 0)
+		plane_tenant_drop(p, t);
+	return r < 0 ? r : 0;
+}
+
+void
+plane_tenant_drop(struct plane *p, const struct store_tenant *t)
+{
+	struct plane_tenant *pt;
+	bool was_up;
+
+	pthread_mutex_lock(&p->lock);
+	pt = get_tenant(p, t);
+	if (pt != NULL) {
+		was_up = pt->up || pt->wp.pid > 0 || if_nametoindex(pt->ifname) != 0;
+		pt->held = false;
+		tenant_down_locked(p, pt);
+		if (was_up)
+			log_info("tenant '%s': interface '%s' down (not held by this node)",
+				pt->name, pt->ifname);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+bool
+plane_tenant_is_held(struct plane *p, const char *tenant)
+{
+	struct plane_tenant *pt;
+	bool held;
+
+	if (p == NULL || !p->cfg.cluster) /* NULL: a health monitor under test, no plane */
+		return true;
+	pthread_mutex_lock(&p->lock);
+	pt = find_tenant(p, tenant);
+	held = pt != NULL && pt->held;
+	pthread_mutex_unlock(&p->lock);
+	return held;
 }
 
 /* ---- wg-quick rendering -------------------------------------------------------------------- */

@@ -152,6 +152,48 @@ lease_query(PGconn *c, const char *sql, PGresult **ret, const struct timespec *u
 }
 
 int
+lease_query_params(PGconn *c, const char *sql, int n, const char *const *vals, PGresult **ret,
+	const struct timespec *until)
+{
+	return run(c, sql, n, vals, ret, until);
+}
+
+int
+lease_connect(const char *conninfo, PGconn **ret, const struct timespec *until)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	PGconn *c;
+	int r;
+
+	*ret = NULL;
+	last_error[0] = '\0';
+	c = PQconnectStart(conninfo);
+	if (c == NULL)
+		return -ENOMEM;
+	if (PQstatus(c) == CONNECTION_BAD)
+		goto bad;
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED)
+			goto bad;
+		r = lease_wait(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until);
+		if (r < 0) {
+			snprintf(last_error, sizeof(last_error), "no answer in time");
+			PQfinish(c);
+			return r;
+		}
+		st = PQconnectPoll(c);
+	}
+	if (PQsetnonblocking(c, 1) != 0)
+		goto bad;
+	*ret = c;
+	return 0;
+bad:
+	snprintf(last_error, sizeof(last_error), "%s", PQerrorMessage(c));
+	PQfinish(c);
+	return -ECONNREFUSED;
+}
+
+int
 lease_acquire(PGconn *c, const struct lease_conf *cf, const char *tenant, struct lease *l,
 	const struct timespec *until)
 {

@@ -97,6 +97,14 @@ int lease_wait(PGconn *c, short events, const struct timespec *until);
 /* The database's or libpq's text for the calling thread's last -EIO ("" if none). */
 const char *lease_errmsg(void);
 /* A row-returning statement without parameters, bounded the same way (*ret: PQclear it). */
+/* The same with @n text parameters. */
+int lease_query_params(PGconn *c, const char *sql, int n, const char *const *vals, PGresult **ret,
+	const struct timespec *until);
+/*
+ * Connect to @conninfo without waiting past @until (NULL: no limit); *ret is then a
+ * non-blocking connection for the calls above. -ETIMEDOUT, -ECONNREFUSED (lease_errmsg()).
+ */
+int lease_connect(const char *conninfo, PGconn **ret, const struct timespec *until);
 int lease_query(PGconn *c, const char *sql, PGresult **ret, const struct timespec *until);
 
 #endif

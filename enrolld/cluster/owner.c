@@ -75,40 +75,23 @@ conn_drop(struct owner *o)
 static int
 conn_ensure(struct owner *o, const struct timespec *until)
 {
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int r;
 
 	if (o->c != NULL && PQstatus(o->c) == CONNECTION_OK)
 		return 0;
 	if (o->c != NULL)
 		conn_drop(o);
-	o->c = PQconnectStart(o->conninfo);
-	if (o->c == NULL)
-		return -ENOMEM;
-	if (PQstatus(o->c) == CONNECTION_BAD)
-		goto bad;
-	while (st != PGRES_POLLING_OK) {
-		if (st == PGRES_POLLING_FAILED)
-			goto bad;
-		r = lease_wait(o->c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until);
-		if (r < 0) {
-			conn_drop(o);
-			return r;
-		}
-		st = PQconnectPoll(o->c);
-	}
-	if (PQsetnonblocking(o->c, 1) != 0)
-		goto bad;
+	r = lease_connect(o->conninfo, &o->c, until);
+	if (r == -ECONNREFUSED)
+		log_warnx("cluster: node %s cannot reach the database: %s", o->cf.lease.node,
+			lease_errmsg());
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&o->lock);
 	o->pid = PQbackendPID(o->c);
 	pthread_mutex_unlock(&o->lock);
 	log_info("cluster: node %s connected to the database", o->cf.lease.node);
 	return 0;
-bad:
-	log_warnx("cluster: node %s cannot reach the database: %s", o->cf.lease.node,
-		PQerrorMessage(o->c));
-	conn_drop(o);
-	return -ECONNREFUSED;
 }
 
 /* n_held as other threads may read it (owner_count). */
