@@ -15,7 +15,7 @@
 #              10.77.0.10K) on its loopback; its endpoint hook logs "<time> nI up|down
 #              <tenant> ..." to $T/hook.log and routes the VIP to itself in the router
 #              (up) or withdraws that route (down), like an anycast announcement.
-#   cf-gJ-$S   gateway gJ, 10.79.0.1J: swtpm, edge-keyd (tenant tJ, enrolled through node
+#   cf-gJ-$S   gateway gJ, 10.79.0.1J (veth cfwJ$S): swtpm, edge-keyd (tenant tJ, enrolled through node
 #              nJ), default route through the router
 # Tenants t1..t3 (interfaces cfa$S cfb$S cfc$S, 10.90.K.0/24 ... see below), keepalive 1,
 # endpoint 10.77.0.10K:5100K. Leases short to keep the test quick: lease 3000 ms, margin
@@ -138,11 +138,14 @@ die() {
 	for f in "$T"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 25 "$f"; }; done
 	exit 1
 }
-wait_for() { # SECONDS COMMAND...: poll every 0.2 s
-	local n=$(($1 * 5))
+wait_for() { # SECONDS COMMAND...: until it succeeds, polling every 0.2 s, at most SECONDS
+	local end=$((SECONDS + $1))
 	shift
-	for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
-	return 1
+	while :; do
+		"$@" && return 0
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.2
+	done
 }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.2f\", $* }"; } # EXPRESSION
@@ -183,7 +186,7 @@ for i in 1 2 3; do
 	for k in 1 2 3; do ip -n "${NS_N[$i]}" addr add 10.77.0.10$k/32 dev lo; done
 	ip netns exec "${NS_N[$i]}" sysctl -qw net.ipv4.ip_local_port_range="40000 60999"
 done
-for j in 1 2; do veth "${NS_G[$j]}" cfg$j$S cfbw$S 10.79.0.1$j/24 10.79.0.254; done
+for j in 1 2; do veth "${NS_G[$j]}" cfw$j$S cfbw$S 10.79.0.1$j/24 10.79.0.254; done
 rt ping -c 1 -W 2 "$DB_IP" >/dev/null || die "the router does not reach the database's namespace"
 
 say "PostgreSQL in $NS_DB on $DB_IP:5432"
