@@ -107,13 +107,31 @@ child_env(void)
 	return envp;
 }
 
+void
+wgproc_spawnattr_init(posix_spawnattr_t *attr)
+{
+	sigset_t none, dflt;
+
+	/* The daemon blocks or ignores these; the child must not inherit that. */
+	sigemptyset(&none);
+	sigemptyset(&dflt);
+	sigaddset(&dflt, SIGPIPE);
+	sigaddset(&dflt, SIGTERM);
+	sigaddset(&dflt, SIGINT);
+	sigaddset(&dflt, SIGHUP);
+	sigaddset(&dflt, SIGCHLD);
+	posix_spawnattr_init(attr);
+	posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setsigmask(attr, &none);
+	posix_spawnattr_setsigdefault(attr, &dflt);
+}
+
 static int
 spawn(const struct wgproc_opts *opts, const char *ifname, pid_t *ret_pid)
 {
 	const char *prog = opts->program ? opts->program : "wireguard-go";
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	sigset_t none, dflt;
 	char *argv[3];
 	char **envp;
 	int r;
@@ -124,18 +142,7 @@ spawn(const struct wgproc_opts *opts, const char *ifname, pid_t *ret_pid)
 	argv[0] = (char *)prog;
 	argv[1] = (char *)ifname;
 	argv[2] = NULL;
-	/* The daemon blocks or ignores these; the child must not inherit that. */
-	sigemptyset(&none);
-	sigemptyset(&dflt);
-	sigaddset(&dflt, SIGPIPE);
-	sigaddset(&dflt, SIGTERM);
-	sigaddset(&dflt, SIGINT);
-	sigaddset(&dflt, SIGHUP);
-	sigaddset(&dflt, SIGCHLD);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &dflt);
+	wgproc_spawnattr_init(&attr);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);

@@ -18,6 +18,7 @@
  * Functions return 0 or a negative errno and never log above debug.
  */
 
+#include <spawn.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -33,6 +34,13 @@ struct wgproc_opts {
 	bool keep_stderr;	/* let the child write to our stderr */
 	int timeout_ms;		/* how long to wait for the socket; 0 = 5000 */
 };
+
+/*
+ * Spawn attributes for a daemon's child: an empty signal mask and default dispositions for
+ * the signals daemons block or ignore (also for the daemon's other children, e.g. hooks).
+ * The caller posix_spawnattr_destroy()s it.
+ */
+void wgproc_spawnattr_init(posix_spawnattr_t *attr);
 
 /* <uapi_dir>/<ifname>.sock into @buf; -ENAMETOOLONG if it does not fit. */
 int wgproc_sock_path(const char *uapi_dir, const char *ifname, char *buf, size_t len);

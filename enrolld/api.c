@@ -323,6 +323,23 @@ api_tenant_json(struct enrolld *e, const struct store_tenant *t)
 		key_to_base64(pub, key);
 		json_object_set_new(j, "server_public_key", json_string(pub));
 	}
+	if (e->cluster != NULL) {
+		char node[64];
+		int64_t epoch = 0;
+		int r = cluster_holder(e->cluster, t->name, node, &epoch);
+
+		/* up on its holder: here, the plane says; elsewhere, its live lease does */
+		if (r == 0)
+			json_object_set_new(j, "holder", json_pack("{s:s,s:I}", "node", node,
+								 "epoch", (json_int_t)epoch));
+		else if (r == -ENOENT)
+			json_object_set_new(j, "holder", json_null());
+		json_object_set_new(j, "interface_up",
+			json_boolean(plane_tenant_is_held(e->plane, t->name)
+					     ? plane_tenant_is_up(e->plane, t->name)
+					     : r == 0));
+		return j;
+	}
 	json_object_set_new(j, "interface_up", json_boolean(plane_tenant_is_up(e->plane, t->name)));
 	return j;
 }

@@ -4,11 +4,17 @@
  * (protocol in /work/briefs/protocol.md and docs/api.md).
  *
  * A session lives in two places. The store holds what must survive and be used once: the
- * tenant, EK id, AK name, WireGuard key, nonce, authorisation, expiry and the used flag,
- * which store_enroll() consumes in the same transaction as the enrollment. This file holds
- * the attest_challenge (the AK public area and the secret) in memory only: the secret never
- * reaches the disk, and a session whose memory half is gone (restart) is answered 410, the
- * device simply starts again.
+ * tenant, EK id, AK name and public area, WireGuard key, nonce, authorisation, expiry and
+ * the used flag, which store_enroll() consumes in the same transaction as the enrollment.
+ * This file keeps the attest_challenge (the converted AK and the secret) in memory, as a
+ * fast path. Where the store seals secrets at rest (PostgreSQL, under the KEK) the secret
+ * is kept with the session too, and a node that has no memory of a session (it was
+ * answered by another node, or before a restart) rebuilds the challenge from the store,
+ * re-checking the AK public area as at the challenge. Where it does not (LMDB) the secret
+ * never reaches the disk, and a session whose memory half is gone (restart) is answered
+ * 410, the device simply starts again. Either way the store is the authority: every
+ * completion reads the session from it (unknown, used, expired) and the enrollment
+ * consumes it in its own transaction, so a session completes once across all nodes.
  *
  * Nothing is changed by a request that is malformed (400); an attestation that fails
  * uses its session up (one guess per session), which is the point of sessions.
@@ -468,7 +474,17 @@ api_enroll_challenge(struct http_request *req, json_t **ret_body, void *ctx)
 	memcpy(sess.wg_pubkey, wg_pub, WG_KEY_LEN);
 	memcpy(sess.nonce, attest_challenge_nonce(c), ATTEST_NONCE_LEN);
 	sess.nonce_len = ATTEST_NONCE_LEN;
-	sess.secret_len = 0; /* the secret stays in memory, in the challenge */
+	/* Sealed at rest, the secret goes with the session: any node can complete it. */
+	if (store_seals_secrets(e->store)) {
+		memcpy(sess.secret, attest_challenge_secret(c), ATTEST_SECRET_LEN);
+		sess.secret_len = ATTEST_SECRET_LEN;
+	}
+	if (ak_pub_len > sizeof(sess.ak_public)) {
+		r = http_error(req, -EIO, "internal", "AK public area too long");
+		goto out;
+	}
+	memcpy(sess.ak_public, ak_pub, ak_pub_len);
+	sess.ak_public_len = (uint16_t)ak_pub_len;
 	sess.expires = (int64_t)attest_challenge_expires(c);
 	r = store_session_create(e->store, &sess, sid);
 	if (r < 0) {
@@ -509,6 +525,42 @@ out:
 }
 
 /* ---- POST /v1/enroll/complete ------------------------------------------------------------- */
+
+/*
+ * Rebuild the challenge of a session this process has no memory of (made by another node,
+ * or before a restart) from its stored record: the AK public area checked again as at the
+ * challenge (attest_ak_new) and its name compared with the one the secret was bound to, the
+ * secret as the store opened it. -ENOENT if the record cannot rebuild it: no secret at rest
+ * (LMDB) or no AK public area (made before it was kept); -EUCLEAN if it is inconsistent.
+ */
+static int
+challenge_from_store(const struct store_session *sess, struct attest_challenge **ret)
+{
+	struct attest_key *ak = NULL;
+	const TPM2B_NAME *name;
+	enum attest_reason reason;
+	int r;
+
+	if (sess->secret_len != ATTEST_SECRET_LEN || sess->nonce_len != ATTEST_NONCE_LEN ||
+	    sess->ak_public_len == 0)
+		return -ENOENT;
+	r = attest_ak_new(sess->ak_public, sess->ak_public_len, &ak, &reason);
+	if (r < 0) {
+		log_debug("stored AK public area refused: %s", attest_reason_code(reason));
+		return r == -EACCES ? -EUCLEAN : r;
+	}
+	name = attest_key_name(ak);
+	if (name->size != sess->ak_name_len ||
+	    memcmp(name->name, sess->ak_name, sess->ak_name_len) != 0) {
+		r = -EUCLEAN;
+		goto out;
+	}
+	r = attest_challenge_restore(ak, sess->secret, sess->nonce, sess->wg_pubkey,
+		(time_t)sess->expires, ret);
+out:
+	attest_key_free(ak);
+	return r;
+}
 
 static const char *const complete_members[] = { "session", "secret", "quote", "signature", "pcrs",
 	NULL };
@@ -589,6 +641,9 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 		r = http_error(req, -ENOENT, "unknown_session", "no such enrollment session");
 		goto out;
 	}
+	if (r == -EALREADY || r == -ETIMEDOUT)
+		/* used (perhaps through another node) or expired: its memory half is of no use */
+		attest_challenge_free(sessions_take(e->sessions, sid));
 	if (r == -EALREADY) {
 		r = http_error(req, -ESTALE, "session_used", "this session was already used");
 		goto out;
@@ -604,11 +659,21 @@ api_enroll_complete(struct http_request *req, json_t **ret_body, void *ctx)
 	}
 	c = sessions_take(e->sessions, sid);
 	if (c == NULL) {
-		/* Its memory half is gone (the server restarted): unusable, say so once. */
-		(void)store_session_use(e->store, sid);
-		r = http_error(req, -ETIMEDOUT, "session_expired",
-			"this session is no longer known; start again with a challenge");
-		goto out;
+		r = challenge_from_store(&sess, &c);
+		if (r == -ENOENT) {
+			/* memory half gone (restart), no secret in the store: unusable */
+			(void)store_session_use(e->store, sid);
+			r = http_error(req, -ETIMEDOUT, "session_expired",
+				"this session is no longer known; start again with a challenge");
+			goto out;
+		}
+		if (r < 0) {
+			(void)store_session_use(e->store, sid);
+			log_warnx("enrollment session of '%s': stored challenge unusable: %s",
+				sess.tenant, strerror(-r));
+			r = http_error(req, r, "internal", "the session's challenge is unusable");
+			goto out;
+		}
 	}
 	r = store_tenant_get(e->store, sess.tenant, &t);
 	if (r < 0) {

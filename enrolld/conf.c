@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
 /* enrolld's configuration file: INI, every key known, every value checked. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "common/config.h"
+#include "common/log.h"
 #include "enrolld/enrolld.h"
 
 static const char *const conf_known[] = {
@@ -373,5 +377,35 @@ conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errle
 out:
 	conf_clear(&c);
 	config_free(cfg);
+	return r;
+}
+
+int
+conf_read_kek(const char *path, uint8_t ret[static STORE_KEK_LEN])
+{
+	char buf[2 * STORE_KEK_LEN + 2];
+	ssize_t n;
+	int r = -EINVAL;
+
+	n = config_read_secret(path, buf, sizeof(buf));
+	if (n < 0) {
+		log_warnx("state.kek_file '%s': %s", path, strerror((int)-n));
+		return (int)n;
+	}
+	if (n != 2 * STORE_KEK_LEN)
+		goto out;
+	for (size_t i = 0; i < STORE_KEK_LEN; i++) {
+		unsigned int v;
+
+		if (sscanf(buf + 2 * i, "%2x", &v) != 1 || !isxdigit((unsigned char)buf[2 * i]) ||
+		    !isxdigit((unsigned char)buf[2 * i + 1]))
+			goto out;
+		ret[i] = (uint8_t)v;
+	}
+	r = 0;
+out:
+	if (r < 0)
+		log_warnx("state.kek_file '%s': not 64 hex digits (32 bytes)", path);
+	OPENSSL_cleanse(buf, sizeof(buf));
 	return r;
 }

@@ -98,6 +98,8 @@ struct enrolld_conf {
 /* conf.c */
 int conf_load(struct enrolld_conf *ret, const char *path, char *errbuf, size_t errlen);
 void conf_clear(struct enrolld_conf *conf);
+/* The key-encryption key of state.kek_file (64 hex digits) into @ret; logs why not. */
+int conf_read_kek(const char *path, uint8_t ret[static STORE_KEK_LEN]);
 
 /* ---- http.c: the HTTP server and request plumbing shared by every handler ---- */
 struct http_server;
@@ -329,8 +331,12 @@ int plane_tenant_take(struct plane *p, struct store *s, const struct store_tenan
 /*
  * Cluster mode: this node does not hold @t (any more): take its interface down if it
  * exists (also one left by an earlier run: a wireguard-go it did not start, a kernel link).
+ * If another call holds the interface lock for more than @timeout_ms (0: wait), the
+ * interface is taken down without it (its wireguard-go killed, its link deleted) and the
+ * plane's state follows when the lock is free: a call stuck on a lost database cannot keep
+ * an interface up past its lease.
  */
-void plane_tenant_drop(struct plane *p, const struct store_tenant *t);
+void plane_tenant_drop(struct plane *p, const struct store_tenant *t, unsigned int timeout_ms);
 /* Cluster mode: whether this node holds @tenant (always true outside cluster mode). */
 bool plane_tenant_is_held(struct plane *p, const char *tenant);
 /* Cluster mode: make @t's interface agree with the store (held tenants only; else 0). */

@@ -7,7 +7,6 @@
  * tenants' WireGuard interfaces (plane.c), the health monitor (health.c), the
  * reconciliation thread, the HTTP server (http.c). The API lives in api*.c.
  */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +32,7 @@
 #include "enrolld/attest/crl.h"
 #include "enrolld/cluster/node.h"
 #include "enrolld/enrolld.h"
+#include "enrolld/migrate.h"
 #include "enrolld/privsep.h"
 
 #define TOKEN_MAX ENROLLD_TOKEN_MAX
@@ -54,6 +54,10 @@ usage(FILE *f)
 		"      --routes       print the API's routes (METHOD PATH) and exit\n"
 		"      --backup DIR   copy the database (consistent, compacted) into the empty\n"
 		"                     directory DIR and exit; safe while enrolld runs\n"
+		"      --migrate-to DEST\n"
+		"                     copy the state of [state] (enrolld stopped) into the empty\n"
+		"                     store DEST, lmdb:DIR or postgresql:CONNINFO, with the\n"
+		"                     tenants' keys, verify the copy equal and exit\n"
 		"      --privsep-selftest FILE\n"
 		"                     drop privileges to server.user as the network process\n"
 		"                     does, try to read FILE, open a netlink socket, exec, and\n"
@@ -395,40 +399,6 @@ out:
 	return r;
 }
 
-/*
- * The key-encryption key from [state] kek_file: 64 hex digits (openssl rand -hex 32), a
- * secret file (mode checked). Every buffer that held it is wiped.
- */
-static int
-read_kek(const char *path, uint8_t ret[static STORE_KEK_LEN])
-{
-	char buf[2 * STORE_KEK_LEN + 2];
-	ssize_t n;
-	int r = -EINVAL;
-
-	n = config_read_secret(path, buf, sizeof(buf));
-	if (n < 0) {
-		log_warnx("state.kek_file '%s': %s", path, strerror((int)-n));
-		return (int)n;
-	}
-	if (n != 2 * STORE_KEK_LEN)
-		goto out;
-	for (size_t i = 0; i < STORE_KEK_LEN; i++) {
-		unsigned int v;
-
-		if (sscanf(buf + 2 * i, "%2x", &v) != 1 || !isxdigit((unsigned char)buf[2 * i]) ||
-		    !isxdigit((unsigned char)buf[2 * i + 1]))
-			goto out;
-		ret[i] = (uint8_t)v;
-	}
-	r = 0;
-out:
-	if (r < 0)
-		log_warnx("state.kek_file '%s': not 64 hex digits (32 bytes)", path);
-	OPENSSL_cleanse(buf, sizeof(buf));
-	return r;
-}
-
 /* Where the state is, for log lines: never the connection string (it may hold a password). */
 static const char *
 store_where(const struct enrolld *e)
@@ -455,7 +425,7 @@ open_store(struct enrolld *e)
 		kek = secmem_alloc(STORE_KEK_LEN);
 		if (kek == NULL)
 			return -errno;
-		r = read_kek(e->conf.kek_file, kek);
+		r = conf_read_kek(e->conf.kek_file, kek);
 		if (r < 0)
 			goto out;
 		o.kek = kek;
@@ -656,9 +626,11 @@ main(int argc, char *argv[])
 		{ "routes", no_argument, NULL, 'R' },
 		{ "backup", required_argument, NULL, 'B' },
 		{ "privsep-selftest", required_argument, NULL, 'S' },
+		{ "migrate-to", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *conf_path = ENROLLD_DEFAULT_CONF, *backup = NULL, *selftest = NULL;
+	const char *migrate_to = NULL;
 	struct http_config hc = { 0 };
 	static struct enrolld e;
 	char *trust_pem = NULL;
@@ -696,6 +668,9 @@ main(int argc, char *argv[])
 		case 'S':
 			selftest = optarg;
 			break;
+		case 'M':
+			migrate_to = optarg;
+			break;
 		case 'R':
 			/* docs/openapi.json is checked against this by a test */
 			for (size_t i = 0; i < api_n_routes; i++)
@@ -711,7 +686,8 @@ main(int argc, char *argv[])
 		return 2;
 	}
 
-	log_init(foreground || check || backup != NULL || selftest != NULL, "enrolld");
+	log_init(foreground || check || backup != NULL || selftest != NULL || migrate_to != NULL,
+		"enrolld");
 	log_setverbose(verbose);
 	pthread_mutex_init(&e.token_lock, NULL);
 	pthread_mutex_init(&e.crl_lock, NULL);
@@ -773,6 +749,10 @@ main(int argc, char *argv[])
 	}
 	if (backup != NULL) {
 		r = do_backup(&e, backup);
+		goto out;
+	}
+	if (migrate_to != NULL) {
+		r = enrolld_migrate(&e.conf, migrate_to);
 		goto out;
 	}
 	if (selftest != NULL) {

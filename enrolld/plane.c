@@ -53,6 +53,7 @@
 extern char **environ;
 
 #define PLANE_MAX_TENANTS 1024
+#define PLANE_FENCE_MAX 64
 
 struct plane_tenant {
 	char name[STORE_NAME_MAX];
@@ -80,6 +81,14 @@ struct plane {
 	bool vrf_missing; /* the kernel said no to VRF once: do not ask again */
 	struct plane_tenant *tenants;
 	size_t n_tenants;
+	/*
+	 * Cluster mode: tenants taken down without the lock (plane_tenant_drop found it held
+	 * past its time limit by a call waiting for the store): their state is brought in line
+	 * by the next holder of the lock, before it changes anything (fence_settle_locked).
+	 */
+	pthread_mutex_t fence_lock;
+	char fenced[PLANE_FENCE_MAX][STORE_NAME_MAX];
+	size_t n_fenced;
 	/*
 	 * Privilege separation: set in the unprivileged child, where every interface change
 	 * and read is asked of the privileged parent (privsep.c) and the fields above that
@@ -589,6 +598,54 @@ configure_addresses(struct plane *p, struct plane_tenant *pt, const struct store
 	return 0;
 }
 
+/* ---- cluster mode: taking an interface down in time, lock or not ---------------------------- */
+
+/*
+ * The interface goes without the plane's lock and without its state: the wireguard-go
+ * answering on its socket is killed (its TUN goes with it), the link is deleted through a
+ * netlink socket of its own. For a drop that cannot wait for the lock (docs/cluster.md).
+ */
+static void
+fence_down(struct plane *p, const char *ifname)
+{
+	char path[PATH_MAX];
+	struct rtnl *rt = NULL;
+	pid_t pid;
+
+	if (p->cfg.backend == ENROLLD_WG_USERSPACE &&
+	    wgproc_sock_path(p->uapi_dir, ifname, path, sizeof(path)) == 0) {
+		pid = wgproc_sock_pid(path);
+		if (pid > 0 && kill(pid, SIGKILL) == 0)
+			log_warnx("interface '%s': killed its wireguard-go (pid %d) without waiting",
+				ifname, (int)pid);
+	}
+	if (if_nametoindex(ifname) != 0 && rtnl_open(&rt) == 0) {
+		(void)rtnl_link_del(rt, ifname);
+		rtnl_close(rt);
+	}
+}
+
+/* Bring the plane's state in line with the fenced tenants (p->lock held). */
+static void
+fence_settle_locked(struct plane *p)
+{
+	struct plane_tenant *pt;
+
+	pthread_mutex_lock(&p->fence_lock);
+	for (size_t i = 0; i < p->n_fenced; i++) {
+		pt = find_tenant(p, p->fenced[i]);
+		if (pt == NULL)
+			continue;
+		pt->held = false;
+		pt->up = false;
+		(void)wgproc_alive(&pt->wp); /* reaps the killed child, clears its pid */
+		if (pt->wp.pid > 0)
+			(void)wgproc_stop(&pt->wp, 1000);
+	}
+	p->n_fenced = 0;
+	pthread_mutex_unlock(&p->fence_lock);
+}
+
 static int
 tenant_up_locked(struct plane *p, const struct store_tenant *t)
 {
@@ -600,6 +657,7 @@ tenant_up_locked(struct plane *p, const struct store_tenant *t)
 	int r;
 
 	if (p->cfg.cluster) {
+		fence_settle_locked(p);
 		pt = find_tenant(p, t->name);
 		if (pt == NULL || !pt->held)
 			return -ENOLINK; /* another node's, or nobody's yet: not brought up here */
@@ -721,6 +779,10 @@ apply_locked(struct plane *p, const struct store_tenant *t, const struct wg_devi
 	struct plane_tenant *pt = find_tenant(p, t->name);
 	int r;
 
+	if (p->cfg.cluster) {
+		fence_settle_locked(p);
+		pt = find_tenant(p, t->name);
+	}
 	if (p->cfg.cluster && (pt == NULL || !pt->held))
 		return 0; /* the node holding the tenant applies it (docs/cluster.md) */
 	if (pt == NULL || !pt->up) {
@@ -1083,17 +1145,41 @@ plane_tenant_take(struct plane *p, struct store *s, const struct store_tenant *t
 		return -ENOMEM;
 	r = reconcile_tenant(p, s, t);
 	if (r < 0)
-		plane_tenant_drop(p, t);
+		plane_tenant_drop(p, t, 0);
 	return r < 0 ? r : 0;
 }
 
 void
-plane_tenant_drop(struct plane *p, const struct store_tenant *t)
+plane_tenant_drop(struct plane *p, const struct store_tenant *t, unsigned int timeout_ms)
 {
 	struct plane_tenant *pt;
+	struct timespec until;
 	bool was_up;
 
-	pthread_mutex_lock(&p->lock);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	if (timeout_ms > 0 && pthread_mutex_clocklock(&p->lock, CLOCK_MONOTONIC, &until) != 0) {
+		/* A call holds the lock (waiting for the store?): the interface goes anyway. */
+		pthread_mutex_lock(&p->fence_lock);
+		if (p->n_fenced < PLANE_FENCE_MAX) {
+			snprintf(p->fenced[p->n_fenced++], STORE_NAME_MAX, "%s", t->name);
+			pthread_mutex_unlock(&p->fence_lock);
+			log_warnx("tenant '%s': the interface lock is busy after %u ms; taking '%s' "
+				  "down without it",
+				t->name, timeout_ms, t->ifname);
+			fence_down(p, t->ifname);
+			return;
+		}
+		pthread_mutex_unlock(&p->fence_lock);
+		pthread_mutex_lock(&p->lock);
+	} else if (timeout_ms == 0) {
+		pthread_mutex_lock(&p->lock);
+	}
 	pt = get_tenant(p, t);
 	if (pt != NULL) {
 		was_up = pt->up || pt->wp.pid > 0 || if_nametoindex(pt->ifname) != 0;
@@ -1179,6 +1265,7 @@ plane_new(struct plane **ret, const struct plane_config *cfg)
 	p->cfg = *cfg;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->read_lock, NULL);
+	pthread_mutex_init(&p->fence_lock, NULL);
 	p->key_dir = strdup(cfg->key_dir);
 	p->wireguard_go = strdup(cfg->wireguard_go ? cfg->wireguard_go : "wireguard-go");
 	p->uapi_dir = strdup(cfg->uapi_dir ? cfg->uapi_dir : WG_UAPI_DEFAULT_DIR);
@@ -1227,6 +1314,7 @@ plane_new_remote(struct plane **ret, struct privsep *ps)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->read_lock, NULL);
+	pthread_mutex_init(&p->fence_lock, NULL);
 	p->ps = ps;
 	*ret = p;
 	return 0;
@@ -1251,6 +1339,7 @@ plane_free(struct plane *p)
 	wg_ctl_free(p->wg_read);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->read_lock);
+	pthread_mutex_destroy(&p->fence_lock);
 	free(p->tenants);
 	free(p->key_dir);
 	free(p->wireguard_go);

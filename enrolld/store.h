@@ -38,6 +38,11 @@
 #define STORE_NONCE_MAX 64
 #define STORE_SECRET_MAX 64
 #define STORE_AK_NAME_MAX 68 /* TPM2B_NAME buffer: 2 + 66 */
+/*
+ * An AK public area (TPM2B_PUBLIC, marshalled). The largest AK the attestation accepts,
+ * RSA-3072 with a 64-byte authPolicy, is 474 bytes.
+ */
+#define STORE_AK_PUBLIC_MAX 512
 #define STORE_PCR_MAX 24
 #define STORE_SERIAL_MAX 32   /* X.509 serial octets */
 #define STORE_CA_DER_MAX 8192 /* a device CA certificate, DER */
@@ -268,7 +273,20 @@ struct store_session {
 	uint8_t has_token; /* authorised by a token (its hash below), else by registration */
 	uint8_t token_hash[STORE_HASH_LEN];
 	int64_t expires;
+	/*
+	 * The AK's public area as the device sent it (not secret), so that any node can rebuild
+	 * the challenge; 0 = not kept (LMDB records written before it existed).
+	 */
+	uint16_t ak_public_len;
+	uint8_t ak_public[STORE_AK_PUBLIC_MAX];
 };
+
+/*
+ * Whether this store keeps a session's secret sealed at rest (under the KEK: PostgreSQL),
+ * so that a completion on another node can check it. LMDB keeps records in clear: there
+ * the secret stays in the answering process's memory (store_session.secret_len 0).
+ */
+bool store_seals_secrets(const struct store *s);
 
 /*
  * Store a session. A zero id gets a random one; the id used is written to @ret_id.

@@ -17,6 +17,8 @@ PKGS=(
 	# tests and demo: TPM simulator, WireGuard, namespaces, firewall
 	swtpm swtpm-tools tpm2-tools wireguard-tools wireguard-go nftables
 	iproute2 iputils-ping curl jq openssl procps psmisc xxd
+	# helpers of integration tests (enrolld_privsep, enrolld_pg_nodes)
+	python3
 	# man pages (scdoc) and the alert rules' checker (promtool, in Debian's prometheus)
 	scdoc prometheus
 	# both daemons end to end under memcheck (tests/integration/valgrind_e2e.sh)

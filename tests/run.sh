@@ -51,11 +51,12 @@ run_unit() {
 }
 
 # The suites that need PostgreSQL, each against a throw-away server (tests/pg_lib.sh) in
-# a temp dir, gone afterwards: the store's suite again (test_store_pg) and the tenant
-# leases of a cluster (test_cluster_lease_pg; run alone it skips everything).
+# a temp dir, gone afterwards: the store's suite again (test_store_pg), the tenant
+# leases of a cluster (test_cluster_lease_pg; run alone it skips everything) and the
+# migration between backends with its PostgreSQL legs (test_store_migrate_pg).
 run_store_pg() {
 	local t name log
-	for t in test_store test_cluster_lease; do
+	for t in test_store test_cluster_lease test_store_migrate; do
 		name=unit/${t}_pg
 		log=$LOGDIR/${t}_pg.log
 		[ -x "$B/tests/unit/$t" ] || continue

@@ -213,6 +213,19 @@ int attest_challenge_new_keys(const struct attest_key *ek, const struct attest_k
 			      unsigned ttl, struct attest_challenge **ret_challenge,
 			      enum attest_reason *reason);
 void attest_challenge_free(struct attest_challenge *c);
+/*
+ * A session made by attest_challenge_new_keys() elsewhere (another enrolld node, from the
+ * store), for attest_complete() only: @ak from attest_ak_new() on the AK public area the
+ * device sent (not taken; the session keeps a reference to its OpenSSL key), the session's
+ * secret, nonce and WireGuard key, and its expiry. It has no credential blob or seed (those
+ * went to the device with the challenge) and no lower time bound: the clocks of the node
+ * that made it and of this one need not agree to the second.
+ */
+int attest_challenge_restore(const struct attest_key *ak,
+			     const uint8_t secret[static ATTEST_SECRET_LEN],
+			     const uint8_t nonce[static ATTEST_NONCE_LEN],
+			     const uint8_t wg_pub[static ATTEST_WG_KEY_LEN], time_t expires,
+			     struct attest_challenge **ret_challenge);
 
 /*
  * What to send to the device. Pointers stay owned by @c and valid until it is freed.
@@ -224,6 +237,12 @@ void attest_challenge_credential(const struct attest_challenge *c, const uint8_t
 void attest_challenge_encrypted_seed(const struct attest_challenge *c, const uint8_t **ret_seed,
 				     size_t *ret_len);
 const uint8_t *attest_challenge_nonce(const struct attest_challenge *c);
+/*
+ * The session's secret (ATTEST_SECRET_LEN bytes, owned by @c), for a store that keeps it
+ * sealed at rest so that another node can complete the session (attest_challenge_restore).
+ * Wiped by attest_complete() once checked.
+ */
+const uint8_t *attest_challenge_secret(const struct attest_challenge *c);
 time_t attest_challenge_expires(const struct attest_challenge *c);
 bool attest_challenge_used(const struct attest_challenge *c);
 

@@ -87,6 +87,33 @@ out:
 }
 
 int
+attest_challenge_restore(const struct attest_key *ak,
+			 const uint8_t secret[static ATTEST_SECRET_LEN],
+			 const uint8_t nonce[static ATTEST_NONCE_LEN],
+			 const uint8_t wg_pub[static ATTEST_WG_KEY_LEN], time_t expires,
+			 struct attest_challenge **ret_challenge)
+{
+	struct attest_challenge *c;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -ENOMEM;
+	if (EVP_PKEY_up_ref(ak->pkey) != 1) {
+		free(c);
+		return -EIO;
+	}
+	c->ak_pkey = ak->pkey;
+	c->ak = ak->pub;
+	memcpy(c->secret, secret, ATTEST_SECRET_LEN);
+	memcpy(c->nonce, nonce, ATTEST_NONCE_LEN);
+	memcpy(c->wg_pub, wg_pub, ATTEST_WG_KEY_LEN);
+	c->created = 0;
+	c->expires = expires;
+	*ret_challenge = c;
+	return 0;
+}
+
+int
 attest_challenge_new(const uint8_t *ek_public, size_t ek_public_len, const uint8_t *ak_public,
 		     size_t ak_public_len, const uint8_t wg_pub[static ATTEST_WG_KEY_LEN],
 		     time_t now, unsigned ttl, struct attest_challenge **ret_challenge,
@@ -126,6 +153,12 @@ const uint8_t *
 attest_challenge_nonce(const struct attest_challenge *c)
 {
 	return c->nonce;
+}
+
+const uint8_t *
+attest_challenge_secret(const struct attest_challenge *c)
+{
+	return c->secret;
 }
 
 time_t

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/wgproc.h"
 #include "enrolld/cluster/node.h"
 #include "enrolld/cluster/owner.h"
 
@@ -114,22 +115,11 @@ hook_run(struct cluster *c, const struct hook_job *j)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	struct timespec until, now, nap = { 0, 10 * 1000000 };
-	sigset_t none, dflt;
 	int status = 0, r;
 	pid_t pid, w;
 
 	snprintf(node_env, sizeof(node_env), "ENROLLD_NODE=%s", c->node);
-	sigemptyset(&none);
-	sigemptyset(&dflt);
-	sigaddset(&dflt, SIGPIPE);
-	sigaddset(&dflt, SIGTERM);
-	sigaddset(&dflt, SIGINT);
-	sigaddset(&dflt, SIGHUP);
-	sigaddset(&dflt, SIGCHLD);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &dflt);
+	wgproc_spawnattr_init(&attr);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	r = -posix_spawn(&pid, c->hook, &fa, &attr, argv, envp);
@@ -202,6 +192,44 @@ held_get(struct cluster *c, const char *name, struct store_tenant *ret, size_t *
 	return false;
 }
 
+/* Forget held tenant @name; whether it was held (takes c->lock). */
+static bool
+held_remove(struct cluster *c, const char *name, struct store_tenant *ret)
+{
+	size_t i;
+	bool was;
+
+	pthread_mutex_lock(&c->lock);
+	was = held_get(c, name, ret, &i);
+	if (was)
+		c->held[i] = c->held[--c->n_held];
+	pthread_mutex_unlock(&c->lock);
+	return was;
+}
+
+/* A copy of held tenant @name into @ret; false if not held (takes c->lock). */
+static bool
+held_copy(struct cluster *c, const char *name, struct store_tenant *ret)
+{
+	bool held;
+
+	pthread_mutex_lock(&c->lock);
+	held = held_get(c, name, ret, NULL);
+	pthread_mutex_unlock(&c->lock);
+	return held;
+}
+
+static bool
+stopping(struct cluster *c)
+{
+	bool stop;
+
+	pthread_mutex_lock(&c->lock);
+	stop = c->stopping;
+	pthread_mutex_unlock(&c->lock);
+	return stop;
+}
+
 static int
 on_up(void *ctx, const char *tenant, int64_t epoch)
 {
@@ -230,12 +258,7 @@ on_up(void *ctx, const char *tenant, int64_t epoch)
 	if (r < 0) {
 		log_warnx("cluster: tenant '%s': bringing it up: %s; leaving it to other nodes",
 			tenant, strerror(-r));
-		pthread_mutex_lock(&c->lock);
-		size_t i;
-
-		if (held_get(c, tenant, NULL, &i))
-			c->held[i] = c->held[--c->n_held];
-		pthread_mutex_unlock(&c->lock);
+		(void)held_remove(c, tenant, NULL);
 		return r;
 	}
 	log_info("cluster: tenant '%s' up on node %s (epoch %lld), interface '%s' port %u",
@@ -249,17 +272,10 @@ on_down(void *ctx, const char *tenant)
 {
 	struct cluster *c = ctx;
 	struct store_tenant t;
-	size_t i;
-	bool was;
 
-	pthread_mutex_lock(&c->lock);
-	was = held_get(c, tenant, &t, &i);
-	if (was)
-		c->held[i] = c->held[--c->n_held];
-	pthread_mutex_unlock(&c->lock);
-	if (!was)
+	if (!held_remove(c, tenant, &t))
 		return;
-	plane_tenant_drop(c->p, &t);
+	plane_tenant_drop(c->p, &t, c->cf.margin_ms / 3);
 	log_info("cluster: tenant '%s' down on node %s", tenant, c->node);
 	hook_queue(c, false, &t);
 }
@@ -300,51 +316,39 @@ publish(struct cluster *c, uint64_t seq)
 static void
 apply_events(struct cluster *c, const struct store_event *ev, size_t n)
 {
+	char (*rotated)[STORE_NAME_MAX];
 	struct store_tenant t;
-	char (*full)[STORE_NAME_MAX] = NULL;
-	size_t n_full = 0;
+	size_t n_rot = 0, k;
 	int r;
 
-	full = calloc(n, sizeof(*full));
+	rotated = calloc(n, sizeof(*rotated));
 	for (size_t i = 0; i < n; i++) {
-		bool held;
-
-		if (ev[i].device == 0 || ev[i].kind == STORE_EV_UP || ev[i].kind == STORE_EV_DOWN)
+		if (ev[i].device == 0 || ev[i].kind == STORE_EV_UP || ev[i].kind == STORE_EV_DOWN ||
+		    !held_copy(c, ev[i].tenant, &t))
 			continue;
-		pthread_mutex_lock(&c->lock);
-		held = held_get(c, ev[i].tenant, &t, NULL);
-		pthread_mutex_unlock(&c->lock);
-		if (!held)
-			continue;
-		/*
-		 * A rotation replaced a key the event does not carry: the tenant is reconciled
-		 * once for the batch. Anything else changes the device's current key only.
-		 */
-		if (ev[i].kind == STORE_EV_ROTATED || full == NULL) {
-			size_t k = 0;
-
-			while (full != NULL && k < n_full && strcmp(full[k], t.name) != 0)
-				k++;
-			if (full != NULL && k == n_full)
-				snprintf(full[n_full++], STORE_NAME_MAX, "%s", t.name);
-			if (full == NULL)
-				(void)plane_tenant_reconcile(c->p, c->s, &t);
+		if (ev[i].kind != STORE_EV_ROTATED) {
+			/* the device's current key: set if active, removed if revoked */
+			r = plane_device_sync(c->p, c->s, &t, ev[i].device, NULL, 0);
+			if (r < 0)
+				log_warnx("cluster: tenant '%s': applying device %llu: %s", t.name,
+					(unsigned long long)ev[i].device, strerror(-r));
 			continue;
 		}
-		r = plane_device_sync(c->p, c->s, &t, ev[i].device, NULL, 0);
-		if (r < 0)
-			log_warnx("cluster: tenant '%s': applying device %llu: %s", t.name,
-				(unsigned long long)ev[i].device, strerror(-r));
+		/* A rotation replaced a key the event does not carry: reconcile, once a batch. */
+		if (rotated == NULL) {
+			(void)plane_tenant_reconcile(c->p, c->s, &t);
+			continue;
+		}
+		for (k = 0; k < n_rot && strcmp(rotated[k], t.name) != 0; k++)
+			;
+		if (k == n_rot)
+			snprintf(rotated[n_rot++], STORE_NAME_MAX, "%s", t.name);
 	}
-	for (size_t k = 0; k < n_full; k++) {
-		pthread_mutex_lock(&c->lock);
-		bool held = held_get(c, full[k], &t, NULL);
-
-		pthread_mutex_unlock(&c->lock);
-		if (held && plane_tenant_reconcile(c->p, c->s, &t) < 0)
+	for (k = 0; k < n_rot; k++) {
+		if (held_copy(c, rotated[k], &t) && plane_tenant_reconcile(c->p, c->s, &t) < 0)
 			log_warnx("cluster: tenant '%s': reconciling after a rotation failed", t.name);
 	}
-	free(full);
+	free(rotated);
 }
 
 static void *
@@ -357,22 +361,11 @@ applier_main(void *arg)
 	int r;
 
 	while (store_events_last(c->s, &last) < 0) {
-		pthread_mutex_lock(&c->lock);
-		bool stop = c->stopping;
-
-		pthread_mutex_unlock(&c->lock);
-		if (stop)
+		if (stopping(c))
 			return NULL;
 		sleep(1);
 	}
-	published = 0;
-	for (;;) {
-		pthread_mutex_lock(&c->lock);
-		bool stop = c->stopping;
-
-		pthread_mutex_unlock(&c->lock);
-		if (stop)
-			break;
+	while (!stopping(c)) {
 		if (last != published && publish(c, last) == 0)
 			published = last;
 		r = store_events_wait(c->s, last, last != published ? 200 : 500);
@@ -448,6 +441,25 @@ cluster_wait_applied(struct cluster *c, const char *tenant)
 	}
 }
 
+int
+cluster_holder(struct cluster *c, const char *tenant, char ret_node[64], int64_t *ret_epoch)
+{
+	struct timespec until;
+	int r;
+
+	mono_in(&until, 1000);
+	pthread_mutex_lock(&c->wait_lock);
+	r = c->wc != NULL ? 0 : lease_connect(c->conninfo, &c->wc, &until);
+	if (r == 0)
+		r = lease_holder(c->wc, tenant, ret_node, ret_epoch, &until);
+	if (r < 0 && r != -ENOENT && c->wc != NULL) {
+		PQfinish(c->wc);
+		c->wc = NULL;
+	}
+	pthread_mutex_unlock(&c->wait_lock);
+	return r;
+}
+
 /* ---- start and stop ------------------------------------------------------------------------- */
 
 size_t
@@ -471,7 +483,7 @@ clear_leftovers(struct cluster *c)
 	if (store_tenant_list(c->s, &ts, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++)
-		plane_tenant_drop(c->p, &ts[i]);
+		plane_tenant_drop(c->p, &ts[i], 0);
 	free(ts);
 }
 

@@ -42,6 +42,11 @@ void cluster_stop(struct cluster *c);
  * the owner has not confirmed it), or another negative errno (the database did not answer).
  */
 int cluster_wait_applied(struct cluster *c, const char *tenant);
+/*
+ * The node holding @tenant now and its lease's epoch: 0, -ENOENT nobody (or an expired
+ * lease), another negative errno if the database did not answer within a second.
+ */
+int cluster_holder(struct cluster *c, const char *tenant, char ret_node[64], int64_t *ret_epoch);
 /* How many tenants this node holds. */
 size_t cluster_held(struct cluster *c);
 

@@ -181,7 +181,7 @@ take_free(struct owner *o, const struct timespec *tick_end)
 	static const char sql[] =
 		"SELECT t.name FROM tenants t LEFT JOIN tenant_leases l ON l.tenant = t.name "
 		"WHERE l.tenant IS NULL OR l.expires <= clock_timestamp() ORDER BY random()";
-	struct timespec until = bound(o, *tick_end);
+	struct timespec until = bound(o, *tick_end), now;
 	PGresult *res = NULL;
 	int r, n, taken;
 
@@ -232,6 +232,14 @@ take_free(struct owner *o, const struct timespec *tick_end)
 				o->cool[o->n_cool++].ticks = OWNER_COOLDOWN_TICKS;
 			}
 		}
+		/*
+		 * up() may take a while (a whole interface from the database): whatever it held
+		 * past its deadline goes now, and past the tick the renewals come first.
+		 */
+		enforce_deadlines(o);
+		mono_now(&now);
+		if (!lease_ts_before(&now, tick_end))
+			break;
 	}
 	PQclear(res);
 }

@@ -14,8 +14,8 @@
  * - The front validates every argument that can be judged without reading state, before
  *   calling the op: tenant and interface names (store_tenant_name_ok, store_ifname_ok),
  *   NUL-terminated strings within their arrays, lengths (serial_len, nonce_len,
- *   secret_len, ak_name_len, der_len, n_pcrs), enum values (kind, state), prefixes and
- *   self addresses (a zero self4/self6 is replaced by the first usable address of the
+ *   secret_len, ak_name_len, ak_public_len, der_len, n_pcrs), enum values (kind, state),
+ *   prefixes and self addresses (a zero self4/self6 is replaced by the first usable address of the
  *   prefix before tenant_create is called). An op may assume that input is valid and
  *   does every check that needs state, in the same transaction as its write.
  * - Writes are durable when the op returns; a failed write leaves nothing behind.
@@ -28,6 +28,7 @@
 #include <stdarg.h>
 
 #include "enrolld/store.h"
+#include "enrolld/store/dump.h"
 
 struct store_backend;
 
@@ -110,6 +111,19 @@ struct store_ops {
 	int (*events_last)(struct store_backend *b, uint64_t *ret_seq);
 	int (*events_wait)(struct store_backend *b, uint64_t after, int timeout_ms);
 	void (*get_stats)(struct store_backend *b, struct store_stats *ret);
+	/*
+	 * Migration between backends (enrolld/store/migrate.c, enrolld/store/dump.h); no public
+	 * function of store.h of their own.
+	 * export_raw: what the public reads cannot give, from one snapshot: d->next_device,
+	 * d->event_seq, d->revocations and d->health (malloc()ed; the caller frees them with
+	 * store_dump_free); the other members of @d are left alone.
+	 * import: write every record of @d as it is (ids, sequence numbers, timestamps, states),
+	 * the indexes they need and both counters, in one transaction, and only into an empty
+	 * store: -ENOTEMPTY if it holds any tenant, device, EK revocation, event, session or a
+	 * counter past its start. A failure writes nothing.
+	 */
+	int (*export_raw)(struct store_backend *b, struct store_dump *d);
+	int (*import)(struct store_backend *b, const struct store_dump *d);
 };
 
 extern const struct store_ops store_lmdb_ops;

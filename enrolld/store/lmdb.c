@@ -12,7 +12,7 @@
  *   addr_hint     tenant NUL family -> u64 offset: every usable offset below it is taken
  *   registrations tenant NUL EK hash -> struct store_registration
  *   tokens        SHA-256(token) -> struct store_token
- *   sessions      id (16) -> struct store_session
+ *   sessions      id (16) -> struct store_session, up to the end of its AK public area
  *   revocations   EK hash -> struct revocation
  *   events        seq (u64 BE) -> struct store_event
  *   health        id (u64 BE) -> struct store_health
@@ -22,6 +22,8 @@
  *
  * device_cas, x509_revoked and device_crls came after format 1 shipped: they are new databases, created
  * empty when an older environment is opened, so format 1 stays readable without a bump.
+ * Likewise a session record was 360 bytes (SESSION_V1_SIZE) before the AK public area was
+ * kept with it; such a record still reads, with no AK public area (lm_session_t_get).
  *
  * Values are the fixed-layout structs of store.h; their sizes are pinned below so a layout
  * change cannot slip in without a format version bump (STORE_FORMAT_VERSION) and a migration.
@@ -59,7 +61,13 @@ _Static_assert(sizeof(struct store_tenant) == 1184, "tenant record layout change
 _Static_assert(sizeof(struct store_device) == 168, "device record layout changed");
 _Static_assert(sizeof(struct store_registration) == 136, "registration record layout changed");
 _Static_assert(sizeof(struct store_token) == 160, "token record layout changed");
-_Static_assert(sizeof(struct store_session) == 360, "session record layout changed");
+/*
+ * Sessions are stored up to the end of their AK public area (lm_session_size()); a record of
+ * SESSION_V1_SIZE bytes, from before the AK public area was kept, reads with none.
+ */
+_Static_assert(sizeof(struct store_session) == 880, "session record layout changed");
+_Static_assert(offsetof(struct store_session, ak_public_len) == SESSION_V1_SIZE,
+	"session record layout changed");
 _Static_assert(sizeof(struct store_event) == 64, "event record layout changed");
 _Static_assert(sizeof(struct store_health) == 24, "health record layout changed");
 _Static_assert(sizeof(struct store_device_ca) == 8464, "device CA record layout changed");
@@ -773,4 +781,6 @@ const struct store_ops store_lmdb_ops = {
 	.events_last = lmdb_events_last,
 	.events_wait = lmdb_events_wait,
 	.get_stats = lmdb_get_stats,
+	.export_raw = lmdb_export_raw,
+	.import = lmdb_import,
 };

@@ -149,7 +149,7 @@ enroll_session(struct wtx *w, const struct store_enroll_req *req)
 	int r;
 
 	key_bytes(&key, req->session_id, sizeof(req->session_id));
-	r = lm_t_get(w->s, w->txn, DB_SESSIONS, &key, &sess, sizeof(sess));
+	r = lm_session_t_get(w->s, w->txn, &key, &sess);
 	if (r < 0)
 		goto out;
 	if (sess.used)

@@ -229,6 +229,14 @@ int lm_x509_revoked_in(struct lmdb_store *s, MDB_txn *txn, const char *tenant,
 	const uint8_t *serial, size_t serial_len);
 /* lmdb_session.c: mark used and wipe the stored secret. @sess is the record, already read. */
 int lm_use_session(struct wtx *w, const struct key *key, struct store_session *sess);
+/* A session record written before the AK public area was kept: struct store_session's head. */
+#define SESSION_V1_SIZE 360
+/*
+ * lmdb_session.c: read the session record under @key in @txn, either layout (with or without
+ * the AK public area: docs/state.md); -ENOENT, -EUCLEAN for a record of neither.
+ */
+int lm_session_t_get(struct lmdb_store *s, MDB_txn *txn, const struct key *key,
+	struct store_session *ret);
 /* lmdb_device.c */
 int lm_get_device(struct lmdb_store *s, MDB_txn *txn, uint64_t id, struct store_device *ret);
 /* lmdb_event.c: append an event in the write transaction of @w. */
@@ -314,5 +322,9 @@ int lmdb_health_get(struct store_backend *b, uint64_t device, struct store_healt
 
 /* lmdb_verify.c */
 int lmdb_verify(struct store_backend *b, char *why, size_t why_len);
+
+/* lmdb_import.c */
+int lmdb_export_raw(struct store_backend *b, struct store_dump *d);
+int lmdb_import(struct store_backend *b, const struct store_dump *d);
 
 #endif

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The LMDB backend: attestation sessions. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,53 @@
 #include "enrolld/store/lmdb_internal.h"
 
 /* ---- sessions ------------------------------------------------------------------------------ */
+
+/* The bytes of @sess as stored: the struct up to the end of its AK public area. */
+static size_t
+session_size(const struct store_session *sess)
+{
+	return offsetof(struct store_session, ak_public) + sess->ak_public_len;
+}
+
+/*
+ * A stored record into @ret: SESSION_V1_SIZE bytes (written before the AK public area was
+ * kept: none), or the struct up to the end of its AK public area. -EUCLEAN otherwise.
+ */
+static int
+session_decode(const MDB_val *v, struct store_session *ret)
+{
+	const size_t head = offsetof(struct store_session, ak_public);
+
+	memset(ret, 0, sizeof(*ret));
+	if (v->mv_size != SESSION_V1_SIZE && (v->mv_size < head || v->mv_size > sizeof(*ret))) {
+		store_set_errmsg("sessions: record of %zu bytes", v->mv_size);
+		return -EUCLEAN;
+	}
+	memcpy(ret, v->mv_data, v->mv_size);
+	if (v->mv_size != SESSION_V1_SIZE && ret->ak_public_len != v->mv_size - head) {
+		store_session_wipe(ret);
+		store_set_errmsg("sessions: record of %zu bytes, AK public area of %u",
+			v->mv_size, (unsigned int)ret->ak_public_len);
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+int
+lm_session_t_get(struct lmdb_store *s, MDB_txn *txn, const struct key *key,
+	struct store_session *ret)
+{
+	MDB_val k = kval(key), v;
+	int rc;
+
+	memset(ret, 0, sizeof(*ret));
+	rc = mdb_get(txn, s->dbi[DB_SESSIONS], &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return -ENOENT;
+	if (rc != 0)
+		return lm_errno(rc);
+	return session_decode(&v, ret);
+}
 
 /*
  * Delete sessions past their expiry, used or not; returns how many. A used session is kept
@@ -29,9 +77,8 @@ purge_sessions(struct wtx *w)
 		struct store_session sess;
 		bool keep;
 
-		if (v.mv_size != sizeof(sess))
+		if (session_decode(&v, &sess) < 0)
 			continue;
-		memcpy(&sess, v.mv_data, sizeof(sess));
 		keep = sess.expires > w->now;
 		store_session_wipe(&sess);
 		if (keep)
@@ -72,7 +119,7 @@ apply_session_create(struct wtx *w, void *arg)
 		w->s->sessions_purged = w->now;
 	}
 	key_bytes(&key, sess->id, sizeof(sess->id));
-	return lm_w_put(w, DB_SESSIONS, &key, sess, sizeof(*sess), MDB_NOOVERWRITE);
+	return lm_w_put(w, DB_SESSIONS, &key, sess, session_size(sess), MDB_NOOVERWRITE);
 }
 
 int
@@ -95,18 +142,24 @@ lmdb_session_get(struct store_backend *b, const uint8_t id[static STORE_SESSION_
 	struct lmdb_store *s = lmdb_of(b);
 	struct store_session sess;
 	struct key key;
+	MDB_txn *txn;
 	int r;
 
 	key_bytes(&key, id, STORE_SESSION_ID_LEN);
-	r = lm_r_get(s, DB_SESSIONS, &key, &sess, sizeof(sess));
+	r = lm_rtxn_begin(s, &txn);
 	if (r < 0)
 		return r;
+	r = lm_session_t_get(s, txn, &key, &sess);
+	lm_rtxn_end(s, txn);
+	if (r < 0)
+		goto out;
 	if (sess.used)
 		r = -EALREADY;
 	else if (sess.expires <= lmdb_now(s))
 		r = -ETIMEDOUT;
 	else
 		*ret = sess;
+out:
 	store_session_wipe(&sess);
 	return r;
 }
@@ -118,7 +171,7 @@ lm_use_session(struct wtx *w, const struct key *key, struct store_session *sess)
 	sess->used = 1;
 	explicit_bzero(sess->secret, sizeof(sess->secret));
 	sess->secret_len = 0;
-	return lm_w_put(w, DB_SESSIONS, key, sess, sizeof(*sess), 0);
+	return lm_w_put(w, DB_SESSIONS, key, sess, session_size(sess), 0);
 }
 
 static int
@@ -129,7 +182,7 @@ apply_session_use(struct wtx *w, void *arg)
 	int r;
 
 	key_bytes(&key, arg, STORE_SESSION_ID_LEN);
-	r = lm_t_get(w->s, w->txn, DB_SESSIONS, &key, &sess, sizeof(sess));
+	r = lm_session_t_get(w->s, w->txn, &key, &sess);
 	if (r == 0)
 		r = sess.used ? -EALREADY : lm_use_session(w, &key, &sess);
 	store_session_wipe(&sess);

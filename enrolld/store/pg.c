@@ -771,4 +771,6 @@ const struct store_ops store_pg_ops = {
 	.events_last = pg_events_last,
 	.events_wait = pg_events_wait,
 	.get_stats = pg_get_stats,
+	.export_raw = pg_export_raw,
+	.import = pg_import,
 };

@@ -195,6 +195,10 @@ int pg_session_lock(struct store_backend *b, PGconn *c,
 	const uint8_t id[static STORE_SESSION_ID_LEN], struct store_session *ret);
 int pg_session_mark_used(PGconn *c, const uint8_t id[static STORE_SESSION_ID_LEN]);
 
+/* pg_import.c: the migration ops (backend.h) */
+int pg_export_raw(struct store_backend *b, struct store_dump *d);
+int pg_import(struct store_backend *b, const struct store_dump *d);
+
 /* A tenant read in the current transaction (@lock: FOR NO KEY UPDATE). -ENOENT. */
 int pg_get_tenant(PGconn *c, const char *name, bool lock, struct store_tenant *ret);
 

@@ -741,10 +741,11 @@ fn_session_create(struct store_backend *b, PGconn *c, void *arg)
 	pa_i64(&a, s->has_token ? 1 : 0);
 	pa_bytes(&a, s->token_hash, STORE_HASH_LEN);
 	pa_i64(&a, s->expires);
+	pa_bytes(&a, s->ak_public, s->ak_public_len);
 	r = pg_exec(c, "INSERT INTO sessions (id, tenant, ek_hash, ak_name, wg_pubkey, nonce, "
-		"secret, used, has_token, token_hash, expires) VALUES ($1::bytea, $2::text, "
-		"$3::bytea, $4::bytea, $5::bytea, $6::bytea, $7::bytea, false, $8::int8 <> 0, "
-		"$9::bytea, $10::int8)", &a);
+		"secret, used, has_token, token_hash, expires, ak_public) VALUES ($1::bytea, "
+		"$2::text, $3::bytea, $4::bytea, $5::bytea, $6::bytea, $7::bytea, false, "
+		"$8::int8 <> 0, $9::bytea, $10::int8, $11::bytea)", &a);
 	/* the sealed secret went into a libpq buffer that is freed; wipe our copy */
 	OPENSSL_cleanse(sealed, sizeof(sealed));
 	return r < 0 ? r : 0;
@@ -774,7 +775,7 @@ out:
 #define SESSION_COLS                                                                       \
 	"id, tenant, ek_hash, ak_name, wg_pubkey, nonce, secret, used::int4::int8, " \
 	"has_token::int4::int8, " \
-	"token_hash, expires"
+	"token_hash, expires, ak_public"
 
 /* A session row, the secret opened under the KEK (unless used). */
 static int
@@ -799,6 +800,9 @@ session_row(const struct store_backend *b, const PGresult *res, int i, struct st
 	if (rv_bytes(res, i, 9, s->token_hash, STORE_HASH_LEN) != STORE_HASH_LEN)
 		return -EUCLEAN;
 	s->expires = rv_i64(res, i, 10);
+	if ((n = rv_bytes(res, i, 11, s->ak_public, sizeof(s->ak_public))) < 0)
+		return -EUCLEAN;
+	s->ak_public_len = (uint16_t)n;
 	if (s->used || rv_null(res, i, 6))
 		return 0;
 	r = pg_unseal(b, s->id, sizeof(s->id), (const uint8_t *)PQgetvalue(res, i, 6),

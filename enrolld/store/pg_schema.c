@@ -162,10 +162,19 @@ static const char migration_3[] =
 	"  seq int8 NOT NULL,"
 	"  updated timestamptz NOT NULL DEFAULT clock_timestamp());";
 
+/*
+ * 4: a session keeps its AK's public area (TPM2B_PUBLIC, not secret), so that a challenge
+ * answered by one node can be completed on another. Empty for sessions made before.
+ */
+static const char migration_4[] =
+	"ALTER TABLE sessions ADD COLUMN ak_public bytea NOT NULL DEFAULT ''::bytea"
+	"  CHECK (length(ak_public) <= 512);";
+
 static const struct migration migrations[] = {
 	{ 1, migration_1 },
 	{ 2, migration_2 },
 	{ 3, migration_3 },
+	{ 4, migration_4 },
 };
 
 int

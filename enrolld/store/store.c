@@ -537,6 +537,16 @@ store_token_revoke(struct store *s, const uint8_t hash[static STORE_HASH_LEN])
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 
+bool
+store_seals_secrets(const struct store *s)
+{
+#ifdef ENROLLD_HAVE_PG
+	return s->ops == &store_pg_ops;
+#else
+	return false;
+#endif
+}
+
 void
 store_session_wipe(struct store_session *sess)
 {
@@ -551,7 +561,8 @@ store_session_create(struct store *s, const struct store_session *sess,
 	int r;
 
 	if (!store_tenant_name_ok(sess->tenant) || sess->ak_name_len > sizeof(sess->ak_name) ||
-	    sess->nonce_len > sizeof(sess->nonce) || sess->secret_len > sizeof(sess->secret))
+	    sess->nonce_len > sizeof(sess->nonce) || sess->secret_len > sizeof(sess->secret) ||
+	    sess->ak_public_len > sizeof(sess->ak_public))
 		return -EINVAL;
 	memset(&rec, 0, sizeof(rec));
 	memcpy(rec.id, sess->id, sizeof(rec.id));
@@ -570,6 +581,8 @@ store_session_create(struct store *s, const struct store_session *sess,
 	rec.has_token = sess->has_token ? 1 : 0;
 	memcpy(rec.token_hash, sess->token_hash, sizeof(rec.token_hash));
 	rec.expires = sess->expires;
+	memcpy(rec.ak_public, sess->ak_public, sess->ak_public_len);
+	rec.ak_public_len = sess->ak_public_len;
 	r = s->ops->session_create(s->b, &rec, ret_id);
 	store_session_wipe(&rec);
 	return r;
@@ -778,4 +791,18 @@ int
 store_events_wait(struct store *s, uint64_t after, int timeout_ms)
 {
 	return s->ops->events_wait(s->b, after, timeout_ms);
+}
+
+/* ---- migration between backends (enrolld/store/migrate.c) -------------------------------------- */
+
+int
+store_export_raw(struct store *s, struct store_dump *d)
+{
+	return s->ops->export_raw(s->b, d);
+}
+
+int
+store_import(struct store *s, const struct store_dump *d)
+{
+	return s->ops->import(s->b, d);
 }

@@ -24,6 +24,12 @@
  *                               answered (to replay it later)
  *     --twice                   send the same completion again after it succeeded; the
  *                               second answer is printed (expected 410 session_used)
+ *     --complete-url URL        send the completion to URL instead of --url (another
+ *                               enrolld node: the challenge on one, the completion on
+ *                               another)
+ *     --replay-url URL          then send the same completion to URL once more, whatever
+ *                               the first answer, and print that answer as a second line
+ *                               {"step": "replay", ...}; the exit status is the first's
  *   enroll_dev ek --tcti TCTI [--ek TYPE] [--issue-ek-cert CADIR]
  *       prints {"ek_public": b64, "ek_id": hex} (for registrations)
  *   enroll_dev genkey FILE
@@ -56,7 +62,7 @@ struct opts {
 	const char *url, *tcti, *state, *ca_dir, *token, *tenant, *wg_private;
 	enum tpm2_ek_type ek_type;
 	bool bad_secret, twice;
-	const char *session_out;
+	const char *session_out, *complete_url, *replay_url;
 };
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -331,7 +337,7 @@ cmd_enroll(const struct opts *o)
 	TPML_PCR_SELECTION sel;
 	struct tpmdev *dev = NULL;
 	json_t *req, *resp = NULL, *done;
-	const char *session, *spec;
+	const char *session, *spec, *url;
 	long status;
 	int r, rc;
 
@@ -405,14 +411,22 @@ cmd_enroll(const struct opts *o)
 	free(seed);
 	free(nonce);
 	json_decref(resp);
-	status = post(o->url, "/v1/enroll/complete", req, &done);
+	url = o->complete_url != NULL ? o->complete_url : o->url;
+	status = post(url, "/v1/enroll/complete", req, &done);
 	if (status == 200 && o->twice) {
 		json_decref(done);
-		status = post(o->url, "/v1/enroll/complete", req, &done);
+		status = post(url, "/v1/enroll/complete", req, &done);
 	}
-	json_decref(req);
 	resp = done;
 	rc = report("complete", status, resp);
+	if (o->replay_url != NULL) {
+		json_t *again = NULL;
+
+		status = post(o->replay_url, "/v1/enroll/complete", req, &again);
+		report("replay", status, again);
+		json_decref(again);
+	}
+	json_decref(req);
 out:
 	json_decref(resp);
 	free(ek_pub);
@@ -505,6 +519,8 @@ main(int argc, char **argv)
 		{ "bad-secret", no_argument, NULL, 'B' },
 		{ "twice", no_argument, NULL, '2' },
 		{ "session-out", required_argument, NULL, 'S' },
+		{ "complete-url", required_argument, NULL, 'C' },
+		{ "replay-url", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .ek_type = TPM2_EK_ECC_P256 };
@@ -555,6 +571,12 @@ main(int argc, char **argv)
 			break;
 		case 'S':
 			o.session_out = optarg;
+			break;
+		case 'C':
+			o.complete_url = optarg;
+			break;
+		case 'R':
+			o.replay_url = optarg;
 			break;
 		default:
 			die("bad option");

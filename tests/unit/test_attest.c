@@ -515,6 +515,57 @@ test_session_rules(void **state)
 	assert_int_equal(why, ATTEST_EK_PUBLIC_ATTRIBUTES);
 }
 
+/*
+ * A session restored on another node (attest_challenge_restore: the AK, the secret, nonce,
+ * key and expiry the store kept) checks what the original would: the right secret passes
+ * the secret check (and the test's empty quote then fails as malformed), a wrong one is
+ * secret_mismatch, one use, the stored expiry; no lower time bound (another node's clock).
+ */
+static void
+test_session_restore(void **state)
+{
+	struct attest_challenge *c = NULL, *rc = NULL;
+	struct attest_key *ak = NULL;
+	struct attest_response r = { 0 };
+	uint8_t wg[32] = { 1 }, secret[ATTEST_SECRET_LEN], wrong[ATTEST_SECRET_LEN];
+	uint8_t nonce[ATTEST_NONCE_LEN];
+	enum attest_reason why;
+
+	assert_int_equal(attest_challenge_new(ek_rsa_pub, sizeof(ek_rsa_pub), akq_pub,
+					      sizeof(akq_pub), wg, 1000, 30, &c, &why), 0);
+	memcpy(secret, attest_challenge_secret(c), sizeof(secret));
+	memcpy(nonce, attest_challenge_nonce(c), sizeof(nonce));
+	assert_int_equal(attest_ak_new(akq_pub, sizeof(akq_pub), &ak, &why), 0);
+
+	assert_int_equal(attest_challenge_restore(ak, secret, nonce, wg, 1030, &rc), 0);
+	assert_memory_equal(attest_challenge_nonce(rc), nonce, sizeof(nonce));
+	assert_int_equal(attest_challenge_expires(rc), 1030);
+	r.secret = secret;
+	r.secret_len = sizeof(secret);
+	assert_int_equal(attest_complete(rc, &r, NULL, 1, &why), -EACCES);
+	assert_int_equal(why, ATTEST_QUOTE_MALFORMED);
+	assert_int_equal(attest_complete(rc, &r, NULL, 1, &why), -EACCES);
+	assert_int_equal(why, ATTEST_SESSION_USED);
+	attest_challenge_free(rc);
+
+	memcpy(wrong, secret, sizeof(wrong));
+	wrong[31] ^= 1;
+	r.secret = wrong;
+	assert_int_equal(attest_challenge_restore(ak, secret, nonce, wg, 1030, &rc), 0);
+	assert_int_equal(attest_complete(rc, &r, NULL, 1029, &why), -EACCES);
+	assert_int_equal(why, ATTEST_SECRET_MISMATCH);
+	attest_challenge_free(rc);
+
+	r.secret = secret;
+	assert_int_equal(attest_challenge_restore(ak, secret, nonce, wg, 1030, &rc), 0);
+	/* the session holds its own reference to the AK's key */
+	attest_key_free(ak);
+	assert_int_equal(attest_complete(rc, &r, NULL, 1030, &why), -EACCES);
+	assert_int_equal(why, ATTEST_SESSION_EXPIRED);
+	attest_challenge_free(rc);
+	attest_challenge_free(c);
+}
+
 int
 main(void)
 {
@@ -528,6 +579,7 @@ main(void)
 		cmocka_unit_test(test_session_rules),
 		cmocka_unit_test(test_key_structure),
 		cmocka_unit_test(test_keys_once),
+		cmocka_unit_test(test_session_restore),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

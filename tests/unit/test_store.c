@@ -618,12 +618,27 @@ test_sessions(void **state)
 	memset(sess.nonce, 0x11, 32);
 	sess.nonce_len = 32;
 	sess.ak_name_len = 34;
+	memset(sess.ak_name, 0x22, 34);
+	/* the AK public area (any node rebuilds the challenge from it), at its largest */
+	for (size_t i = 0; i < STORE_AK_PUBLIC_MAX; i++)
+		sess.ak_public[i] = (uint8_t)(i * 13 + 1);
+	sess.ak_public_len = STORE_AK_PUBLIC_MAX;
+	sess.ak_public_len++;
+	assert_int_equal(store_session_create(f->s, &sess, id), -EINVAL);
+	sess.ak_public_len = STORE_AK_PUBLIC_MAX;
 	sess.expires = fake_now + 60;
 	assert_int_equal(store_session_create(f->s, &sess, id), 0);
 	assert_memory_not_equal(id, zero, 16);
 	assert_int_equal(store_session_get(f->s, id, &got), 0);
 	assert_int_equal(got.secret_len, 32);
 	assert_memory_equal(got.secret, sess.secret, 32);
+	assert_int_equal(got.ak_name_len, 34);
+	assert_memory_equal(got.ak_name, sess.ak_name, 34);
+	assert_int_equal(got.nonce_len, 32);
+	assert_memory_equal(got.nonce, sess.nonce, 32);
+	assert_int_equal(got.ak_public_len, STORE_AK_PUBLIC_MAX);
+	assert_memory_equal(got.ak_public, sess.ak_public, STORE_AK_PUBLIC_MAX);
+	assert_int_equal(got.expires, sess.expires);
 	store_session_wipe(&got);
 	if (pg_base != NULL) {
 		char v[256];
@@ -679,7 +694,12 @@ test_sessions(void **state)
 
 	/* store_session_use marks used (a failed attestation burns the session). */
 	sess.expires = fake_now + 60;
+	sess.ak_public_len = 7; /* short ones too, and the AK public area survives use */
 	assert_int_equal(store_session_create(f->s, &sess, id2), 0);
+	assert_int_equal(store_session_get(f->s, id2, &got), 0);
+	assert_int_equal(got.ak_public_len, 7);
+	assert_memory_equal(got.ak_public, sess.ak_public, 7);
+	store_session_wipe(&got);
 	assert_int_equal(store_session_use(f->s, id2), 0);
 	assert_int_equal(store_session_use(f->s, id2), -EALREADY);
 	/*
@@ -695,6 +715,182 @@ test_sessions(void **state)
 	assert_int_equal(store_session_get(f->s, id2, &got), -ENOENT);
 	assert_int_equal(store_session_get(f->s, id, &got), -ENOENT);
 	assert_int_equal(store_session_use(f->s, id), -ENOENT);
+}
+
+/*
+ * A session record written before the AK public area was kept (LMDB: 360 bytes; PostgreSQL:
+ * a row from before migration 4, its ak_public the column's default) still reads, with none,
+ * completes an enrollment and is purged; a record of another size is refused (-EUCLEAN).
+ */
+static void
+test_session_old_records(void **state)
+{
+	struct fixture *f = *state;
+	struct store_session sess, got;
+	struct store_enroll_req req;
+	struct store_device d;
+	uint8_t id[STORE_SESSION_ID_LEN] = { 0x0d };
+	uint8_t bad[STORE_SESSION_ID_LEN] = { 0x0b };
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	registration(f->s, "a", 1);
+	memset(&sess, 0, sizeof(sess));
+	memcpy(sess.id, id, sizeof(id));
+	strcpy(sess.tenant, "a");
+	fill(sess.ek_hash, 0xe0, 1);
+	fill(sess.wg_pubkey, 0x40, 1);
+	memset(sess.nonce, 0x11, 32);
+	sess.nonce_len = 32;
+	sess.ak_name_len = 34;
+	memset(sess.ak_name, 0x22, 34);
+	sess.expires = fake_now + 60;
+
+	if (pg_base != NULL) {
+		uint8_t made[STORE_SESSION_ID_LEN];
+		char v[64];
+
+		/* a row from before migration 4: ak_public gets the column's default */
+		sess.id[0] = 0x0c;
+		sess.ak_public_len = 5;
+		assert_int_equal(store_session_create(f->s, &sess, made), 0);
+		pg_sql(f->db, "INSERT INTO sessions (id, tenant, ek_hash, ak_name, wg_pubkey, "
+			      "nonce, secret, used, has_token, token_hash, expires) SELECT "
+			      "'\\x0d000000000000000000000000000000', tenant, ek_hash, ak_name, "
+			      "wg_pubkey, nonce, NULL, used, has_token, token_hash, expires FROM "
+			      "sessions");
+		pg_value(f->db, "SELECT length(ak_public) FROM sessions WHERE id = "
+				"'\\x0d000000000000000000000000000000'", v, sizeof(v));
+		assert_string_equal(v, "0");
+		/* the schema refuses an AK public area longer than the store's */
+		{
+			char conn[1024];
+			PGconn *c;
+			PGresult *res;
+
+			snprintf(conn, sizeof(conn), "%s dbname=%s", pg_base, f->db);
+			c = PQconnectdb(conn);
+			res = PQexec(c, "UPDATE sessions SET ak_public = decode(repeat('00', 513), "
+					"'hex')");
+			assert_int_equal(PQresultStatus(res), PGRES_FATAL_ERROR);
+			PQclear(res);
+			PQfinish(c);
+		}
+	} else {
+		MDB_env *env;
+		MDB_txn *txn;
+		MDB_dbi dbi;
+		MDB_val k = { sizeof(id), id }, v = { 360, &sess };
+		MDB_val kb = { sizeof(bad), bad }, vb = { 361, &sess };
+
+		store_free(f->s);
+		f->s = NULL;
+		assert_int_equal(mdb_env_create(&env), 0);
+		mdb_env_set_maxdbs(env, 32);
+		assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+		assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+		assert_int_equal(mdb_dbi_open(txn, "sessions", 0, &dbi), 0);
+		/* the head of the struct is the old record, byte for byte */
+		assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+		sess.ak_public_len = 3; /* 361 bytes: neither layout */
+		assert_int_equal(mdb_put(txn, dbi, &kb, &vb, 0), 0);
+		assert_int_equal(mdb_txn_commit(txn), 0);
+		mdb_env_close(env);
+		f->s = open_store(f->where, 0, 0);
+	}
+	assert_int_equal(store_session_get(f->s, id, &got), 0);
+	assert_int_equal(got.ak_public_len, 0);
+	assert_int_equal(got.ak_name_len, 34);
+	assert_memory_equal(got.wg_pubkey, sess.wg_pubkey, 32);
+	store_session_wipe(&got);
+	if (pg_base == NULL)
+		assert_int_equal(store_session_get(f->s, bad, &got), -EUCLEAN);
+
+	req_init(&req, "a", 1, 1);
+	req.has_session = true;
+	memcpy(req.session_id, id, sizeof(id));
+	assert_int_equal(store_enroll(f->s, &req, &d), STORE_ENROLL_NEW);
+	assert_int_equal(store_session_get(f->s, id, &got), -EALREADY);
+	fake_now += 61;
+	assert_int_equal(store_session_purge(f->s), pg_base != NULL ? 2 : 1);
+	assert_int_equal(store_session_get(f->s, id, &got), -ENOENT);
+}
+
+/* Completions of one session racing, through one store or (PostgreSQL) two nodes. */
+struct completer {
+	struct store *s;
+	pthread_barrier_t *start;
+	const uint8_t *sid;
+	int ret;
+};
+
+static void *
+completer_main(void *arg)
+{
+	struct completer *c = arg;
+	struct store_enroll_req req;
+	struct store_device d;
+
+	req_init(&req, "a", 1, 1);
+	req.has_session = true;
+	memcpy(req.session_id, c->sid, STORE_SESSION_ID_LEN);
+	pthread_barrier_wait(c->start);
+	c->ret = store_enroll(c->s, &req, &d);
+	return NULL;
+}
+
+/*
+ * A session completes once, whatever the number of nodes: 8 enrollments with one session at
+ * once (through two stores on one database with PostgreSQL), 20 rounds: exactly one
+ * succeeds each round, every other one is -EALREADY.
+ */
+static void
+test_session_complete_race(void **state)
+{
+	struct fixture *f = *state;
+	enum { THREADS = 8, ROUNDS = 20 };
+	struct completer cs[THREADS];
+	pthread_t th[THREADS];
+	pthread_barrier_t start;
+	struct store *s2 = pg_base != NULL ? open_store(f->where, 0, 0) : f->s;
+	struct store_session sess;
+	uint8_t sid[STORE_SESSION_ID_LEN];
+
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	registration(f->s, "a", 1);
+	memset(&sess, 0, sizeof(sess));
+	strcpy(sess.tenant, "a");
+	fill(sess.ek_hash, 0xe0, 1);
+	fill(sess.wg_pubkey, 0x40, 1);
+	sess.nonce_len = 32;
+	sess.ak_public_len = 100;
+	for (int round = 0; round < ROUNDS; round++) {
+		int ok = 0, used = 0;
+
+		sess.expires = fake_now + 60;
+		assert_int_equal(store_session_create(f->s, &sess, sid), 0);
+		pthread_barrier_init(&start, NULL, THREADS);
+		for (int i = 0; i < THREADS; i++) {
+			cs[i] = (struct completer){ .s = i % 2 ? s2 : f->s, .start = &start,
+				.sid = sid };
+			assert_int_equal(pthread_create(&th[i], NULL, completer_main, &cs[i]), 0);
+		}
+		for (int i = 0; i < THREADS; i++) {
+			pthread_join(th[i], NULL);
+			if (cs[i].ret == STORE_ENROLL_NEW || cs[i].ret == STORE_ENROLL_SAME)
+				ok++;
+			else if (cs[i].ret == -EALREADY)
+				used++;
+			else
+				fail_msg("round %d: completion %d: %d", round, i, cs[i].ret);
+		}
+		pthread_barrier_destroy(&start);
+		if (ok != 1)
+			fail_msg("round %d: %d completions of one session succeeded", round, ok);
+		assert_int_equal(used, THREADS - 1);
+	}
+	assert_consistent(f->s);
+	if (s2 != f->s)
+		store_free(s2);
 }
 
 /* /29 with the control plane on .1: devices get .2 .. .6, then the prefix is full. */
@@ -1621,6 +1817,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_tenant_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_old_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_complete_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_address_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revocation, setup, teardown),
