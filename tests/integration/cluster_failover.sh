@@ -22,8 +22,10 @@
 # 1000, tick 500.
 #
 # Scenarios, each check a PASS/FAIL line:
-#   1. enroll through A, revoke through B (neither the owner): the peer is gone from the
-#      owner's interface when B answers; the events (enrolled, revoked) seen on C's stream.
+#   1. enroll through A, revoke through B (neither the owner) while the owner is stopped
+#      (SIGSTOP, 0.8 s: it keeps its lease): B answers only after the owner runs again, and
+#      the peer is gone from the owner's interface when it does; the events (enrolled,
+#      revoked) on C's (the owner's) stream.
 #   2. SIGKILL of t1's owner under enrollment load (through all nodes): t1 comes up on
 #      another node within seconds (hook log), gateway g1's tunnel comes back by itself
 #      (it pings t1's own address through the tunnel), every acknowledged enrollment is in
@@ -534,11 +536,26 @@ D=$(acked enroll1 | awk 'NR == 1 { print $4 }')
 DKEY=$(acked enroll1 | awk 'NR == 1 { print $6 }')
 peer_on_owner() { node_peers "$O" "${TIF[1]}" | grep -qF "$DKEY"; }
 check "device $D's peer is on the owner's (n$O) interface" wait_for 5 peer_on_owner
-st=$(api "$Bn" POST "/v1/devices/$D/revoke")
-gone=1
-peer_on_owner && gone=0 # at once, no waiting
+# The owner is stopped (SIGSTOP, less than lease - margin: it keeps the lease) while B is
+# asked: B must not answer before the owner runs again and has removed the peer.
+kill -STOP "${NODE_PID[$O]}"
+rm -f "$T/revoke.at"
+(st=$(api "$Bn" POST "/v1/devices/$D/revoke")
+	at=$(now) peer=gone
+	peer_on_owner && peer=present # at once, no waiting
+	echo "$at $st $peer" >"$T/revoke.at") &
+REV_PID=$!
+sleep 0.8
+answered_early=0
+[ -s "$T/revoke.at" ] && answered_early=1
+T_CONT=$(now)
+kill -CONT "${NODE_PID[$O]}"
+wait "$REV_PID"
+read -r T_REV st peer <"$T/revoke.at"
+echo "   B answered $(calc "$T_REV - $T_CONT") s after the owner was let run again"
 check "revoked through B (n$Bn): HTTP $st" [ "$st" = 200 ]
-check "the peer is gone from the owner's interface when B answered" [ "$gone" = 1 ]
+check "B did not answer while the owner was stopped" [ "$answered_early" = 0 ]
+check "the peer is gone from the owner's interface when B answered" [ "$peer" = gone ]
 check "C's (n$C) stream has the enrollment through A" \
 	wait_for 5 grep -q "\"type\":\"enrolled\",\"device_id\":\"$D\"" "$T/sse.out"
 check "and the revocation through B" \
@@ -630,10 +647,10 @@ for t in "${held[@]}"; do
 	read -r d_ts < <(sort -n "$T/hook.log" | awk -v t="$t" -v s="$T_CUT" -v x="n$X" \
 		'$4 == t && $3 == "down" && $2 == x && $1 > s { print $1; exit }')
 	read -r u_ts u_node < <(first_up_after "$t" "$T_CUT")
-	echo "   $t: n$X down at +$(calc "${d_ts:-0} - $T_CUT") s, ${u_node:-nobody} up at +$(calc "${u_ts:-0} - $T_CUT") s"
+	echo "   $t: n$X down $([ -n "${d_ts:-}" ] && echo "at +$(calc "$d_ts - $T_CUT") s" || echo never), ${u_node:-no other node} up $([ -n "${u_ts:-}" ] && echo "at +$(calc "$u_ts - $T_CUT") s" || echo never)"
 	check "$t: n$X's down comes before ${u_node:-nobody}'s up" lt "${d_ts:-}" "${u_ts:-}"
 done
-left=$(for k in 1 2 3; do node_has_if "$X" "${TIF[$k]}" && echo "${TEN[$k]}"; done)
+left=$(for k in 1 2 3; do node_has_if "$X" "${TIF[$k]}" && echo "${TEN[$k]}"; done | tr '\n' ' ' | sed 's/ $//')
 check "n$X has none of its interfaces left${left:+ (still: $left)}" [ -z "$left" ]
 check "g2's tunnel comes back (ping through it to 10.92.0.1)" wait_for 45 gw_ping 2
 ip netns exec "${NS_N[$X]}" nft delete table inet cfcut
