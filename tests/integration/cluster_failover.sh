@@ -579,7 +579,8 @@ check "t1 comes up on another node" wait_for 15 new_up
 read -r T_UP N_UP < <(first_up_after t1 "$T_KILL")
 FAILOVER=$(calc "$T_UP - $T_KILL")
 echo "   t1 up on $N_UP ${FAILOVER} s after the kill (lease $LEASE_MS ms, margin $MARGIN_MS, tick $TICK_MS)"
-check "within lease + 2 ticks + 1 s" lt "$FAILOVER" "$(calc "($LEASE_MS + 2 * $TICK_MS + 1000) / 1000")"
+# the lease's expiry plus a take's tick, and room for a loaded machine
+check "within lease + 3 s" lt "$FAILOVER" "$(calc "($LEASE_MS + 3000) / 1000")"
 O2=$(holder_i 1)
 check "the new owner n$O2 is not the killed n$O, and only it has t1's interface" \
 	bash -c "[ '$O2' != '$O' ] && [ '$(if_nodes 1)' = '$O2' ]"
