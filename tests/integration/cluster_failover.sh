@@ -73,13 +73,13 @@ S=$$
 T=$(mktemp -d /tmp/cluster_failover.XXXXXX)
 chmod 755 "$T"
 NS_RT=cf-rt-$S NS_DB=cf-db-$S
-NS_N=(- cf-n1-$S cf-n2-$S cf-n3-$S)
-NS_G=(- cf-g1-$S cf-g2-$S)
+NS_N=(- "cf-n1-$S" "cf-n2-$S" "cf-n3-$S")
+NS_G=(- "cf-g1-$S" "cf-g2-$S")
 NAMESPACES=("$NS_RT" "$NS_DB" "${NS_N[@]:1}" "${NS_G[@]:1}")
 DB_IP=10.78.0.10
 TEN=(- t1 t2 t3)
-TIF=(- cfa$S cfb$S cfc$S)
-GW_IF=(- cfg1$S cfg2$S)
+TIF=(- "cfa$S" "cfb$S" "cfc$S")
+GW_IF=(- "cfg1$S" "cfg2$S")
 NODE_PID=(- "" "" "")
 EKD_PID=(- "" "")
 SWTPM_PIDS=()
