@@ -569,6 +569,7 @@ O=$(holder_i 1)
 say "2. SIGKILL of t1's owner n$O under enrollment load through all nodes"
 load_start load2 16 1 2 3
 sleep 4
+E1=$(sql "SELECT epoch FROM tenant_leases WHERE tenant = 't1'")
 T_KILL=$(now)
 node_kill "$O"
 first_up_after() { # TENANT TIME: the first "up" of TENANT after TIME ("time node")
@@ -582,6 +583,12 @@ echo "   t1 up on $N_UP ${FAILOVER} s after the kill (lease $LEASE_MS ms, margin
 # the lease's expiry plus a take's tick, and room for a loaded machine
 check "within lease + 3 s" lt "$FAILOVER" "$(calc "($LEASE_MS + 3000) / 1000")"
 O2=$(holder_i 1)
+E2=$(sql "SELECT epoch FROM tenant_leases WHERE tenant = 't1'")
+new_epoch() {
+	[ "${E2:-0}" -gt "${E1:-0}" ] &&
+		grep -q "cluster: tenant 't1' up on node n$O2 (epoch $E2)" "$T/n$O2.log"
+}
+check "with a new epoch ($E1 -> $E2), in the new owner's log" new_epoch
 check "the new owner n$O2 is not the killed n$O, and only it has t1's interface" \
 	bash -c "[ '$O2' != '$O' ] && [ '$(if_nodes 1)' = '$O2' ]"
 check "g1's tunnel comes back by itself (ping through it to 10.91.0.1)" wait_for 45 gw_ping 1
