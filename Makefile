@@ -175,9 +175,9 @@ $(B)/tests/bench/%: $(B)/obj/tests/bench/%.o $(LIBS_ALL)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(PKG_LIBS) $(PG_LIBS)
 
-# enroll_bench and http_flood (its challenge bodies) link the software TPM device
-# (tests/bench/softdev/, not a program itself).
-$(B)/tests/progs/http_flood \
+# enroll_bench, http_flood (its challenge bodies) and cluster_load (the failover test's
+# load) link the software TPM device (tests/bench/softdev/, not a program itself).
+$(B)/tests/progs/http_flood $(B)/tests/progs/cluster_load \
 $(B)/tests/bench/enroll_bench: $(B)/tests/%: $(B)/obj/tests/%.o \
 		$(B)/obj/tests/bench/softdev/softdev.o $(LIBS_ALL)
 	$(call msg,LD,$@)

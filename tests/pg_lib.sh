@@ -11,6 +11,13 @@
 #   pg_test_stop     stop and remove it (idempotent)
 #   pg_test_restart  stop and start the same cluster (data kept)
 # PG_TEST_FSYNC=on: durable commits (benchmarks against LMDB's); tests run with fsync=off.
+# Over TCP too (tests/integration/cluster_failover.sh: nodes in other namespaces), only
+# inside a network namespace the test made, never on the host's interfaces:
+#   PG_TEST_NETNS=<netns>   the server runs in that namespace (required with LISTEN)
+#   PG_TEST_LISTEN=<addr>   it also listens on addr (an address of that namespace), port
+#                           PG_TEST_PORT (default 5432); PG_TEST_TCP_CONN is then set
+#   PG_TEST_HBA=<cidr>      trust authentication from that subnet only (default addr/32)
+# The unix socket stays (PG_TEST_CONN), so the test's own psql needs no route.
 #
 # Run directly, it tests itself: starts, runs one query, stops, checks nothing is left.
 
@@ -38,13 +45,20 @@ pg_as_owner() {
 }
 
 pg_ctl_start() {
-	pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/log" -w -t 60 \
-		-o "-c listen_addresses='' -k $PG_TEST_DIR/sock -c fsync=${PG_TEST_FSYNC:-off} -c max_connections=200" \
-		start >/dev/null
+	local cmd=("$PG_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/log" -w -t 60 \
+		-o "-c listen_addresses='${PG_TEST_LISTEN:-}' -p ${PG_TEST_PORT:-5432} -k $PG_TEST_DIR/sock -c fsync=${PG_TEST_FSYNC:-off} -c max_connections=200" \
+		start)
+	[ "$(id -u)" -eq 0 ] && cmd=(runuser -u postgres -- "${cmd[@]}")
+	[ -n "${PG_TEST_NETNS:-}" ] && cmd=(ip netns exec "$PG_TEST_NETNS" "${cmd[@]}")
+	"${cmd[@]}" >/dev/null
 }
 
 pg_test_start() {
 	pg_test_require
+	if [ -n "${PG_TEST_LISTEN:-}" ]; then
+		[ -n "${PG_TEST_NETNS:-}" ] && ip netns pids "$PG_TEST_NETNS" >/dev/null 2>&1 ||
+			{ echo "pg_lib: PG_TEST_LISTEN needs PG_TEST_NETNS, a namespace of the test"; return 1; }
+	fi
 	PG_TEST_DIR=$(mktemp -d /tmp/edgeward-pg.XXXXXX)
 	mkdir "$PG_TEST_DIR/sock"
 	chmod 0755 "$PG_TEST_DIR"
@@ -54,8 +68,14 @@ pg_test_start() {
 	pg_as_owner "$PG_BIN/initdb" -D "$PG_TEST_DIR/data" -U edgeward --auth=trust \
 		-E UTF8 --locale=C.UTF-8 >"$PG_TEST_DIR/initdb.log" 2>&1 ||
 		{ cat "$PG_TEST_DIR/initdb.log"; return 1; }
+	if [ -n "${PG_TEST_LISTEN:-}" ]; then
+		printf 'host all all %s trust\n' "${PG_TEST_HBA:-$PG_TEST_LISTEN/32}" \
+			>>"$PG_TEST_DIR/data/pg_hba.conf"
+		PG_TEST_TCP_CONN="host=$PG_TEST_LISTEN port=${PG_TEST_PORT:-5432} user=edgeward dbname=postgres"
+		export PG_TEST_TCP_CONN
+	fi
 	pg_ctl_start || { cat "$PG_TEST_DIR/log"; return 1; }
-	PG_TEST_CONN="host=$PG_TEST_DIR/sock user=edgeward dbname=postgres"
+	PG_TEST_CONN="host=$PG_TEST_DIR/sock port=${PG_TEST_PORT:-5432} user=edgeward dbname=postgres"
 	export PG_TEST_DIR PG_TEST_CONN
 }
 
