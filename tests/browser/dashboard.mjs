@@ -95,12 +95,13 @@ async function waitHealth(page, id, want, ms) {
 }
 
 // Click what @sel names. The table is drawn again on every event of the stream (a health
-// change may land between finding a row's button and clicking it): retry a detached or
-// vanished element a few times before giving up.
+// change may land between finding a row's button and clicking it), and a change of the
+// viewport lays the page out again ("Node is either not clickable or not an Element" for a
+// button without a box yet): wait until it is visible, retry a few times before giving up.
 async function clickSel(page, sel) {
 	for (let i = 0; ; i++) {
 		try {
-			await page.waitForSelector(sel, { timeout: 5000 });
+			await page.waitForSelector(sel, { visible: true, timeout: 5000 });
 			await page.click(sel);
 			return;
 		} catch (e) {
@@ -113,11 +114,11 @@ async function clickSel(page, sel) {
 async function signIn(page, token) {
 	await page.waitForSelector('#signin:not([hidden]) #token', { timeout: 10000 });
 	await page.type('#token', token);
-	await page.click('#signin-button');
+	await clickSel(page, '#signin-button');
 }
 
 async function signOut(page) {
-	await page.click('#signout');
+	await clickSel(page, '#signout');
 	await page.waitForSelector('#signin:not([hidden])', { timeout: 5000 });
 }
 
@@ -281,13 +282,13 @@ async function run(browser) {
 	await page.waitForSelector('dialog#confirm[open]', { timeout: 5000 });
 	const dlgText = await page.$eval('#confirm-text', (n) => n.textContent);
 	check('Revoke asks for a confirmation naming the device', dlgText.includes(`Device ${g2.id}`) && dlgText.includes(g2.address), dlgText);
-	await page.click('#confirm-cancel');
+	await clickSel(page, '#confirm-cancel');
 	await sleep(300);
 	check('Cancel closes it and revokes nothing', !(await page.$('dialog#confirm[open]')) && posts() === postsBefore && (await health(page, g2.id)) === 'up');
 	await clickSel(page, `tr[data-device-id="${g2.id}"] button.revoke`);
 	await page.waitForSelector('dialog#confirm[open]', { timeout: 5000 });
 	await shot(page, 'dashboard-desktop-confirm.png');
-	await page.click('#confirm-ok');
+	await clickSel(page, '#confirm-ok');
 	took = await waitHealth(page, g2.id, 'revoked', 10000);
 	check(`confirmed: g2's row shows revoked (${took} ms)`, took >= 0 &&
 		(await page.$eval(`tr[data-device-id="${g2.id}"]`, (r) => r.dataset.state)) === 'revoked');
@@ -302,7 +303,7 @@ async function run(browser) {
 	// ---- reinstate it
 	await clickSel(page, `tr[data-device-id="${g2.id}"] button.reinstate`);
 	await page.waitForSelector('dialog#confirm[open]', { timeout: 5000 });
-	await page.click('#confirm-ok');
+	await clickSel(page, '#confirm-ok');
 	try {
 		await page.waitForSelector(`tr[data-device-id="${g2.id}"] .reinstated`, { timeout: 10000 });
 	} catch (e) {
