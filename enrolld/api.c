@@ -126,6 +126,11 @@ api_store_error(struct http_request *req, int err, const char *what)
 			"the control plane's state storage is full; nothing was changed");
 	case -ESHUTDOWN:
 		return http_error(req, -EAGAIN, "shutting_down", "the service is shutting down");
+	case -ENOTCONN:
+		/* PostgreSQL out of reach (restarting, failing over): a device should come back */
+		http_request_set_retry_after(req, 2);
+		return http_error(req, -EAGAIN, "store_unavailable",
+			"the database cannot be reached; nothing was changed, retry later");
 	default:
 		return http_error(req, err < 0 ? err : -EIO, "internal", "%s: %s", what,
 			strerror(err < 0 ? -err : EIO));

@@ -9,7 +9,9 @@
  *   here and nowhere else (MDB_MAP_FULL that cannot be grown, like a full file system,
  *   -> -ENOSPC; an exhausted prefix is -EADDRNOTAVAIL; MDB_NOTFOUND ->
  *   -ENOENT, ...). store_errmsg() gives the last LMDB message of the calling thread for a
- *   log line. Nothing here logs above debug.
+ *   log line. Nothing here logs above debug. PostgreSQL: -ENOTCONN when the database
+ *   cannot be reached (nothing was done; try later), -EIO when a COMMIT's outcome is
+ *   unknown.
  * - Writes are durable when the call returns (no MDB_NOSYNC/MDB_NOMETASYNC). They all go
  *   through one writer thread that groups what is queued into one LMDB commit (group
  *   commit); each operation runs in its own nested transaction, so one that fails does not

@@ -244,7 +244,7 @@ pool_get(struct store_backend *b, size_t *ret_i)
 			b->busy[i] = false;
 			pthread_cond_signal(&b->pool_cond);
 			pthread_mutex_unlock(&b->pool_lock);
-			return -EIO;
+			return -ENOTCONN; /* the database cannot be reached: nothing was done */
 		}
 		b->conns[i] = c;
 	}
@@ -308,6 +308,8 @@ pg_txn(struct store_backend *b, bool write, pg_fn fn, void *arg)
 			/* Nothing was committed: a broken connection or a deadlock is tried again. */
 			if (broken && attempt == 0)
 				continue;
+			if (broken)
+				r = -ENOTCONN; /* twice: the database is gone; nothing was committed */
 			if (r == PG_RETRY)
 				continue;
 			break;
@@ -365,6 +367,7 @@ pg_read(struct store_backend *b, const char *sql, const struct pg_args *a, PGres
 		/* a read is safe to repeat on a fresh connection */
 		if (r >= 0 || !broken)
 			break;
+		r = -ENOTCONN;
 	}
 	return r == PG_RETRY ? -EAGAIN : r;
 }

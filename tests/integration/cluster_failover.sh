@@ -613,7 +613,9 @@ t0=$(now)
 pg_test_restart || die "PostgreSQL restart"
 echo "   PostgreSQL restarted in $(calc "$(now) - $t0") s"
 load_wait
-echo "   load: $(acked load3 | wc -l) acknowledged, $(awk '$3 != 200' "$T/load3.out" | wc -l) not"
+echo "   load: $(acked load3 | wc -l) acknowledged, $(awk '$3 != 200' "$T/load3.out" | wc -l) not" \
+	"($(awk '$3 == 503 && $7 == "store_unavailable"' "$T/load3.out" | wc -l) 503 store_unavailable," \
+	"$(awk '$3 == 500' "$T/load3.out" | wc -l) 500)"
 check "every acknowledged enrollment is in the database" all_acked_in_db load3
 check "no address answered or stored twice" no_dup_addresses enroll1 load2 load3
 for i in 1 2 3; do

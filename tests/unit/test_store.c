@@ -1765,6 +1765,34 @@ test_tenant_keys(void **state)
 	explicit_bzero(got, sizeof(got));
 }
 
+/*
+ * The database out of reach (it refuses new connections, the open ones are gone): reads and
+ * writes answer -ENOTCONN (the API's 503 store_unavailable: nothing was done, try later),
+ * not -EIO (an unknown outcome); once it is back, the same store works again.
+ */
+static void
+test_unreachable(void **state)
+{
+	struct fixture *f = *state;
+	struct store_tenant t;
+	char sql[256];
+
+	SKIP_IF(pg_base == NULL, "a database server out of reach: PostgreSQL only");
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", f->db);
+	pg_sql(NULL, sql);
+	snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(pid)) >= 0 FROM "
+		"pg_stat_activity WHERE datname = '%s' AND pid <> pg_backend_pid()", f->db);
+	pg_sql(NULL, sql);
+	assert_int_equal(store_tenant_get(f->s, "a", &t), -ENOTCONN);
+	assert_int_equal(store_tenant_set_require_tpm(f->s, "a", false), -ENOTCONN);
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", f->db);
+	pg_sql(NULL, sql);
+	assert_int_equal(store_tenant_set_require_tpm(f->s, "a", false), 0);
+	assert_int_equal(store_tenant_get(f->s, "a", &t), 0);
+	assert_false(t.require_tpm);
+}
+
 /* Several nodes starting at once on an empty database: one migrates, all open. */
 static void
 test_migrate_race(void **state)
@@ -1815,6 +1843,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_registrations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tenant_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_old_records, setup, teardown),
