@@ -5,8 +5,12 @@
  * so timing does not depend on the key.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -177,4 +181,42 @@ key_fingerprint(char ret_fp[static WG_KEY_FP_LEN], const uint8_t key[static WG_K
 		ret_fp[2 * i + 1] = hex[md[i] & 15];
 	}
 	ret_fp[WG_KEY_FP_LEN - 1] = '\0';
+}
+
+int
+key_file_create(const char *dir, const char *path, const uint8_t key[static WG_KEY_LEN])
+{
+	char tmp[PATH_MAX], b64[WG_KEY_B64_LEN + 1];
+	int fd = -1, dfd, r, n;
+	size_t len;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	key_to_base64(b64, key);
+	len = strlen(b64);
+	b64[len++] = '\n';
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (write(fd, b64, len) != (ssize_t)len || fsync(fd) < 0) {
+		r = errno ? -errno : -EIO;
+		goto out;
+	}
+	/* link() never replaces: EEXIST if a key is there already (the caller decides) */
+	r = link(tmp, path) < 0 ? -errno : 0;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	(void)unlink(tmp);
+	OPENSSL_cleanse(b64, sizeof(b64));
+	return r;
 }

@@ -39,4 +39,11 @@ bool key_is_zero(const uint8_t key[static WG_KEY_LEN]);
  */
 void key_fingerprint(char ret_fp[static WG_KEY_FP_LEN], const uint8_t key[static WG_KEY_LEN]);
 
+/*
+ * Write @key (base64 and a newline) to a new file @path in directory @dir atomically: a
+ * 0600 temp file <path>.tmp, fsync, linked into place, the directory fsynced. Never
+ * replaces: -EEXIST if @path exists. No partial file is ever visible at @path.
+ */
+int key_file_create(const char *dir, const char *path, const uint8_t key[static WG_KEY_LEN]);
+
 #endif

@@ -128,47 +128,19 @@ key_file_read(const struct side *sd, const char *tenant, uint8_t ret[static WG_K
 	return r;
 }
 
-/* As enrolld/plane.c writes a new key: a 0600 temp file, fsync, linked into place. */
+/* A new key file, as enrolld/plane.c writes one (key_file_create: never replaces). */
 static int
 key_file_write(const struct side *sd, const char *tenant, const uint8_t key[static WG_KEY_LEN])
 {
-	char tmp[PATH_MAX], path[PATH_MAX], b64[WG_KEY_B64_LEN + 1];
-	size_t len;
-	int fd = -1, dfd, r;
+	char path[PATH_MAX];
+	int r;
 
-	r = key_file_path(sd, tenant, ".tmp", tmp, sizeof(tmp));
-	if (r == 0)
-		r = key_file_path(sd, tenant, "", path, sizeof(path));
+	r = key_file_path(sd, tenant, "", path, sizeof(path));
 	if (r < 0)
 		return r;
 	if (mkdir(sd->key_dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	key_to_base64(b64, key);
-	len = strlen(b64);
-	b64[len++] = '\n';
-	(void)unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (write(fd, b64, len) != (ssize_t)len || fsync(fd) < 0) {
-		r = errno ? -errno : -EIO;
-		goto out;
-	}
-	/* never replaces: a key file already there is compared by the caller */
-	r = link(tmp, path) < 0 ? -errno : 0;
-	dfd = open(sd->key_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	(void)unlink(tmp);
-	OPENSSL_cleanse(b64, sizeof(b64));
-	return r;
+	return key_file_create(sd->key_dir, path, key);
 }
 
 static int

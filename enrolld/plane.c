@@ -213,57 +213,18 @@ key_read(const char *path, uint8_t ret_priv[static WG_KEY_LEN])
 	return r;
 }
 
-/* Write a new key atomically: temp file 0600, fsync, link into place (never replaces). */
+/* A new key, written atomically (key_file_create); another key already there wins. */
 static int
-key_create(struct plane *p, const char *tenant, const char *path)
+key_create(struct plane *p, const char *path)
 {
-	char tmp[PATH_MAX], b64[WG_KEY_B64_LEN + 1];
 	uint8_t priv[WG_KEY_LEN];
-	int fd = -1, r, dfd;
-	size_t len;
+	int r;
 
-	r = key_path(p, tenant, ".tmp", tmp, sizeof(tmp));
-	if (r < 0)
-		return r;
 	r = key_generate_private(priv);
-	if (r < 0)
-		goto out;
-	key_to_base64(b64, priv);
-	len = strlen(b64);
-	b64[len++] = '\n';
-	(void)unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (write(fd, b64, len) != (ssize_t)len || fsync(fd) < 0) {
-		r = errno ? -errno : -EIO;
-		goto out;
-	}
-	close(fd);
-	fd = -1;
-	/* link() fails with EEXIST if another key got there first: that one wins. */
-	if (link(tmp, path) < 0 && errno != EEXIST) {
-		r = -errno;
-		(void)unlink(tmp);
-		goto out;
-	}
-	(void)unlink(tmp);
-	dfd = open(p->key_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	r = 0;
-out:
-	if (fd >= 0) {
-		close(fd);
-		(void)unlink(tmp);
-	}
+	if (r == 0)
+		r = key_file_create(p->key_dir, path, priv);
 	explicit_bzero(priv, sizeof(priv));
-	explicit_bzero(b64, sizeof(b64));
-	return r;
+	return r == -EEXIST ? 0 : r;
 }
 
 /*
@@ -315,7 +276,7 @@ tenant_private_key(struct plane *p, struct plane_tenant *pt, uint8_t ret_priv[st
 		r = mkdir_p(p->key_dir, 0700);
 		if (r < 0)
 			return r;
-		r = key_create(p, pt->name, path);
+		r = key_create(p, path);
 		if (r < 0)
 			return r;
 		log_info("tenant '%s': new interface key in '%s'", pt->name, path);
