@@ -240,12 +240,47 @@ enroll_existing(struct wtx *w, struct enroll_op *e, uint64_t id)
 		STORE_EV_ENROLLED, d->id, d->tenant);
 }
 
+/*
+ * A new device record and all its indexes (address(es), key, EK, tenant). MDB_NOOVERWRITE
+ * everywhere: an index collision is a bug, never an overwrite (-EEXIST). Used by enrollment
+ * and by the import of a whole state (lmdb_import.c).
+ */
+int
+lm_device_put(struct wtx *w, const struct store_device *d)
+{
+	struct key key;
+	int r;
+
+	key_tenant_addr(&key, d->tenant, AF_INET, d->addr4);
+	r = lm_w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
+	if (r == 0 && d->has_addr6) {
+		key_tenant_addr(&key, d->tenant, AF_INET6, d->addr6);
+		r = lm_w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
+	}
+	if (r == 0) {
+		key_bytes(&key, d->wg_pubkey, STORE_KEY_LEN);
+		r = lm_w_put_u64(w, DB_DEV_PUBKEY, &key, d->id, MDB_NOOVERWRITE);
+	}
+	if (r == 0) {
+		key_bytes(&key, d->ek_hash, STORE_HASH_LEN);
+		r = lm_w_put_u64(w, DB_DEV_EK, &key, d->id, MDB_NOOVERWRITE);
+	}
+	if (r == 0) {
+		key_tenant_id(&key, d->tenant, d->id);
+		r = lm_w_put(w, DB_DEV_TENANT, &key, "", 0, MDB_NOOVERWRITE);
+	}
+	if (r == 0) {
+		key_u64(&key, d->id);
+		r = lm_w_put(w, DB_DEVICES, &key, d, sizeof(*d), MDB_NOOVERWRITE);
+	}
+	return r;
+}
+
 static int
 enroll_new(struct wtx *w, struct enroll_op *e, const struct store_tenant *t)
 {
 	const struct store_enroll_req *req = e->req;
 	struct store_device *d = &e->dev;
-	struct key key;
 	uint64_t id = 0, off;
 	int r;
 
@@ -270,29 +305,7 @@ enroll_new(struct wtx *w, struct enroll_op *e, const struct store_tenant *t)
 	memcpy(d->ek_hash, req->ek_hash, STORE_HASH_LEN);
 	d->created = d->updated = w->now;
 
-	/* MDB_NOOVERWRITE everywhere: an index collision is a bug, never an overwrite. */
-	key_tenant_addr(&key, t->name, AF_INET, d->addr4);
-	r = lm_w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
-	if (r == 0 && d->has_addr6) {
-		key_tenant_addr(&key, t->name, AF_INET6, d->addr6);
-		r = lm_w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
-	}
-	if (r == 0) {
-		key_bytes(&key, d->wg_pubkey, STORE_KEY_LEN);
-		r = lm_w_put_u64(w, DB_DEV_PUBKEY, &key, d->id, MDB_NOOVERWRITE);
-	}
-	if (r == 0) {
-		key_bytes(&key, d->ek_hash, STORE_HASH_LEN);
-		r = lm_w_put_u64(w, DB_DEV_EK, &key, d->id, MDB_NOOVERWRITE);
-	}
-	if (r == 0) {
-		key_tenant_id(&key, t->name, d->id);
-		r = lm_w_put(w, DB_DEV_TENANT, &key, "", 0, MDB_NOOVERWRITE);
-	}
-	if (r == 0) {
-		key_u64(&key, d->id);
-		r = lm_w_put(w, DB_DEVICES, &key, d, sizeof(*d), MDB_NOOVERWRITE);
-	}
+	r = lm_device_put(w, d);
 	if (r == 0)
 		r = lm_w_put_u64(w, DB_META, &lm_meta_next_device, d->id + 1, 0);
 	if (r < 0)

@@ -163,35 +163,12 @@ check_empty(struct wtx *w)
 	return r == -ENOENT ? 0 : r;
 }
 
-/* A device and its indexes, as enroll_new writes them (MDB_NOOVERWRITE: a clash is -EEXIST). */
+/* A device and its indexes, as enrollment writes them (a clash is -EEXIST). */
 static int
 put_device(struct wtx *w, const struct store_device *d)
 {
-	struct key key;
-	int r;
+	int r = lm_device_put(w, d);
 
-	key_tenant_addr(&key, d->tenant, AF_INET, d->addr4);
-	r = lm_w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
-	if (r == 0 && d->has_addr6) {
-		key_tenant_addr(&key, d->tenant, AF_INET6, d->addr6);
-		r = lm_w_put_u64(w, DB_DEV_ADDR, &key, d->id, MDB_NOOVERWRITE);
-	}
-	if (r == 0) {
-		key_bytes(&key, d->wg_pubkey, STORE_KEY_LEN);
-		r = lm_w_put_u64(w, DB_DEV_PUBKEY, &key, d->id, MDB_NOOVERWRITE);
-	}
-	if (r == 0) {
-		key_bytes(&key, d->ek_hash, STORE_HASH_LEN);
-		r = lm_w_put_u64(w, DB_DEV_EK, &key, d->id, MDB_NOOVERWRITE);
-	}
-	if (r == 0) {
-		key_tenant_id(&key, d->tenant, d->id);
-		r = lm_w_put(w, DB_DEV_TENANT, &key, "", 0, MDB_NOOVERWRITE);
-	}
-	if (r == 0) {
-		key_u64(&key, d->id);
-		r = lm_w_put(w, DB_DEVICES, &key, d, sizeof(*d), MDB_NOOVERWRITE);
-	}
 	if (r < 0)
 		store_set_errmsg("device %llu: an id, address, key or EK held twice",
 			(unsigned long long)d->id);
