@@ -16,6 +16,9 @@
  *           both from IF_OURS, taking turns at going first;
  *   remove  one peer (a revocation) from N: ours: wg_set_device() with one
  *           WG_PEER_F_REMOVE_ME peer; wg: `wg set IF peer KEY remove`.
+ *   add     one new peer with its /32 to an interface holding N (an enrollment), ADDS (5)
+ *           times per tool, taking turns, median and max: ours: wg_set_device() with one
+ *           peer; wg: `wg set IF peer KEY allowed-ips IP/32`.
  * set and get run ROUNDS times (default 3), interleaved, and the medians are reported;
  * within a round the tools take turns at going first (-W: wg(8) goes first in round 1).
  * Preparing the input (our struct, the config file) is timed apart: an operator has it.
@@ -328,17 +331,18 @@ median(double *v, int n)
 }
 
 #define MAX_ROUNDS 15
+#define ADDS 5
 
 int
 main(int argc, char **argv)
 {
 	const char *wg = "wg", *uapi_dir = NULL, *if_ours, *if_wg;
 	char conf[] = "/tmp/wg_bench.conf.XXXXXX", dump[] = "/tmp/wg_bench.dump.XXXXXX";
-	double t, t_build, t_conf, t_rm, t_wgrm;
+	double t, t_build, t_conf, t_rm, t_wgrm, t_add[ADDS], t_wgadd[ADDS], max_add, max_wgadd;
 	double t_set[MAX_ROUNDS], t_get[MAX_ROUNDS], t_setconf[MAX_ROUNDS], t_show[MAX_ROUNDS];
 	uint8_t (*keys)[WG_KEY_LEN] = NULL, priv[WG_KEY_LEN];
-	char b64[WG_KEY_B64_LEN], ip[INET_ADDRSTRLEN];
-	struct wg_device *dev = NULL, *got = NULL, *rm = NULL;
+	char b64[WG_KEY_B64_LEN], ip[INET_ADDRSTRLEN + 4];
+	struct wg_device *dev = NULL, *got = NULL, *rm = NULL, *add = NULL;
 	struct null_daemon *nd = NULL;
 	struct wg_ctl *ctl = NULL;
 	struct wg_peer *peer;
@@ -546,11 +550,59 @@ main(int argc, char **argv)
 		die("wg set remove", EIO);
 	null_check_set(nd, 1);
 
+	/* enroll ADDS new peers one at a time into each interface holding N, in turns */
+	for (int k = 0; k < ADDS; k++) {
+		uint8_t nk[WG_KEY_LEN];
+		struct in_addr a = { htonl(0x0b000000 + (uint32_t)k + 1) };
+
+		if (getrandom(nk, sizeof(nk), 0) != (ssize_t)sizeof(nk))
+			die("getrandom", errno);
+		inet_ntop(AF_INET, &a, ip, sizeof(ip));
+		strcat(ip, "/32");
+		key_to_base64(b64, nk);
+		for (int turn = 0; turn < 2; turn++) {
+			if ((turn == 0) == (k % 2 == 0)) {
+				if ((r = wg_device_new(&add, if_ours)) < 0 ||
+					(r = wg_device_add_peer(add, &peer)) < 0 ||
+					(r = wg_peer_add_allowedip(peer, AF_INET, &a, 32)) < 0)
+					die("build add", r);
+				memcpy(peer->public_key, nk, WG_KEY_LEN);
+				peer->flags = WG_PEER_F_HAS_PUBLIC_KEY |
+					WG_PEER_F_REPLACE_ALLOWEDIPS;
+				t = now();
+				r = wg_set_device(ctl, add);
+				t_add[k] = now() - t;
+				wg_device_free(add);
+				add = NULL;
+				if (r < 0)
+					die("add", r);
+				null_check_set(nd, 1);
+			} else {
+				t = now();
+				r = run((char *const[]){ (char *)wg, "set", (char *)if_wg, "peer", b64,
+						"allowed-ips", ip, NULL }, NULL);
+				t_wgadd[k] = now() - t;
+				if (r != 0)
+					die("wg set add", EIO);
+				null_check_set(nd, 1);
+			}
+		}
+	}
+	max_add = max_wgadd = 0;
+	for (int k = 0; k < ADDS; k++) {
+		max_add = t_add[k] > max_add ? t_add[k] : max_add;
+		max_wgadd = t_wgadd[k] > max_wgadd ? t_wgadd[k] : max_wgadd;
+	}
+
 	printf("N=%zu peers, %d rounds, medians; inputs: ours %.3f s (struct), wg %.3f s "
 		"(config file, %ld KB)\n", n, rounds, t_build, t_conf, conf_kb);
 	report("set", median(t_set, rounds), median(t_setconf, rounds));
 	report("get", median(t_get, rounds), median(t_show, rounds));
 	report("remove1", t_rm, t_wgrm);
+	report("add1", median(t_add, ADDS), median(t_wgadd, ADDS));
+	printf("add1 in ms: median ours %.3f  wg %.3f, max ours %.3f  wg %.3f (of %d each)\n",
+		median(t_add, ADDS) * 1e3, median(t_wgadd, ADDS) * 1e3, max_add * 1e3,
+		max_wgadd * 1e3, ADDS);
 	unlink(conf);
 	unlink(dump);
 	explicit_bzero(priv, sizeof(priv));

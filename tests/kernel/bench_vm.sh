@@ -33,10 +33,12 @@ bench() {
 		n_fail=$((n_fail + 1))
 	fi
 }
-# each N twice: ours sets first, then wg(8) first (-W), on links of their own
+# each N once per KT_BENCH_ORDERS (default: ours sets first, then wg(8) first, -W), on
+# links of their own
 for n in $KT_BENCH_N; do
-	bench "$n" ""
-	bench "$n" -W
+	for o in ${KT_BENCH_ORDERS:-ours wg}; do
+		if [ "$o" = wg ]; then bench "$n" -W; else bench "$n" ""; fi
+	done
 done
 echo "== done at uptime $(up) s, memory available $(mem)"
 echo "KTEST: $n_ok passed, $n_fail failed"

@@ -37,7 +37,8 @@
 #                      stopped after its share of it minus 45 s
 #   KTEST_KEEP=1       keep the temp dir (initramfs, serial log)
 #   KTEST_MEM          the VM's memory in MiB (default 1024)
-#   KTEST_BENCH_N      peer counts for "bench" (default "10000 100000"), KTEST_BENCH_ROUNDS (1)
+#   KTEST_BENCH_N      peer counts for "bench" (default "10000 100000"), KTEST_BENCH_ROUNDS (1),
+#                      KTEST_BENCH_ORDERS (who sets first on each pair of links: "ours wg")
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 B=${B:-build}
@@ -266,7 +267,7 @@ scenario() { # NAME COMMAND...
 	echo "KTEST-SCENARIO: \$1"
 	shift
 	LD_LIBRARY_PATH=$libdirs KT_NFT=$kt_nft KT_IP2=$kt_ip2 \\
-		KT_BENCH_N="${KTEST_BENCH_N:-10000 100000}" KT_BENCH_ROUNDS=${KTEST_BENCH_ROUNDS:-1} \\
+		KT_BENCH_N="${KTEST_BENCH_N:-10000 100000}" KT_BENCH_ROUNDS=${KTEST_BENCH_ROUNDS:-1} KT_BENCH_ORDERS="${KTEST_BENCH_ORDERS:-ours wg}" \\
 		timeout $SC_TIMEOUT "\$@" 2>&1
 	rc=\$?
 	echo "KTEST-EXIT: \$rc"
