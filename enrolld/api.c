@@ -25,7 +25,11 @@ api_healthz(struct http_request *req, json_t **ret_body, void *ctx)
 static int
 api_metrics(struct http_request *req, char **ret_text, const char **ret_ctype, void *ctx)
 {
-	*ret_text = metrics_render();
+	struct enrolld *e = ctx;
+	struct store_stats st;
+
+	store_get_stats(e->store, &st);
+	*ret_text = metrics_render(&st);
 	*ret_ctype = "text/plain; version=0.0.4; charset=utf-8";
 	return *ret_text ? 200 : -ENOMEM;
 }

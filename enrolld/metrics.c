@@ -164,7 +164,7 @@ render_tenant_gauge(FILE *f, const char *name, const char *help, const struct la
 }
 
 char *
-metrics_render(void)
+metrics_render(const struct store_stats *st)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -229,6 +229,15 @@ metrics_render(void)
 	render_tenant_gauge(f, "enrolld_address_pool_used",
 		"Of those, held by a device (active or revoked).", pool_used, n_pool_used);
 	pthread_mutex_unlock(&metrics_lock);
+	if (st != NULL)
+		fprintf(f, "# HELP enrolld_store_commits_total Write transactions the store committed.\n"
+			   "# TYPE enrolld_store_commits_total counter\n"
+			   "enrolld_store_commits_total %llu\n"
+			   "# HELP enrolld_store_writes_total Write operations in them (several "
+			   "concurrent ones share a commit).\n"
+			   "# TYPE enrolld_store_writes_total counter\n"
+			   "enrolld_store_writes_total %llu\n",
+			(unsigned long long)st->commits, (unsigned long long)st->operations);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -376,7 +376,22 @@ run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_e
 			op->ret = r;
 		}
 		if (!w.map_full) {
+			/*
+			 * A batch of lazy operations only (open sessions) is committed with one
+			 * flush instead of two (MDB_NOMETASYNC: the data pages are flushed, the
+			 * meta page waits for the next commit's flush): LMDB keeps the database
+			 * intact, and a system crash may undo this transaction alone. Only this
+			 * thread changes the flag (mdb_env_set_flags' rule).
+			 */
+			bool lazy = true;
+
+			for (op = batch; op && lazy; op = op->next)
+				lazy = op->lazy;
+			if (lazy)
+				mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1);
 			rc = mdb_txn_commit(txn);
+			if (lazy)
+				mdb_env_set_flags(s->env, MDB_NOMETASYNC, 0);
 			if (rc == MDB_MAP_FULL) {
 				w.map_full = true;
 			} else if (rc != 0) {
@@ -438,29 +453,35 @@ writer_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		s->stats.commits++;
 		s->stats.operations += n;
+		/*
+		 * Wake this batch's callers only, each on its own condition (a broadcast woke
+		 * every waiting caller at each commit). Under the lock: an op lives on its
+		 * caller's stack, which it leaves as soon as it sees done.
+		 */
 		for (struct op *op = batch, *next; op; op = next) {
 			next = op->next;
 			op->done = true;
+			pthread_cond_signal(&op->wake);
 		}
 		if (last_event > s->last_event) {
 			s->last_event = last_event;
 			pthread_cond_broadcast(&s->event);
 		}
-		pthread_cond_broadcast(&s->done);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
-/* Queue an operation and wait until the commit holding it is durable (or it failed). */
-int
-lm_submit(struct lmdb_store *s, apply_fn apply, void *arg)
+static int
+submit(struct lmdb_store *s, apply_fn apply, void *arg, bool lazy)
 {
-	struct op op = { .apply = apply, .arg = arg };
+	struct op op = { .apply = apply, .arg = arg, .lazy = lazy };
 
+	pthread_cond_init(&op.wake, NULL);
 	pthread_mutex_lock(&s->lock);
 	if (s->stopping) {
 		pthread_mutex_unlock(&s->lock);
+		pthread_cond_destroy(&op.wake);
 		return -ESHUTDOWN;
 	}
 	if (s->tail != NULL)
@@ -470,9 +491,30 @@ lm_submit(struct lmdb_store *s, apply_fn apply, void *arg)
 	s->tail = &op;
 	pthread_cond_signal(&s->work);
 	while (!op.done)
-		pthread_cond_wait(&s->done, &s->lock);
+		pthread_cond_wait(&op.wake, &s->lock);
 	pthread_mutex_unlock(&s->lock);
+	pthread_cond_destroy(&op.wake);
 	return op.ret;
+}
+
+/* Queue an operation and wait until the commit holding it is durable (or it failed). */
+int
+lm_submit(struct lmdb_store *s, apply_fn apply, void *arg)
+{
+	return submit(s, apply, arg, false);
+}
+
+/*
+ * As lm_submit(), for a write that may be lost to a system crash: answered once committed
+ * (readers see it), durable with the next durable commit. Only open sessions are written
+ * so (a lost one costs its device a new challenge; on LMDB an open session cannot complete
+ * after a restart anyway, its secret is never written). A batch is lazy only if all its
+ * operations are.
+ */
+int
+lm_submit_lazy(struct lmdb_store *s, apply_fn apply, void *arg)
+{
+	return submit(s, apply, arg, true);
 }
 
 /* ---- meta keys ------------------------------------------------------------------------------- */
@@ -563,7 +605,6 @@ lmdb_open(struct store_backend **ret, const char *path, const struct store_optio
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->work, NULL);
-	pthread_cond_init(&s->done, NULL);
 	{
 		pthread_condattr_t ca;
 
@@ -589,7 +630,8 @@ lmdb_open(struct store_backend **ret, const char *path, const struct store_optio
 	mdb_env_set_mapsize(s->env, s->map_size);
 	/*
 	 * MDB_NOTLS: read transactions are not tied to threads (HTTP worker pools). No
-	 * MDB_NOSYNC / MDB_NOMETASYNC: an acknowledged write must survive a crash.
+	 * MDB_NOSYNC / MDB_NOMETASYNC: an acknowledged write must survive a crash (a batch
+	 * of open sessions alone is committed with MDB_NOMETASYNC: run_batch()).
 	 */
 	rc = mdb_env_open(s->env, path, MDB_NOTLS, 0600);
 	if (rc != 0) {
@@ -635,7 +677,6 @@ lmdb_free(struct store_backend *b)
 	if (s->env != NULL)
 		mdb_env_close(s->env);
 	pthread_cond_destroy(&s->event);
-	pthread_cond_destroy(&s->done);
 	pthread_cond_destroy(&s->work);
 	pthread_mutex_destroy(&s->lock);
 	pthread_rwlock_destroy(&s->map_lock);

@@ -53,6 +53,8 @@ struct op {
 	void *arg;
 	int ret;
 	bool done;
+	bool lazy;           /* need not be durable when answered: see lm_submit_lazy() */
+	pthread_cond_t wake; /* its caller waits on it: a commit wakes only its own callers */
 	struct op *next;
 };
 
@@ -70,7 +72,6 @@ struct lmdb_store {
 	pthread_rwlock_t map_lock;
 	pthread_mutex_t lock; /* the queue, stats and last_event below */
 	pthread_cond_t work;  /* the writer waits for operations */
-	pthread_cond_t done;  /* callers wait for their operation */
 	pthread_cond_t event; /* SSE readers wait for events */
 	struct op *head, *tail;
 	bool stopping;
@@ -213,6 +214,7 @@ void lm_rtxn_end(struct lmdb_store *s, MDB_txn *txn);
 int lm_r_get(struct lmdb_store *s, int db, const struct key *k, void *v, size_t vlen);
 /* Queue an operation and wait until the commit holding it is durable (or it failed). */
 int lm_submit(struct lmdb_store *s, apply_fn apply, void *arg);
+int lm_submit_lazy(struct lmdb_store *s, apply_fn apply, void *arg);
 /*
  * Collect records of @db whose key starts with @prefix (NULL = all) into a malloc()ed
  * array of @size-byte elements; @keep (may be NULL) filters.

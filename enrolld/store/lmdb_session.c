@@ -129,7 +129,8 @@ lmdb_session_create(struct store_backend *b, const struct store_session *sess,
 	struct lmdb_store *s = lmdb_of(b);
 	int r;
 
-	r = lm_submit(s, apply_session_create, (void *)sess);
+	/* Lazy: an open session is not worth a durable commit (lm_submit_lazy()). */
+	r = lm_submit_lazy(s, apply_session_create, (void *)sess);
 	if (r == 0)
 		memcpy(ret_id, sess->id, sizeof(sess->id));
 	return r;

@@ -36,6 +36,7 @@ struct store_backend {
 
 	uint64_t commits;    /* atomics */
 	uint64_t operations;
+	int64_t sessions_purged; /* atomic: the second of the last purge at a session's creation */
 
 	/* events: the newest committed seq seen (own commits and NOTIFY), and its waiters */
 	pthread_mutex_t ev_lock;

@@ -722,11 +722,30 @@ fn_session_create(struct store_backend *b, PGconn *c, void *arg)
 	uint8_t sealed[STORE_SECRET_MAX + PG_SEAL_OVERHEAD];
 	int r;
 
-	/* expired sessions (used or not) go on the way, as in the LMDB backend */
-	pa_i64(&a, pg_now(b));
-	r = pg_exec(c, "DELETE FROM sessions WHERE expires <= $1::int8", &a);
+	int64_t now = pg_now(b), last;
+
+	/*
+	 * An open session is not worth a WAL flush: committed without waiting for it (visible
+	 * at once to every node; durable with the next durable commit, such as the enrollment
+	 * that uses it). A crash of the database may forget it: its device starts over with a
+	 * new challenge. The same rule as the LMDB backend's lm_submit_lazy().
+	 */
+	r = pg_exec(c, "SET LOCAL synchronous_commit TO off", NULL);
 	if (r < 0)
 		return r;
+	/*
+	 * Expired sessions (used or not) go on the way, at most once a second per node, as in
+	 * the LMDB backend (expiry is in whole seconds).
+	 */
+	last = __atomic_load_n(&b->sessions_purged, __ATOMIC_RELAXED);
+	if (last != now &&
+	    __atomic_compare_exchange_n(&b->sessions_purged, &last, now, false, __ATOMIC_RELAXED,
+					__ATOMIC_RELAXED)) {
+		pa_i64(&a, now);
+		r = pg_exec(c, "DELETE FROM sessions WHERE expires <= $1::int8", &a);
+		if (r < 0)
+			return r;
+	}
 	r = pg_seal(b, s->id, sizeof(s->id), s->secret, s->secret_len, sealed);
 	if (r < 0)
 		return r;

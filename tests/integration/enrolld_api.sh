@@ -178,6 +178,9 @@ check "metrics count failures by reason and enrollments by result" bash -c \
 	 grep -q 'enrolld_attestation_failures_total{reason=\"secret_mismatch\"} 2' $T/metrics &&
 	 grep -q 'enrolld_attestation_failures_total{reason=\"pcr_policy_mismatch\"} 1' $T/metrics &&
 	 grep -q 'enrolld_enrollments_total{result=\"new\"} 4' $T/metrics"
+check "metrics count the store's commits and the writes in them" \
+	awk '/^enrolld_store_commits_total / { c = $2 } /^enrolld_store_writes_total / { w = $2 }
+		END { exit !(c >= 1 && w >= c) }' "$T/metrics"
 
 echo "== rotation"
 "$ENROLL_DEV" genkey "$T/d1.newkey" >"$T/d1.newpub"
