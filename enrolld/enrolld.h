@@ -263,8 +263,27 @@ void metrics_set_devices(const char *tenant, const char *state, uint64_t n);
  */
 void metrics_set_tenant(const char *tenant, uint64_t down_longest, uint64_t pool_size,
 	uint64_t pool_used);
-/* Prometheus text exposition of everything recorded; caller frees. */
-char *metrics_render(void);
+/*
+ * The HTTPS server's GnuTLS priorities (http.c; enroll-bench's crypto ceiling times the
+ * same handshake). TLS 1.3 and 1.2 only; forward secrecy (ECDHE) and AEAD ciphers only:
+ * no CBC, no RSA key exchange, no SHA-1 or SHA-224 signatures; the server's order of
+ * preference. GnuTLS
+ * syntax (gnutls-cli --priority '...' -l lists what it allows); docs/security.md.
+ * Key exchange groups: X25519 and P-256 first, the key shares TLS 1.3 clients (OpenSSL,
+ * curl, GnuTLS) send in their first message. SECURE256's own order put P-384 first: with
+ * the server's precedence every such client got a HelloRetryRequest for a P-384 share,
+ * one more round trip and a P-384 key on both sides (enroll-bench: 1.5-3 ms of CPU per
+ * handshake on each side, more than the whole attestation's cryptography).
+ */
+#define HTTP_TLS_PRIORITIES                                                               \
+	"SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:" \
+	"+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"    \
+	"-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-RSA-SHA224:-SIGN-ECDSA-SHA224:"                \
+	"-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"        \
+	"%SERVER_PRECEDENCE"
+
+/* Prometheus text exposition of everything recorded and of @st; caller frees. */
+char *metrics_render(const struct store_stats *st);
 
 /* ---- plane.c: the tenants' WireGuard interfaces ---- */
 struct plane;

@@ -22,8 +22,13 @@
  *       PIDs. --pg-pid: a PostgreSQL postmaster, whose CPU per enrollment (its own, its
  *       live children's and its reaped children's) is printed too.
  *   enroll_bench ceiling --ca CERT,KEY --trust DIR [--ek TYPE] [-n COUNT]
- *       the server's per-enrollment cryptography alone, one thread: EK chain and
- *       conversion, AK, MakeCredential, secret and quote verification (attest library)
+ *                        [--tls-cert CERT --tls-key KEY]
+ *       the server's per-enrollment cryptography alone, one thread, in CPU time of that
+ *       thread: EK chain and conversion, AK, MakeCredential, secret and quote verification
+ *       (attest library). With --tls-cert/--tls-key also the server's side of a TLS
+ *       handshake as enrolld makes it (GnuTLS, enrolld's priorities, that certificate; a
+ *       GnuTLS client with its defaults in another thread, not counted): a second line,
+ *       the ceiling of an enrollment on a new HTTPS connection.
  *   enroll_bench smoke --url U --ca CERT,KEY --token T [--tls-ca FILE]
  *       a few enrollments per EK type, then the negative cross-check (wrong secret,
  *       wrong extraData, edited PCR value): exit 0 if every answer is as expected
@@ -41,11 +46,14 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <gnutls/gnutls.h>
 #include <jansson.h>
+#include <sys/socket.h>
 
 #include "common/b64.h"
 #include "common/key.h"
 #include "enrolld/attest/attest.h"
+#include "enrolld/enrolld.h"
 #include "tests/bench/softdev/softdev.h"
 
 enum fault { F_NONE, F_SECRET, F_EXTRADATA, F_PCR };
@@ -53,7 +61,7 @@ enum fault { F_NONE, F_SECRET, F_EXTRADATA, F_PCR };
 #define MAX_NODES 16
 
 struct opts {
-	const char *url, *token, *tls_ca, *label, *trust;
+	const char *url, *token, *tls_ca, *label, *trust, *tls_cert, *tls_key;
 	const char *urls[MAX_NODES]; /* url is urls[0] */
 	int pids[MAX_NODES];
 	int n_urls, n_pids, pg_pid;
@@ -82,6 +90,16 @@ now_s(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time of the calling thread, in seconds */
+static double
+thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -485,6 +503,81 @@ cmd_run(const struct opts *o)
 
 /* ---- ceiling: the server's cryptography alone ------------------------------------------- */
 
+/* A TLS client on one end of a socket pair: GnuTLS's defaults, no certificate check. */
+static void *
+tls_client_main(void *arg)
+{
+	gnutls_certificate_credentials_t cred = NULL;
+	gnutls_session_t c = NULL;
+	int fd = *(int *)arg, r = -1;
+
+	if (gnutls_certificate_allocate_credentials(&cred) < 0 ||
+	    gnutls_init(&c, GNUTLS_CLIENT) < 0 || gnutls_set_default_priority(c) < 0 ||
+	    gnutls_credentials_set(c, GNUTLS_CRD_CERTIFICATE, cred) < 0)
+		goto out;
+	gnutls_transport_set_int(c, fd);
+	do
+		r = gnutls_handshake(c);
+	while (r < 0 && !gnutls_error_is_fatal(r));
+out:
+	if (c != NULL)
+		gnutls_deinit(c);
+	if (cred != NULL)
+		gnutls_certificate_free_credentials(cred);
+	shutdown(fd, SHUT_RDWR);
+	return (void *)(intptr_t)(r < 0);
+}
+
+/*
+ * The server's side of @n TLS handshakes as enrolld makes them (its priorities, the
+ * certificate and key it is given), each on a new socket pair with a client thread: the
+ * server thread's CPU time per handshake, in seconds.
+ */
+static double
+tls_server_handshakes(const struct opts *o, int n)
+{
+	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t prio;
+	double t = 0;
+
+	if (gnutls_certificate_allocate_credentials(&cred) < 0 ||
+	    gnutls_certificate_set_x509_key_file(cred, o->tls_cert, o->tls_key,
+						 GNUTLS_X509_FMT_PEM) < 0 ||
+	    gnutls_priority_init(&prio, HTTP_TLS_PRIORITIES, NULL) < 0)
+		die("TLS: cannot load %s / %s", o->tls_cert, o->tls_key);
+	for (int i = 0; i < n; i++) {
+		gnutls_session_t s;
+		pthread_t th;
+		void *client_failed;
+		int sv[2], r;
+		double t0;
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+		    gnutls_init(&s, GNUTLS_SERVER) < 0 || gnutls_priority_set(s, prio) < 0 ||
+		    gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred) < 0)
+			die("TLS: session");
+		gnutls_transport_set_int(s, sv[0]);
+		if (pthread_create(&th, NULL, tls_client_main, &sv[1]) != 0)
+			die("TLS: thread");
+		t0 = thread_cpu_s();
+		do
+			r = gnutls_handshake(s);
+		while (r < 0 && !gnutls_error_is_fatal(r));
+		t += thread_cpu_s() - t0;
+		if (r < 0)
+			die("TLS: handshake: %s", gnutls_strerror(r));
+		pthread_join(th, &client_failed);
+		if (client_failed != NULL)
+			die("TLS: the client's handshake failed");
+		gnutls_deinit(s);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	gnutls_priority_deinit(prio);
+	gnutls_certificate_free_credentials(cred);
+	return t / n;
+}
+
 static int
 cmd_ceiling(const struct opts *o)
 {
@@ -508,20 +601,20 @@ cmd_ceiling(const struct opts *o)
 		size_t bl, sl;
 		uint8_t secret[32], id[32];
 
-		t = now_s();
+		t = thread_cpu_s();
 		if (attest_ek_verify(trust, d->ek_cert, d->ek_cert_len, d->ek_pub, d->ek_pub_len,
 				     now, &ek, &why) < 0 ||
 		    attest_key_id(ek, id) < 0)
 			die("EK: %s", attest_reason_code(why));
-		t_ek += now_s() - t;
-		t = now_s();
+		t_ek += thread_cpu_s() - t;
+		t = thread_cpu_s();
 		if (attest_ak_new(d->ak_pub, d->ak_pub_len, &ak, &why) < 0)
 			die("AK: %s", attest_reason_code(why));
-		t_ak += now_s() - t;
-		t = now_s();
+		t_ak += thread_cpu_s() - t;
+		t = thread_cpu_s();
 		if (attest_challenge_new_keys(ek, ak, d->wg_pub, now, 60, &c, &why) < 0)
 			die("challenge: %s", attest_reason_code(why));
-		t_mc += now_s() - t;
+		t_mc += thread_cpu_s() - t;
 		attest_challenge_credential(c, &blob, &bl);
 		attest_challenge_encrypted_seed(c, &seed, &sl);
 		if (softdev_activate(d, blob, bl, seed, sl, secret) < 0 ||
@@ -536,20 +629,29 @@ cmd_ceiling(const struct opts *o)
 		resp.signature_len = q.sig_len;
 		resp.pcrs = q.pcrs;
 		resp.pcrs_len = q.pcrs_len;
-		t = now_s();
+		t = thread_cpu_s();
 		if (attest_complete(c, &resp, NULL, now, &why) < 0)
 			die("complete: %s", attest_reason_code(why));
-		t_q += now_s() - t;
+		t_q += thread_cpu_s() - t;
 		attest_challenge_free(c);
 		attest_key_free(ak);
 		attest_key_free(ek);
 	}
 	t = t_ek + t_ak + t_mc + t_q;
-	printf("ceiling  %-7s n %5d  per enrollment %6.3f ms (EK chain+key %.3f, AK %.3f, "
+	printf("ceiling  %-7s http   n %5d  per enrollment %6.3f ms (EK chain+key %.3f, AK %.3f, "
 	       "MakeCredential %.3f, quote %.3f)  = %.0f enr/s per core\n",
 	       tpm2_ek_info(o->ek)->name, o->count, t * 1e3 / o->count, t_ek * 1e3 / o->count,
 	       t_ak * 1e3 / o->count, t_mc * 1e3 / o->count, t_q * 1e3 / o->count,
 	       o->count / t);
+	if (o->tls_cert != NULL) {
+		double t_tls = tls_server_handshakes(o, o->count);
+
+		t = t / o->count + t_tls;
+		printf("ceiling  %-7s https  n %5d  per enrollment %6.3f ms (attestation %.3f, TLS "
+		       "handshake %.3f)  = %.0f enr/s per core\n",
+		       tpm2_ek_info(o->ek)->name, o->count, t * 1e3, (t - t_tls) * 1e3,
+		       t_tls * 1e3, 1 / t);
+	}
 	attest_trust_free(trust);
 	free_devices(devs, o->count);
 	softdev_ca_free(ca);
@@ -644,6 +746,7 @@ main(int argc, char **argv)
 		{ "tls-ca", required_argument, NULL, 's' }, { "keepalive", no_argument, NULL, 'k' },
 		{ "pid", required_argument, NULL, 'p' },   { "label", required_argument, NULL, 'l' },
 		{ "trust", required_argument, NULL, 'T' }, { "pg-pid", required_argument, NULL, 'P' },
+		{ "tls-cert", required_argument, NULL, 'C' }, { "tls-key", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .ek = TPM2_EK_ECC_P256, .conc = 1, .count = 100 };
@@ -678,6 +781,8 @@ main(int argc, char **argv)
 		case 'P': o.pg_pid = atoi(optarg); break;
 		case 'l': o.label = optarg; break;
 		case 'T': o.trust = optarg; break;
+		case 'C': o.tls_cert = optarg; break;
+		case 'K': o.tls_key = optarg; break;
 		case 'c': o.conc = atoi(optarg); break;
 		case 'n': o.count = atoi(optarg); break;
 		case 'e':
@@ -700,6 +805,8 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "ceiling") == 0) {
 		if (o.trust == NULL)
 			die("ceiling needs --trust");
+		if ((o.tls_cert == NULL) != (o.tls_key == NULL))
+			die("--tls-cert and --tls-key go together");
 		return cmd_ceiling(&o);
 	}
 	if (o.url == NULL || o.token == NULL)

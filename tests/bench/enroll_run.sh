@@ -15,10 +15,17 @@
 #                            tests/pg_lib.sh with fsync on, a database per start)
 #   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https"; also
 #   "https-ka": HTTPS with one keep-alive connection per device thread)
+#   PIN=SERVER_CPUS:DEVICE_CPUS (e.g. PIN=0:1): enrolld (every thread, and the wireguard-go
+#     it starts) on SERVER_CPUS, the devices on DEVICE_CPUS (taskset lists): the server's
+#     cores are its own, as with load machines of its own, and achieved/ceiling counts
+#     the server's cores only. Unset: everything shares every core.
+# The crypto ceiling (enroll_bench ceiling, on the server's cores when pinned): the
+# attestation alone for "http" and "https-ka" (no handshake per enrollment), plus the
+# server's side of a TLS handshake with enrolld's priorities and certificate for "https".
 # Every point is also written as TSV to $ENROLL_TSV (build/bench/enroll.tsv; drawn by
 # tests/bench/plots.sh):
 #   run LABEL EK MODE CONC ENR/S P50_MS P99_MS MAX_MS SERVER_CPU_MS_PER_ENR FAILED DEVICES_CPU_MS_PER_ENR
-#   ceiling - EK - CORES ENR/S_PER_CORE
+#   ceiling - EK MODE CORES ENR/S_PER_CORE   (MODE http: attestation alone; https: + TLS)
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,6 +36,17 @@ N=${N:-300}
 MODES=${MODES:-"http https"}
 ENROLLDS=${ENROLLDS:-new:$B/enrolld}
 ENROLL_TSV=${ENROLL_TSV:-$B/bench/enroll.tsv}
+PIN=${PIN:-}
+SCPUS= DCPUS= CORES=$(nproc)
+if [ -n "$PIN" ]; then
+	SCPUS=${PIN%%:*} DCPUS=${PIN#*:}
+	# the server's core count: the CPUs its list names
+	CORES=$(taskset -c "$SCPUS" nproc) || { echo "PIN=$PIN: not a CPU list"; exit 1; }
+	taskset -c "$DCPUS" true || { echo "PIN=$PIN: not a CPU list"; exit 1; }
+fi
+# run "$@" on the devices' CPUs (all when not pinned)
+on_devices() { if [ -n "$DCPUS" ]; then taskset -c "$DCPUS" "$@"; else "$@"; fi; }
+on_server() { if [ -n "$SCPUS" ]; then taskset -c "$SCPUS" "$@"; else "$@"; fi; }
 [ -x "$BENCH" ] || { echo "$BENCH not built (make)"; exit 1; }
 . "$ROOT/tests/integration/enrolld_lib.sh"
 ed_init bench
@@ -54,6 +72,7 @@ chmod 600 "$T/tls.key"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%d GB", $2 / 1048576 }' /proc/meminfo)," \
 	"$(lscpu | sed -n 's/^Model name: *//p' | head -n1), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "enroll-bench: N=$N per point, EKs: $EKS, concurrency: $CONCS, modes: $MODES"
+[ -n "$PIN" ] && echo "pinned: enrolld and its wireguard-go on CPU(s) $SCPUS ($CORES), devices on $DCPUS"
 
 # start binary $1 in mode $2 on backend $3 (lmdb, postgresql) with a fresh state; sets
 # TOKEN and U
@@ -88,6 +107,8 @@ start() {
 	fi
 	$per_ip && sed -i 's/^\[server\]$/[server]\nmax_connections_per_ip = 0/' "$T/e.conf"
 	ed_start
+	# every thread it has now; threads and the wireguard-go it starts later inherit it
+	[ -n "$SCPUS" ] && { taskset -a -p -c "$SCPUS" "$ED_PID" >/dev/null || exit 1; }
 	local ifn
 	ifn=$(ed_ifname $((PORT % 1000)))
 	api() { # as the lib's, with our TLS CA
@@ -126,7 +147,7 @@ for mode in $MODES; do
 		for c in $CONCS; do
 			for lb in $ENROLLDS; do
 				bin=${lb%%:*}
-				ip netns exec "$NS" "$BENCH" run --url "${URLS[$bin]}" --ca "$CAARG" \
+				on_devices ip netns exec "$NS" "$BENCH" run --url "${URLS[$bin]}" --ca "$CAARG" \
 					--token "${TOKENS[$bin]}" "${TLS[@]}" --ek "$ek" -c "$c" -n "$N" \
 					--pid "${PIDS[$bin]}" --label "$bin" | tee -a "$T/results"
 				[ "${PIPESTATUS[0]}" = 0 ] || rc=1
@@ -142,36 +163,50 @@ for mode in $MODES; do
 done
 
 echo
-echo "== crypto ceiling: enrolld's per-enrollment cryptography alone (attest library, one core)"
+echo "== crypto ceiling: enrolld's per-enrollment cryptography alone (attest library, one"
+echo "   thread, its CPU time; https: + the server's side of enrolld's TLS handshake)"
+TLSARG=()
+[[ " $MODES " == *" https "* ]] && TLSARG=(--tls-cert "$T/tls.pem" --tls-key "$T/tls.key")
 for ek in $EKS; do
-	"$BENCH" ceiling --ca "$CAARG" --trust "$TRUST" --ek "$ek" -n "$N" | tee -a "$T/results"
+	on_server "$BENCH" ceiling --ca "$CAARG" --trust "$TRUST" --ek "$ek" -n "$N" "${TLSARG[@]}" |
+		tee -a "$T/results"
 	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
 done
 echo
 echo "== achieved / ceiling (best enrollments/s of each binary and EK over all points, against"
-echo "   the ceiling times $(nproc) cores)"
-awk -v cores="$(nproc)" '
-	$1 == "ceiling" { ceil[$2] = $(NF - 3) * cores; next }
+echo "   the ceiling times $CORES server core(s); https against the ceiling with the handshake)"
+awk -v cores="$CORES" '
+	$1 == "ceiling" { ceil[$2 " " $3] = $(NF - 3) * cores; next }
 	$4 == "conc" { k = $1 " " $2 " " $3; if ($8 > best[k]) best[k] = $8 }
 	END { for (k in best) { split(k, f, " ")
+		c = ceil[f[2] " " (f[3] == "https" ? "https" : "http")]
 		printf "%-8s %-7s %-9s %7.1f enr/s of %6.0f = %5.1f%%\n", f[1], f[2], f[3], best[k],
-			ceil[f[2]], 100 * best[k] / ceil[f[2]] } }' "$T/results" | sort
-# The devices run on the same cores: at the best point, the most these cores could do for
-# enrolld + devices (cores / their CPU per enrollment), and what the devices alone leave.
+			c, (c > 0 ? 100 * best[k] / c : 0) } }' "$T/results" | sort
+# At each mode's best point, what the CPU per enrollment allows: shared cores: cores / (server
+# + devices); pinned: each side's cores / its own CPU (the lower one bounds the run).
 echo
-echo "== what sharing the cores with the devices allows (at each mode's best point: cores /"
-echo "   (server + devices CPU per enrollment); wireguard-go and the rest of the machine not counted)"
-awk -v cores="$(nproc)" '
+if [ -z "$PIN" ]; then
+	echo "== what sharing the cores with the devices allows (at each mode's best point: cores /"
+	echo "   (server + devices CPU per enrollment); wireguard-go and the rest of the machine not counted)"
+else
+	echo "== what each side's own cores allow (at each mode's best point: the server's $CORES core(s) /"
+	echo "   server CPU, the devices' core(s) / devices CPU per enrollment; wireguard-go not counted)"
+fi
+awk -v cores="$(nproc)" -v pin="$PIN" -v sc="$CORES" -v dc="$( [ -n "$DCPUS" ] && taskset -c "$DCPUS" nproc)" '
 	$4 == "conc" { k = $1 " " $2 " " $3; s = d = 0
 		for (i = 18; i < NF; i++) { if ($i == "CPU" && $(i - 1) == "server") s = $(i + 1)
 			if ($i == "CPU" && $(i - 1) == "devices") d = $(i + 1) }
 		if ($8 > best[k]) { best[k] = $8; sv[k] = s; dv[k] = d } }
-	END { for (k in best) if (sv[k] + dv[k] > 0) { split(k, f, " ")
-		printf "%-8s %-7s %-9s server %5.2f + devices %5.2f ms/enr -> at most %6.0f enr/s\n",
-			f[1], f[2], f[3], sv[k], dv[k], cores * 1000 / (sv[k] + dv[k]) } }' "$T/results" | sort
+	END { for (k in best) if (sv[k] > 0 && dv[k] > 0) { split(k, f, " ")
+		if (pin == "")
+			printf "%-8s %-7s %-9s server %5.2f + devices %5.2f ms/enr -> at most %6.0f enr/s\n",
+				f[1], f[2], f[3], sv[k], dv[k], cores * 1000 / (sv[k] + dv[k])
+		else
+			printf "%-8s %-7s %-9s server %5.2f ms/enr -> at most %6.0f enr/s; devices %5.2f ms/enr -> at most %6.0f enr/s\n",
+				f[1], f[2], f[3], sv[k], sc * 1000 / sv[k], dv[k], dc * 1000 / dv[k] } }' "$T/results" | sort
 mkdir -p "$(dirname "$ENROLL_TSV")"
-awk -v cores="$(nproc)" 'BEGIN { OFS = "\t" }
-	$1 == "ceiling" { print "ceiling", "-", $2, "-", cores, $(NF - 3) }
+awk -v cores="$CORES" 'BEGIN { OFS = "\t" }
+	$1 == "ceiling" { print "ceiling", "-", $2, $3, cores, $(NF - 3) }
 	$4 == "conc" { cpu = ""; failed = ""
 		dcpu = ""
 		for (i = 18; i < NF; i++) {
