@@ -504,8 +504,9 @@ int store_events_wait(struct store *s, uint64_t after, int timeout_ms);
 /* ---- statistics (for the benchmark and metrics) --------------------------------------------- */
 
 struct store_stats {
-	uint64_t commits;    /* LMDB write commits */
-	uint64_t operations; /* write operations committed or failed in them */
+	uint64_t commits;      /* write transactions committed (LMDB: batches) */
+	uint64_t lazy_commits; /* of those, not flushed before answered: open sessions */
+	uint64_t operations;   /* write operations committed or failed in them */
 	uint64_t map_size;
 };
 

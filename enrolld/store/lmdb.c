@@ -331,9 +331,13 @@ wtxn_begin(struct lmdb_store *s, MDB_txn **ret)
 	return lm_errno(rc);
 }
 
-/* Run @batch (@n operations) in one write transaction; sets every op->ret. */
+/*
+ * Run @batch (@n operations) in one write transaction; sets every op->ret, and *@ret_lazy
+ * when it was committed lazily.
+ */
 static void
-run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_event)
+run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_event,
+	bool *ret_lazy)
 {
 	struct wtx w;
 	struct op *op;
@@ -390,8 +394,10 @@ run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_e
 			if (lazy)
 				mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1);
 			rc = mdb_txn_commit(txn);
-			if (lazy)
+			if (lazy) {
 				mdb_env_set_flags(s->env, MDB_NOMETASYNC, 0);
+				*ret_lazy = rc == 0;
+			}
 			if (rc == MDB_MAP_FULL) {
 				w.map_full = true;
 			} else if (rc != 0) {
@@ -432,6 +438,7 @@ writer_main(void *arg)
 		struct op *batch, *last;
 		uint64_t last_event = 0;
 		size_t n = 1;
+		bool lazy = false;
 
 		while (s->head == NULL && !s->stopping)
 			pthread_cond_wait(&s->work, &s->lock);
@@ -448,10 +455,11 @@ writer_main(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&s->lock);
 
-		run_batch(s, batch, n, &last_event);
+		run_batch(s, batch, n, &last_event, &lazy);
 
 		pthread_mutex_lock(&s->lock);
 		s->stats.commits++;
+		s->stats.lazy_commits += lazy;
 		s->stats.operations += n;
 		/*
 		 * Wake this batch's callers only, each on its own condition (a broadcast woke

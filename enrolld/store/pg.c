@@ -711,6 +711,7 @@ pg_get_stats(struct store_backend *b, struct store_stats *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	ret->commits = __atomic_load_n(&b->commits, __ATOMIC_RELAXED);
+	ret->lazy_commits = __atomic_load_n(&b->lazy_commits, __ATOMIC_RELAXED);
 	ret->operations = __atomic_load_n(&b->operations, __ATOMIC_RELAXED);
 }
 

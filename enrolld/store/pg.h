@@ -35,6 +35,7 @@ struct store_backend {
 	size_t n_conns;
 
 	uint64_t commits;    /* atomics */
+	uint64_t lazy_commits;
 	uint64_t operations;
 	int64_t sessions_purged; /* atomic: the second of the last purge at a session's creation */
 

@@ -784,8 +784,10 @@ pg_session_create(struct store_backend *b, const struct store_session *sess,
 		goto out;
 	}
 	r = pg_txn(b, true, fn_session_create, &o);
-	if (r == 0)
+	if (r == 0) {
 		memcpy(ret_id, o.sess.id, STORE_SESSION_ID_LEN);
+		__atomic_add_fetch(&b->lazy_commits, 1, __ATOMIC_RELAXED);
+	}
 out:
 	store_session_wipe(&o.sess);
 	return r;

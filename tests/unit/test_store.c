@@ -605,6 +605,7 @@ test_sessions(void **state)
 	struct store_session sess, got;
 	struct store_enroll_req req;
 	struct store_device d;
+	struct store_stats st0, st1;
 	uint8_t id[STORE_SESSION_ID_LEN], id2[STORE_SESSION_ID_LEN], zero[16] = { 0 };
 
 	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
@@ -627,7 +628,12 @@ test_sessions(void **state)
 	assert_int_equal(store_session_create(f->s, &sess, id), -EINVAL);
 	sess.ak_public_len = STORE_AK_PUBLIC_MAX;
 	sess.expires = fake_now + 60;
+	store_get_stats(f->s, &st0);
 	assert_int_equal(store_session_create(f->s, &sess, id), 0);
+	/* an open session is committed lazily (not flushed before answered); nothing else is */
+	store_get_stats(f->s, &st1);
+	assert_int_equal(st1.commits, st0.commits + 1);
+	assert_int_equal(st1.lazy_commits, st0.lazy_commits + 1);
 	assert_memory_not_equal(id, zero, 16);
 	assert_int_equal(store_session_get(f->s, id, &got), 0);
 	assert_int_equal(got.secret_len, 32);
@@ -681,6 +687,8 @@ test_sessions(void **state)
 	req.has_session = true;
 	memcpy(req.session_id, id, sizeof(id));
 	assert_int_equal(store_enroll(f->s, &req, &d), STORE_ENROLL_NEW);
+	store_get_stats(f->s, &st0);
+	assert_int_equal(st0.lazy_commits, st1.lazy_commits);
 	/* Used once: a replay is refused, the secret is gone. */
 	assert_int_equal(store_enroll(f->s, &req, &d), -EALREADY);
 	assert_int_equal(store_session_get(f->s, id, &got), -EALREADY);
