@@ -182,7 +182,8 @@ $(B)/tests/bench/enroll_bench: $(B)/tests/%: $(B)/obj/tests/%.o \
 		$(B)/obj/tests/bench/softdev/softdev.o $(LIBS_ALL)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS_ALL) $(PKG_LIBS) $(PG_LIBS) -lpthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS_ALL) $(PKG_LIBS) $(PG_LIBS) -lpthread \
+		$(if $(filter %/enroll_bench,$@),-lssl)
 
 # enrollctl, the operator's CLI: enrollctl/main.c is the program, the rest its library
 # (its unit tests link that and libcommon only). Installed with its bash completion.

@@ -11,7 +11,7 @@
  *       the software devices' PCR values as a tenant "pcr_policy" JSON array
  *   enroll_bench run --url U --ca CERT,KEY --token T [--ek rsa2048|p256|p384] [-c CONC]
  *                    [-n COUNT] [--tls-ca FILE] [--keepalive] [--pid PID] [--label L]
- *                    [--pg-pid PID]
+ *                    [--pg-pid PID] [--wg-pid PID]
  *       COUNT enrollments (new devices) by CONC threads, each a challenge and a complete
  *       on a new connection (with --keepalive: one connection per thread). One line:
  *       enrollments/s, latency p50/p99/max, and with --pid the server's CPU (utime +
@@ -20,14 +20,16 @@
  *       and its completion on node i mod (number of URLs); a URL unix:PATH is plain HTTP
  *       on enrolld's unix socket PATH; the CPU is the sum over the
  *       PIDs. --pg-pid: a PostgreSQL postmaster, whose CPU per enrollment (its own, its
- *       live children's and its reaped children's) is printed too.
+ *       live children's and its reaped children's) is printed too; --wg-pid: the
+ *       tenant's wireguard-go, whose CPU per enrollment (adding the peers, reading them for
+ *       enrolld's ticks) is printed too.
  *   enroll_bench ceiling --ca CERT,KEY --trust DIR [--ek TYPE] [-n COUNT]
  *                        [--tls-cert CERT --tls-key KEY]
  *       the server's per-enrollment cryptography alone, one thread, in CPU time of that
  *       thread: EK chain and conversion, AK, MakeCredential, secret and quote verification
  *       (attest library). With --tls-cert/--tls-key also the server's side of a TLS
- *       handshake as enrolld makes it (GnuTLS, enrolld's priorities, that certificate; a
- *       GnuTLS client with its defaults in another thread, not counted): a second line,
+ *       handshake as enrolld makes it (GnuTLS, enrolld's priorities, that certificate; an
+ *       OpenSSL client with its defaults, as the devices', in another thread, not counted): a second line,
  *       the ceiling of an enrollment on a new HTTPS connection.
  *   enroll_bench smoke --url U --ca CERT,KEY --token T [--tls-ca FILE]
  *       a few enrollments per EK type, then the negative cross-check (wrong secret,
@@ -48,6 +50,7 @@
 #include <curl/curl.h>
 #include <gnutls/gnutls.h>
 #include <jansson.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include "common/b64.h"
@@ -64,7 +67,7 @@ struct opts {
 	const char *url, *token, *tls_ca, *label, *trust, *tls_cert, *tls_key;
 	const char *urls[MAX_NODES]; /* url is urls[0] */
 	int pids[MAX_NODES];
-	int n_urls, n_pids, pg_pid;
+	int n_urls, n_pids, pg_pid, wg_pid;
 	char ca_cert[1024], ca_key[1024];
 	enum tpm2_ek_type ek;
 	int conc, count;
@@ -454,7 +457,7 @@ cmd_run(const struct opts *o)
 	struct softdev_ca *ca = load_ca(o);
 	struct run r = { .o = o };
 	pthread_t *th = calloc((size_t)o->conc, sizeof(*th));
-	double t0, wall, cpu0 = 0, cpu = 0, pg0 = 0, pg = 0, self0, self;
+	double t0, wall, cpu0 = 0, cpu = 0, pg0 = 0, pg = 0, wg0 = 0, wg = 0, self0, self;
 
 	r.devs = make_devices(o, ca, o->ek, o->count);
 	r.lat = calloc((size_t)o->count, sizeof(*r.lat));
@@ -465,6 +468,8 @@ cmd_run(const struct opts *o)
 		cpu0 = nodes_cpu(o);
 	if (o->pg_pid > 0)
 		pg0 = pg_cpu(o->pg_pid);
+	if (o->wg_pid > 0)
+		wg0 = proc_cpu(o->wg_pid);
 	self0 = self_cpu();
 	t0 = now_s();
 	for (int i = 0; i < o->conc; i++)
@@ -478,6 +483,8 @@ cmd_run(const struct opts *o)
 		cpu = nodes_cpu(o) - cpu0;
 	if (o->pg_pid > 0)
 		pg = pg_cpu(o->pg_pid) - pg0;
+	if (o->wg_pid > 0)
+		wg = proc_cpu(o->wg_pid) - wg0;
 	qsort(r.lat, (size_t)o->count, sizeof(*r.lat), cmp_double);
 	printf("%-8s %-7s %-9s conc %3d  n %5d  %7.1f enr/s  p50 %7.2f ms  p99 %7.2f ms  "
 	       "max %7.2f ms",
@@ -490,6 +497,8 @@ cmd_run(const struct opts *o)
 		printf("  server CPU %6.2f ms/enr", cpu * 1e3 / o->count);
 	/* the software devices' own work (TLS client, ActivateCredential, quote) on the same cores */
 	printf("  devices CPU %6.2f ms/enr", self * 1e3 / o->count);
+	if (o->wg_pid > 0)
+		printf("  wireguard-go CPU %6.2f ms/enr", wg * 1e3 / o->count);
 	if (o->pg_pid > 0)
 		printf("  postgres CPU %6.2f ms/enr", pg * 1e3 / o->count);
 	printf("  failed %d%s%s\n", atomic_load(&r.failed), r.failed ? ", first: " : "",
@@ -503,35 +512,29 @@ cmd_run(const struct opts *o)
 
 /* ---- ceiling: the server's cryptography alone ------------------------------------------- */
 
-/* A TLS client on one end of a socket pair: GnuTLS's defaults, no certificate check. */
+/*
+ * A TLS client on one end of a socket pair, as the devices' is (OpenSSL 3 with its
+ * defaults, through libcurl); no certificate check, it is not the server's work.
+ */
 static void *
 tls_client_main(void *arg)
 {
-	gnutls_certificate_credentials_t cred = NULL;
-	gnutls_session_t c = NULL;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *c = ctx ? SSL_new(ctx) : NULL;
 	int fd = *(int *)arg, r = -1;
 
-	if (gnutls_certificate_allocate_credentials(&cred) < 0 ||
-	    gnutls_init(&c, GNUTLS_CLIENT) < 0 || gnutls_set_default_priority(c) < 0 ||
-	    gnutls_credentials_set(c, GNUTLS_CRD_CERTIFICATE, cred) < 0)
-		goto out;
-	gnutls_transport_set_int(c, fd);
-	do
-		r = gnutls_handshake(c);
-	while (r < 0 && !gnutls_error_is_fatal(r));
-out:
-	if (c != NULL)
-		gnutls_deinit(c);
-	if (cred != NULL)
-		gnutls_certificate_free_credentials(cred);
+	if (c != NULL && SSL_set_fd(c, fd) == 1)
+		r = SSL_connect(c) == 1 ? 0 : -1;
+	SSL_free(c);
+	SSL_CTX_free(ctx);
 	shutdown(fd, SHUT_RDWR);
 	return (void *)(intptr_t)(r < 0);
 }
 
 /*
  * The server's side of @n TLS handshakes as enrolld makes them (its priorities, the
- * certificate and key it is given), each on a new socket pair with a client thread: the
- * server thread's CPU time per handshake, in seconds.
+ * certificate and key it is given), each on a new socket pair with a client thread (OpenSSL):
+ * the server thread's CPU time per handshake, in seconds.
  */
 static double
 tls_server_handshakes(const struct opts *o, int n)
@@ -747,6 +750,7 @@ main(int argc, char **argv)
 		{ "pid", required_argument, NULL, 'p' },   { "label", required_argument, NULL, 'l' },
 		{ "trust", required_argument, NULL, 'T' }, { "pg-pid", required_argument, NULL, 'P' },
 		{ "tls-cert", required_argument, NULL, 'C' }, { "tls-key", required_argument, NULL, 'K' },
+		{ "wg-pid", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .ek = TPM2_EK_ECC_P256, .conc = 1, .count = 100 };
@@ -779,6 +783,7 @@ main(int argc, char **argv)
 			o.pids[o.n_pids++] = atoi(optarg);
 			break;
 		case 'P': o.pg_pid = atoi(optarg); break;
+		case 'W': o.wg_pid = atoi(optarg); break;
 		case 'l': o.label = optarg; break;
 		case 'T': o.trust = optarg; break;
 		case 'C': o.tls_cert = optarg; break;
