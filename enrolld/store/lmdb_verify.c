@@ -487,7 +487,7 @@ merge(struct vctx *c, int ix, struct vent *e, size_t n, char *why, size_t why_le
 		if (ix == IX_TENANT ? v.mv_size != 0 :
 				      v.mv_size != 8 || be64_get(v.mv_data) != e[i].id) {
 			describe(c, ix, &e[i], what, sizeof(what));
-			FAIL("device %llu: %s: its entry names another device",
+			FAIL("device %llu: %s: its entry names another device or is malformed",
 				(unsigned long long)e[i].id, what);
 		}
 		i++;
