@@ -1173,7 +1173,6 @@ test_events_and_health(void **state)
 	assert_int_equal(got.since, fake_now);
 	h[0].state = 9;
 	assert_int_equal(store_health_update(f->s, h, 1), -EINVAL);
-
 	/* Reading from a sequence number onwards (SSE Last-Event-ID). */
 	assert_int_equal(store_events_read(f->s, 0, 0, &ev, &n), 0);
 	assert_int_equal(n, 5);
@@ -1199,6 +1198,32 @@ test_events_and_health(void **state)
 	seq = last_seq(f->s);
 	assert_int_equal(seq, 5);
 	assert_int_equal(store_events_wait(f->s, 4, 0), 1);
+	/* All at once (a monitor's first tick): the stored records, by id, as health_get reads them. */
+	{
+		struct store_health *all = NULL;
+		struct store_device d3;
+		size_t n_all;
+
+		registration(f->s, "a", 3);
+		assert_int_equal(enroll_reg(f->s, "a", 3, 3, &d3), STORE_ENROLL_NEW);
+		assert_int_equal(store_health_list(f->s, &all, &n_all), 0);
+		assert_int_equal(n_all, 2); /* d3 has none: NEVER, as store_health_get says */
+		assert_int_equal(all[0].device, d1.id);
+		assert_int_equal(all[0].state, STORE_HEALTH_DOWN);
+		assert_int_equal(all[0].since, fake_now);
+		assert_int_equal(all[1].device, d2.id);
+		assert_int_equal(all[1].state, STORE_HEALTH_UP);
+		assert_int_equal(store_health_get(f->s, d2.id, &got), 0);
+		assert_int_equal(all[1].since, got.since);
+		free(all);
+		/* a deleted device's record goes with it */
+		assert_int_equal(store_device_revoke(f->s, d1.id, NULL), 0);
+		assert_int_equal(store_device_delete(f->s, d1.id), 0);
+		assert_int_equal(store_health_list(f->s, &all, &n_all), 0);
+		assert_int_equal(n_all, 1);
+		assert_int_equal(all[0].device, d2.id);
+		free(all);
+	}
 }
 
 /* ---- 64 threads into a /26 ------------------------------------------------------------------ */
