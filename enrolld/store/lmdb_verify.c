@@ -38,16 +38,12 @@ static const char *const ix_name[IX_COUNT] = { "public key index", "EK index", "
 	"address index" };
 
 /*
- * One expected index entry. k orders entries as the index's keys order: the key itself
+ * One expected index entry. Its key k (32 bytes) orders entries as the index's keys order: the key itself
  * (public key, EK hash), or the tenant's rank in name order (big-endian) followed by the
  * family (4, 6) and the address, zero-padded; equal k then by id.
  */
 struct vent {
-	union {
-		uint8_t k[32];
-		/* during the sort: k as four big-endian words, compared as numbers (memcmp's order) */
-		uint64_t w[4];
-	};
+	uint64_t w[4]; /* k as four big-endian words: compared as numbers, memcmp's order */
 	uint64_t id;
 };
 
@@ -58,6 +54,9 @@ struct vtenant {
 	bool check[2];
 	uint64_t first[2], end[2], self_off[2];
 	uint64_t below[2]; /* device addresses with an offset in [first, end) */
+	/* its devices and addresses, and where their entries go in the array of an index */
+	size_t n_dev, n_addr[2];
+	size_t at_dev, at_addr[2];
 };
 
 struct vctx {
@@ -86,21 +85,19 @@ vent_swap(struct vent *a, struct vent *b)
 	*b = t;
 }
 
-/* k to words before the sort, and back after it (the merge builds keys from the bytes) */
 static void
-vent_words(struct vent *e, size_t n, bool to_words)
+vent_set(struct vent *e, const uint8_t k[static 32], uint64_t id)
 {
-	for (size_t i = 0; i < n; i++) {
-		for (int j = 0; j < 4; j++) {
-			if (to_words) {
-				e[i].w[j] = be64_get(e[i].k + 8 * j);
-			} else {
-				uint64_t w = e[i].w[j];
+	for (int j = 0; j < 4; j++)
+		e->w[j] = be64_get(k + 8 * j);
+	e->id = id;
+}
 
-				be64_put(e[i].k + 8 * j, w);
-			}
-		}
-	}
+static void
+vent_key(const struct vent *e, uint8_t k[static 32])
+{
+	for (int j = 0; j < 4; j++)
+		be64_put(k + 8 * j, e->w[j]);
 }
 
 /*
@@ -151,6 +148,18 @@ vent_sort(struct vent *a, size_t n)
 		for (; j > 0 && vent_cmp(&x, &a[j - 1]) < 0; j--)
 			a[j] = a[j - 1];
 		a[j] = x;
+	}
+}
+
+/* Sort @n entries unless they are in order already (runs the walk of the devices produced). */
+static void
+vent_order(struct vent *a, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		if (vent_cmp(&a[i - 1], &a[i]) > 0) {
+			vent_sort(a, n);
+			return;
+		}
 	}
 }
 
@@ -283,6 +292,7 @@ check_address(struct vctx *c, struct vtenant *vt, const struct store_device *d, 
 	if (vt->check[i] && addr_offset(p, addr, &off) == 0 && off >= vt->first[i] &&
 	    off < vt->end[i])
 		vt->below[i]++;
+	vt->n_addr[i]++;
 	c->n_addr++;
 out:
 	return r;
@@ -319,6 +329,7 @@ check_devices(struct vctx *c, char *why, size_t why_len)
 			r = check_address(c, &c->ts[t], &d, 1, why, why_len);
 		if (r < 0)
 			goto out;
+		c->ts[t].n_dev++;
 		c->n_dev++;
 	}
 	if (rc != MDB_NOTFOUND)
@@ -343,59 +354,102 @@ rank_get(const uint8_t *b)
 	return (long)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]);
 }
 
-/* The entries of index @ix the devices imply, in device order (checked by check_devices). */
+/*
+ * The entries of index @ix the devices imply, in the index's order: the public keys and EK
+ * hashes sorted; the tenant and address entries placed by tenant (and family), which is
+ * their key order, by the counts of check_devices, so that each tenant's run comes out of
+ * the walk already in id order (the tenant index) or nearly (addresses are allocated lowest
+ * first), and only a run out of order is sorted.
+ */
 static int
 collect(struct vctx *c, int ix, struct vent *e, size_t cap, size_t *ret_n)
 {
 	MDB_cursor *cur = NULL;
 	struct store_device d;
 	MDB_val k, v;
-	size_t n = 0;
+	size_t n = 0, pos = 0;
 	int rc, r = 0;
 
+	for (size_t t = 0; t < c->n_ts; t++) {
+		struct vtenant *vt = &c->ts[t];
+
+		vt->at_dev = pos;
+		if (ix == IX_TENANT)
+			pos += vt->n_dev;
+		vt->at_addr[0] = pos;
+		if (ix == IX_ADDR)
+			pos += vt->n_addr[0];
+		vt->at_addr[1] = pos;
+		if (ix == IX_ADDR)
+			pos += vt->n_addr[1];
+	}
 	rc = mdb_cursor_open(c->txn, c->s->dbi[DB_DEVICES], &cur);
 	if (rc != 0)
 		return lm_errno(rc);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		uint8_t key[32] = { 0 };
+		struct vtenant *vt;
+		size_t at[2] = { 0, 0 };
 		long t;
 
 		memcpy(&d, v.mv_data, sizeof(d));
 		t = tenant_rank(c, d.tenant);
-		if (n + 2 > cap || t < 0) {
+		if (t < 0) {
 			r = -EUCLEAN; /* not what check_devices saw: cannot happen in one txn */
 			goto out;
 		}
-		memset(&e[n], 0, sizeof(e[n]));
-		e[n].id = d.id;
+		vt = &c->ts[t];
 		switch (ix) {
 		case IX_PUBKEY:
-			memcpy(e[n].k, d.wg_pubkey, STORE_KEY_LEN);
-			break;
 		case IX_EK:
-			memcpy(e[n].k, d.ek_hash, STORE_HASH_LEN);
+			at[0] = n;
+			memcpy(key, ix == IX_PUBKEY ? d.wg_pubkey : d.ek_hash, 32);
 			break;
 		case IX_TENANT:
-			rank_put(e[n].k, t);
+			at[0] = vt->at_dev++;
+			rank_put(key, t);
 			break;
-		case IX_ADDR:
-			rank_put(e[n].k, t);
-			e[n].k[4] = 4;
-			memcpy(e[n].k + 5, d.addr4, 4);
-			if (d.has_addr6) {
-				n++;
-				memset(&e[n], 0, sizeof(e[n]));
-				e[n].id = d.id;
-				rank_put(e[n].k, t);
-				e[n].k[4] = 6;
-				memcpy(e[n].k + 5, d.addr6, 16);
-			}
+		default:
+			at[0] = vt->at_addr[0]++;
+			if (d.has_addr6)
+				at[1] = vt->at_addr[1]++;
+			rank_put(key, t);
+			key[4] = 4;
+			memcpy(key + 5, d.addr4, 4);
 			break;
 		}
+		if (at[0] >= cap || (ix == IX_ADDR && d.has_addr6 && at[1] >= cap)) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		vent_set(&e[at[0]], key, d.id);
 		n++;
+		if (ix == IX_ADDR && d.has_addr6) {
+			key[4] = 6;
+			memcpy(key + 5, d.addr6, 16);
+			vent_set(&e[at[1]], key, d.id);
+			n++;
+		}
 	}
-	if (rc != MDB_NOTFOUND)
+	if (rc != MDB_NOTFOUND) {
 		r = lm_errno(rc);
+		goto out;
+	}
+	if (ix == IX_PUBKEY || ix == IX_EK) {
+		vent_sort(e, n);
+	} else {
+		for (size_t t = 0; t < c->n_ts; t++) {
+			const struct vtenant *vt = &c->ts[t];
+
+			if (ix == IX_TENANT) {
+				vent_order(e + vt->at_dev - vt->n_dev, vt->n_dev);
+			} else {
+				vent_order(e + vt->at_addr[0] - vt->n_addr[0], vt->n_addr[0]);
+				vent_order(e + vt->at_addr[1] - vt->n_addr[1], vt->n_addr[1]);
+			}
+		}
+	}
 	*ret_n = n;
 out:
 	mdb_cursor_close(cur);
@@ -406,19 +460,22 @@ out:
 static void
 key_of(const struct vctx *c, int ix, const struct vent *e, struct key *k)
 {
+	uint8_t b[32];
+
+	vent_key(e, b);
 	switch (ix) {
 	case IX_PUBKEY:
-		key_bytes(k, e->k, STORE_KEY_LEN);
+		key_bytes(k, b, STORE_KEY_LEN);
 		break;
 	case IX_EK:
-		key_bytes(k, e->k, STORE_HASH_LEN);
+		key_bytes(k, b, STORE_HASH_LEN);
 		break;
 	case IX_TENANT:
-		key_tenant_id(k, c->ts[rank_get(e->k)].t.name, e->id);
+		key_tenant_id(k, c->ts[rank_get(b)].t.name, e->id);
 		break;
 	default:
-		key_tenant_addr(k, c->ts[rank_get(e->k)].t.name,
-			e->k[4] == 4 ? AF_INET : AF_INET6, e->k + 5);
+		key_tenant_addr(k, c->ts[rank_get(b)].t.name, b[4] == 4 ? AF_INET : AF_INET6,
+			b + 5);
 		break;
 	}
 }
@@ -427,18 +484,19 @@ static void
 describe(const struct vctx *c, int ix, const struct vent *e, char *buf, size_t len)
 {
 	char a[ADDR_STR_LEN] = "?";
-	uint8_t addr[16] = { 0 };
+	uint8_t addr[16] = { 0 }, b[32];
 
+	vent_key(e, b);
 	if (ix != IX_ADDR) {
 		snprintf(buf, len, "%s", ix_name[ix]);
 		return;
 	}
-	memcpy(addr, e->k + 5, 16);
-	addr_format(e->k[4] == 4 ? AF_INET : AF_INET6, addr, a, sizeof(a));
-	snprintf(buf, len, "address %s in tenant '%s'", a, c->ts[rank_get(e->k)].t.name);
+	memcpy(addr, b + 5, 16);
+	addr_format(b[4] == 4 ? AF_INET : AF_INET6, addr, a, sizeof(a));
+	snprintf(buf, len, "address %s in tenant '%s'", a, c->ts[rank_get(b)].t.name);
 }
 
-/* Sort @e and compare it with a walk of index @ix: the index must be exactly these entries. */
+/* Compare @e (in key order) with a walk of index @ix: the index must be exactly these entries. */
 static int
 merge(struct vctx *c, int ix, struct vent *e, size_t n, char *why, size_t why_len)
 {
@@ -450,9 +508,6 @@ merge(struct vctx *c, int ix, struct vent *e, size_t n, char *why, size_t why_le
 	size_t i = 0;
 	int rc, r = 0;
 
-	vent_words(e, n, true);
-	vent_sort(e, n);
-	vent_words(e, n, false);
 	rc = mdb_cursor_open(c->txn, dbi, &cur);
 	if (rc != 0)
 		return lm_errno(rc);

@@ -1514,6 +1514,13 @@ test_verify_damage(void **state)
 		assert_int_equal(enroll_reg(f->s, "b", 100 + i, 100 + i, &db6[i]), STORE_ENROLL_NEW);
 		assert_true(db6[i].has_addr6);
 	}
+	/* b's lowest addresses again, for the newest device: addresses out of id order */
+	assert_int_equal(store_device_revoke(f->s, db6[0].id, NULL), 0);
+	assert_int_equal(store_device_delete(f->s, db6[0].id), 0);
+	registration(f->s, "b", 150);
+	assert_int_equal(enroll_reg(f->s, "b", 150, 150, &db6[0]), STORE_ENROLL_NEW);
+	assert_true(db6[0].id > db6[2].id);
+	assert_true(db6[0].addr4[3] < db6[1].addr4[3] && db6[0].addr6[15] < db6[1].addr6[15]);
 	assert_int_equal(store_tenant_get(f->s, "a", &ta), 0);
 	assert_consistent(f->s);
 	be64(id1, da[1].id);
