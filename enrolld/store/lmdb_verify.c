@@ -38,9 +38,9 @@ static const char *const ix_name[IX_COUNT] = { "public key index", "EK index", "
 	"address index" };
 
 /*
- * One expected index entry. Its key k (32 bytes) orders entries as the index's keys order: the key itself
- * (public key, EK hash), or the tenant's rank in name order (big-endian) followed by the
- * family (4, 6) and the address, zero-padded; equal k then by id.
+ * One expected index entry. Its key k (32 bytes) orders entries as the index's keys order:
+ * the key itself (public key, EK hash), or the tenant's rank in name order (big-endian)
+ * followed by the family (4, 6) and the address, zero-padded; equal k then by id.
  */
 struct vent {
 	uint64_t w[4]; /* k as four big-endian words: compared as numbers, memcmp's order */
@@ -229,7 +229,7 @@ load_tenants(struct vctx *c, char *why, size_t why_len)
 		vt = &c->ts[c->n_ts];
 		memset(vt, 0, sizeof(*vt));
 		memcpy(&vt->t, v.mv_data, sizeof(vt->t));
-		/* Devices find their tenant by the key, the indexes are keyed by the record's name. */
+		/* Devices find their tenant by the key, the indexes use the record's name. */
 		if (!store_tenant_name_ok(vt->t.name) || k.mv_size != strlen(vt->t.name) ||
 		    memcmp(k.mv_data, vt->t.name, k.mv_size) != 0)
 			FAIL("tenants: record stored under another name than its own ('%.31s')",
@@ -528,7 +528,7 @@ merge(struct vctx *c, int ix, struct vent *e, size_t n, char *why, size_t why_le
 		}
 		cmp = i == n ? 1 : rc != 0 ? -1 : mdb_cmp(c->txn, dbi, &ek, &k);
 		if (cmp < 0) {
-			/* a device's entry the index lacks (or a second device with the same key) */
+			/* a device's entry the index lacks (or a second device with its key) */
 			describe(c, ix, &e[i], what, sizeof(what));
 			if (ix == IX_ADDR)
 				FAIL("device %llu: %s not held in the address index",

@@ -1198,7 +1198,7 @@ test_events_and_health(void **state)
 	seq = last_seq(f->s);
 	assert_int_equal(seq, 5);
 	assert_int_equal(store_events_wait(f->s, 4, 0), 1);
-	/* All at once (a monitor's first tick): the stored records, by id, as health_get reads them. */
+	/* All at once (a monitor's first tick): the stored records by id, as health_get has them */
 	{
 		struct store_health *all = NULL;
 		struct store_device d3;
@@ -1542,7 +1542,8 @@ test_verify_damage(void **state)
 	memcpy(rec_dup.wg_pubkey, da[1].wg_pubkey, sizeof(rec_dup.wg_pubkey));
 
 #define D(...) dm[n++] = (struct damage){ __VA_ARGS__ }
-	D(.what = "a public key missing", .db = "dev_pubkey", .klen = 32, .expect = "public key index");
+	D(.what = "a public key missing", .db = "dev_pubkey", .klen = 32,
+		.expect = "public key index");
 	memcpy(dm[n - 1].key, da[1].wg_pubkey, 32);
 	D(.what = "a stray public key", .db = "dev_pubkey", .klen = 32, .val = id1, .vlen = 8,
 		.expect = "counts differ");
