@@ -4,8 +4,8 @@
  *
  * In key order, not by lookups: one walk of the devices checks each record on its own and
  * counts, per tenant and family, the addresses below the allocation mark; then, for each
- * index in turn, the entries the devices imply (key -> device id) are collected, sorted in
- * the index's key order and compared with a cursor walk of the index as a merge: an entry
+ * index in turn, the entries the devices imply (key -> device id) are collected, put in the
+ * index's key order (collect()) and compared with a cursor walk of the index as a merge: an entry
  * the walk lacks is a device missing from the index, one it has in excess a stray entry,
  * one with another value an entry naming the wrong device. The index is then exactly the
  * devices' entries, so an address below a tenant's allocation mark is taken iff a device
