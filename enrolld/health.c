@@ -44,6 +44,13 @@
  * enrollments take). What is left per tick is that read and one pass over the devices.
  */
 #define HEALTH_RELOAD_FRACTION 10
+/*
+ * Devices not judged yet (all of them at the first tick after a start) start from their
+ * stored health. When they are at least an eighth of the devices, the stored records are
+ * read at once (store_health_list: one cursor walk, 24 bytes a device for the tick) instead
+ * of one read transaction each: 1,000,000 point reads at a start otherwise.
+ */
+#define HEALTH_BULK_FRACTION 8
 
 struct hentry {
 	uint64_t id;
@@ -392,7 +399,29 @@ struct tick {
 	size_t n_changes, cap_changes;
 	int64_t now;
 	int64_t prev_tick;
+	/* bulk: the stored health was read at once (sorted by device; NULL if none) */
+	bool bulk;
+	struct store_health *stored;
+	size_t n_stored, pos;
 };
+
+/*
+ * The stored health of device @id (the devices are judged in id order: a merge), as
+ * store_health_get() gives it: NEVER since 0 when there is no record.
+ */
+static int
+stored_health(struct health *h, struct tick *tk, uint64_t id, struct store_health *ret)
+{
+	if (!tk->bulk)
+		return store_health_get(h->s, id, ret);
+	while (tk->pos < tk->n_stored && tk->stored[tk->pos].device < id)
+		tk->pos++;
+	if (tk->pos < tk->n_stored && tk->stored[tk->pos].device == id)
+		*ret = tk->stored[tk->pos];
+	else
+		*ret = (struct store_health){ .device = id, .state = STORE_HEALTH_NEVER };
+	return 0;
+}
 
 /* Judge one active device of a tenant whose interface is @f; @e is updated in place. */
 static int
@@ -407,7 +436,7 @@ judge(struct health *h, struct tick *tk, struct hiface *f, struct hentry *e)
 		struct store_health sh;
 
 		/* A device this monitor has not judged yet: start from what the store says. */
-		if (store_health_get(h->s, e->id, &sh) == 0) {
+		if (stored_health(h, tk, e->id, &sh) == 0) {
 			e->hp.state = sh.state;
 			e->hp.since = sh.since;
 		}
@@ -558,6 +587,17 @@ health_tick(struct health *h)
 		if (r < 0)
 			goto out;
 	}
+	for (size_t i = 0, n_unknown = 0; i < n_next; i++) {
+		const struct hentry *e = &next[i];
+		const struct hiface *f = e->tenant < h->n_tnames ? &fs[e->tenant] : NULL;
+
+		if (f != NULL && f->present && e->dstate == STORE_DEVICE_ACTIVE && !e->known &&
+		    ++n_unknown * HEALTH_BULK_FRACTION >= n_next) {
+			/* on failure, one read per device, as before */
+			tk.bulk = store_health_list(h->s, &tk.stored, &tk.n_stored) == 0;
+			break;
+		}
+	}
 	for (size_t i = 0; i < n_next; i++) {
 		struct hentry *e = &next[i];
 		struct hiface *f = e->tenant < h->n_tnames ? &fs[e->tenant] : NULL;
@@ -627,6 +667,7 @@ out:
 	free(ts);
 	free(next);
 	free(tk.changes);
+	free(tk.stored);
 	return r;
 }
 

@@ -468,6 +468,13 @@ struct store_health {
 int store_health_update(struct store *s, const struct store_health *h, size_t n);
 /* A device never seen gets state NEVER, since 0. */
 int store_health_get(struct store *s, uint64_t device, struct store_health *ret);
+/*
+ * Every stored health record, of the devices that exist, sorted by device id, read at once
+ * (one cursor walk or one query) into a malloc()ed *ret (NULL when none): what a health
+ * monitor starting over the whole fleet needs, instead of a store_health_get per device. A
+ * device without a record has state NEVER, since 0, as store_health_get says.
+ */
+int store_health_list(struct store *s, struct store_health **ret, size_t *ret_n);
 
 /* ---- event log ----------------------------------------------------------------------------- */
 

@@ -106,6 +106,8 @@ struct store_ops {
 	int (*ek_revoked)(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH_LEN]);
 	int (*health_update)(struct store_backend *b, const struct store_health *h, size_t n);
 	int (*health_get)(struct store_backend *b, uint64_t device, struct store_health *ret);
+	/* every stored record of an existing device, by device id, from one snapshot */
+	int (*health_list)(struct store_backend *b, struct store_health **ret, size_t *ret_n);
 	int (*events_read)(struct store_backend *b, uint64_t after, size_t max,
 		struct store_event **ret, size_t *ret_n);
 	int (*events_last)(struct store_backend *b, uint64_t *ret_seq);

@@ -826,6 +826,7 @@ const struct store_ops store_lmdb_ops = {
 	.ek_revoked = lmdb_ek_revoked,
 	.health_update = lmdb_health_update,
 	.health_get = lmdb_health_get,
+	.health_list = lmdb_health_list,
 	.events_read = lmdb_events_read,
 	.events_last = lmdb_events_last,
 	.events_wait = lmdb_events_wait,

@@ -227,3 +227,14 @@ lmdb_health_get(struct store_backend *b, uint64_t device, struct store_health *r
 		*ret = h;
 	return r;
 }
+
+/*
+ * One cursor walk of the health table (keyed by device id: already in order). A device's
+ * deletion deletes its record in the same commit, so every record is of an existing device.
+ */
+int
+lmdb_health_list(struct store_backend *b, struct store_health **ret, size_t *ret_n)
+{
+	return lm_collect(lmdb_of(b), DB_HEALTH, NULL, sizeof(**ret), NULL, NULL, (void **)ret,
+		ret_n);
+}

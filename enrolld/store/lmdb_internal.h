@@ -322,6 +322,7 @@ int lmdb_events_last(struct store_backend *b, uint64_t *ret_seq);
 int lmdb_events_wait(struct store_backend *b, uint64_t after, int timeout_ms);
 int lmdb_health_update(struct store_backend *b, const struct store_health *h, size_t n);
 int lmdb_health_get(struct store_backend *b, uint64_t device, struct store_health *ret);
+int lmdb_health_list(struct store_backend *b, struct store_health **ret, size_t *ret_n);
 
 /* lmdb_verify.c */
 int lmdb_verify(struct store_backend *b, char *why, size_t why_len);

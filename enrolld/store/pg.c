@@ -771,6 +771,7 @@ const struct store_ops store_pg_ops = {
 	.ek_revoked = pg_ek_revoked,
 	.health_update = pg_health_update,
 	.health_get = pg_health_get,
+	.health_list = pg_health_list,
 	.events_read = pg_events_read,
 	.events_last = pg_events_last,
 	.events_wait = pg_events_wait,

@@ -184,6 +184,7 @@ int pg_device_delete(struct store_backend *b, uint64_t id);
 int pg_ek_revoked(struct store_backend *b, const uint8_t ek_hash[static STORE_HASH_LEN]);
 int pg_health_update(struct store_backend *b, const struct store_health *h, size_t n);
 int pg_health_get(struct store_backend *b, uint64_t device, struct store_health *ret);
+int pg_health_list(struct store_backend *b, struct store_health **ret, size_t *ret_n);
 int pg_events_read(struct store_backend *b, uint64_t after, size_t max, struct store_event **ret,
 	size_t *ret_n);
 int pg_events_last(struct store_backend *b, uint64_t *ret_seq);

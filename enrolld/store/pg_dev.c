@@ -767,6 +767,28 @@ pg_health_get(struct store_backend *b, uint64_t device, struct store_health *ret
 	return r;
 }
 
+static int
+health_row(const PGresult *res, int i, void *out)
+{
+	struct store_health *h = out;
+
+	memset(h, 0, sizeof(*h));
+	h->device = (uint64_t)rv_i64(res, i, 0);
+	h->state = (uint8_t)rv_i64(res, i, 1);
+	h->since = rv_i64(res, i, 2);
+	return 0;
+}
+
+/* One query; a device's deletion deletes its health row (ON DELETE CASCADE). */
+int
+pg_health_list(struct store_backend *b, struct store_health **ret, size_t *ret_n)
+{
+	struct pg_args a = { 0 };
+
+	return pg_list(b, "SELECT device, state, since FROM health ORDER BY device", &a,
+		sizeof(**ret), health_row, (void **)ret, ret_n);
+}
+
 /* ---- events ---------------------------------------------------------------------------------- */
 
 static int

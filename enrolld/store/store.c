@@ -744,6 +744,14 @@ store_health_get(struct store *s, uint64_t device, struct store_health *ret)
 	return s->ops->health_get(s->b, device, ret);
 }
 
+int
+store_health_list(struct store *s, struct store_health **ret, size_t *ret_n)
+{
+	*ret = NULL;
+	*ret_n = 0;
+	return s->ops->health_list(s->b, ret, ret_n);
+}
+
 /* ---- event log ------------------------------------------------------------------------------- */
 
 const char *

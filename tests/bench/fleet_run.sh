@@ -22,6 +22,8 @@
 #     the middle and near the head of the log: time to first byte and to drain;
 #   - restart after a kill -9 (the interfaces and their peers survive, as with the kernel
 #     backend): store open, reconciliation with every peer already present, ready.
+# FLEET_API=0: skip the listing, /metrics and SSE (start, health ticks and restart only: the
+# before/after comparison of a start-up change; B=DIR runs another build's binaries).
 # FLEET_STATE=DIR: copy that state (made by `fleet_bench populate -n FLEET_N -t FLEET_TENANTS`)
 # instead of populating one (the 1,000,000 devices take minutes to write durably).
 # Everything lives in one temp dir and one namespace, removed on every exit path. Figures
@@ -33,6 +35,7 @@ FLEET_N=${FLEET_N:-100000}
 FLEET_TENANTS=${FLEET_TENANTS:-4}
 FLEET_MODE=${FLEET_MODE:-https}
 FLEET_HEALTH_INTERVAL=${FLEET_HEALTH_INTERVAL:-10}
+FLEET_API=${FLEET_API:-1}
 FB=$B/tests/bench/fleet_bench
 WGD=$(realpath "$B/tests/bench/fleet_wgd")
 FLEET_TSV=${FLEET_TSV:-$B/bench/fleet-$FLEET_N.tsv}
@@ -198,6 +201,7 @@ awk -v n="$FLEET_TENANTS" '$2 == "get" { t[++k] = $4 } END {
 	s = 0; for (i = k - n + 1; i <= k; i++) s += t[i]
 	printf "health: the daemon took %.0f ms to answer the last tick'"'"'s reads (%d interfaces)\n", s * 1000, n }' "$T/wgd.log"
 
+if [ "$FLEET_API" != 0 ]; then
 # -- list every device
 echo
 ip netns exec "$NS" "$FB" list -u "$U" "${CLI[@]}" -l 1000 | tee "$T/list.out" | grep -v '^TSV'
@@ -240,6 +244,7 @@ for at in all:0 half:$((FLEET_N / 2)) head:$((FLEET_N - 100)); do
 	awk -F'\t' -v k="${at%%:*}" '$1 == "TSV" { printf "sse_%s_first_byte\t%s\tms\nsse_%s_drain\t%s\ts\nsse_%s_events\t%s\tevents\n", k, $5, k, $7, k, $4 }' \
 		"$T/sse.out" >>"$FLEET_TSV"
 done
+fi # FLEET_API
 
 # -- restart after a crash: the daemons and their peers are still there
 echo

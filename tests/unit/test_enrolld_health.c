@@ -236,12 +236,69 @@ test_restart_keeps_state(void **state)
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * The first tick reads the stored health of the whole fleet at once (store_health_list) and
+ * merges it by id: each device starts from its own record, or NEVER without one (records
+ * of every third device missing, so the merge has gaps). One device enrolled later, an
+ * eighth of the fleet or fewer, is read alone (store_health_get), as before.
+ */
+static void
+test_first_tick_reads_all(void **state)
+{
+	char dir[] = "/tmp/test_enrolld_health.XXXXXX";
+	struct store_device d[16], late;
+	struct store_health sh[16];
+	struct health_peer hp;
+	struct health *h;
+	struct store *s;
+	int64_t now = (int64_t)time(NULL);
+	size_t n_sh = 0;
+	uint8_t want[16];
+
+	s = open_fleet(dir, &d[0], &d[1]);
+	for (uint8_t i = 2; i < 16; i++)
+		enroll(s, 10 + i, 10 + i, &d[i]);
+	for (size_t i = 0; i < 16; i++) {
+		want[i] = i % 3 == 2 ? STORE_HEALTH_NEVER :
+			  i % 2 ? STORE_HEALTH_DOWN : STORE_HEALTH_UP;
+		if (want[i] != STORE_HEALTH_NEVER)
+			sh[n_sh++] = (struct store_health){ .device = d[i].id, .state = want[i],
+				.since = now - 600 - (int64_t)i };
+	}
+	assert_true(store_health_update(s, sh, n_sh) >= 0);
+
+	n_fake = 0; /* nothing on the interface: each keeps its stored state at the first tick */
+	h = start_monitor(s, d[15].id);
+	for (size_t i = 0; i < 16; i++) {
+		assert_int_equal(health_peer_get(h, d[i].id, &hp), 0);
+		if (hp.state != want[i])
+			fail_msg("device %zu: state %u, stored %u", i, hp.state, want[i]);
+		if (want[i] != STORE_HEALTH_NEVER)
+			assert_int_equal(hp.since, now - 600 - (int64_t)i);
+	}
+
+	/* one new device among 17: read alone; it talks, so it is up */
+	enroll(s, 40, 40, &late);
+	fake_peer(late.wg_pubkey, 9);
+	assert_true(health_tick(h) >= 0);
+	assert_int_equal(health_peer_get(h, late.id, &hp), 0);
+	assert_true(hp.seen);
+	assert_int_equal(hp.state, STORE_HEALTH_UP);
+	assert_int_equal(health_peer_get(h, d[1].id, &hp), 0);
+	assert_int_equal(hp.state, STORE_HEALTH_DOWN);
+
+	health_free(h);
+	store_free(s);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_follows_the_store),
 		cmocka_unit_test(test_restart_keeps_state),
+		cmocka_unit_test(test_first_tick_reads_all),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

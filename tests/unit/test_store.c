@@ -1181,7 +1181,6 @@ test_events_and_health(void **state)
 	assert_int_equal(got.since, fake_now);
 	h[0].state = 9;
 	assert_int_equal(store_health_update(f->s, h, 1), -EINVAL);
-
 	/* Reading from a sequence number onwards (SSE Last-Event-ID). */
 	assert_int_equal(store_events_read(f->s, 0, 0, &ev, &n), 0);
 	assert_int_equal(n, 5);
@@ -1207,6 +1206,32 @@ test_events_and_health(void **state)
 	seq = last_seq(f->s);
 	assert_int_equal(seq, 5);
 	assert_int_equal(store_events_wait(f->s, 4, 0), 1);
+	/* All at once (a monitor's first tick): the stored records by id, as health_get has them */
+	{
+		struct store_health *all = NULL;
+		struct store_device d3;
+		size_t n_all;
+
+		registration(f->s, "a", 3);
+		assert_int_equal(enroll_reg(f->s, "a", 3, 3, &d3), STORE_ENROLL_NEW);
+		assert_int_equal(store_health_list(f->s, &all, &n_all), 0);
+		assert_int_equal(n_all, 2); /* d3 has none: NEVER, as store_health_get says */
+		assert_int_equal(all[0].device, d1.id);
+		assert_int_equal(all[0].state, STORE_HEALTH_DOWN);
+		assert_int_equal(all[0].since, fake_now);
+		assert_int_equal(all[1].device, d2.id);
+		assert_int_equal(all[1].state, STORE_HEALTH_UP);
+		assert_int_equal(store_health_get(f->s, d2.id, &got), 0);
+		assert_int_equal(all[1].since, got.since);
+		free(all);
+		/* a deleted device's record goes with it */
+		assert_int_equal(store_device_revoke(f->s, d1.id, NULL), 0);
+		assert_int_equal(store_device_delete(f->s, d1.id), 0);
+		assert_int_equal(store_health_list(f->s, &all, &n_all), 0);
+		assert_int_equal(n_all, 1);
+		assert_int_equal(all[0].device, d2.id);
+		free(all);
+	}
 }
 
 /* ---- 64 threads into a /26 ------------------------------------------------------------------ */
@@ -1412,6 +1437,221 @@ test_backup_and_verify(void **state)
 	assert_int_equal(store_verify(b, why, sizeof(why)), -EUCLEAN);
 	assert_non_null(strstr(why, "address"));
 	store_free(b);
+	rm_rf(bdir);
+}
+
+/*
+ * store_verify (LMDB) against each kind of damage, planted behind the store's back in a copy:
+ * every index entry missing, in excess, naming another device or carrying a bad value, the
+ * device records themselves, the allocation mark and the event log. The check walks the
+ * indexes in key order (lmdb_verify.c); each case here is one it must still see.
+ */
+struct damage {
+	const char *what;
+	const char *db;
+	uint8_t key[64];
+	size_t klen;
+	const void *val; /* NULL: delete the key */
+	size_t vlen;
+	const char *db2; /* a second change, or NULL */
+	uint8_t key2[64];
+	size_t klen2;
+	const void *val2;
+	size_t vlen2;
+	const char *expect; /* in the reason */
+};
+
+static void
+raw_change(MDB_txn *txn, const char *db, const uint8_t *key, size_t klen, const void *val,
+	size_t vlen)
+{
+	MDB_dbi dbi;
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+
+	assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+	if (val == NULL)
+		assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+	else
+		assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+}
+
+static size_t
+tkey(uint8_t *out, const char *tenant, int fam, const uint8_t *addr)
+{
+	size_t n = strlen(tenant) + 1;
+
+	memcpy(out, tenant, n);
+	if (fam == 0)
+		return n;
+	out[n++] = fam == AF_INET ? 4 : 6;
+	memcpy(out + n, addr, fam == AF_INET ? 4 : 16);
+	return n + (fam == AF_INET ? 4 : 16);
+}
+
+static void
+be64(uint8_t *b, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		b[i] = (uint8_t)v;
+}
+
+static void
+test_verify_damage(void **state)
+{
+	struct fixture *f = *state;
+	struct store_device da[10], db6[3], rec_addr, rec_self, rec_state, rec_tenant, rec_dup;
+	struct store_tenant ta;
+	uint8_t id1[8], id2[8], id999[8], seq_far[8], hint_far[8], x = 'x', stray_addr[4];
+	uint8_t stray_key[32];
+	char bdir[80], why[256];
+	struct damage dm[24];
+	size_t n = 0;
+	MDB_env *env;
+	MDB_txn *txn;
+	struct store *b;
+
+	SKIP_IF(pg_base != NULL, "LMDB's indexes: PostgreSQL has constraints (tested above)");
+	make_tenant(f->s, "a", "10.0.0.0/24", NULL, 1000);
+	make_tenant(f->s, "b", "10.1.0.0/24", "fd00:1::/64", 1001);
+	for (uint32_t i = 0; i < 10; i++) {
+		registration(f->s, "a", i);
+		assert_int_equal(enroll_reg(f->s, "a", i, i, &da[i]), STORE_ENROLL_NEW);
+	}
+	for (uint32_t i = 0; i < 3; i++) {
+		registration(f->s, "b", 100 + i);
+		assert_int_equal(enroll_reg(f->s, "b", 100 + i, 100 + i, &db6[i]), STORE_ENROLL_NEW);
+		assert_true(db6[i].has_addr6);
+	}
+	/* b's lowest addresses again, for the newest device: addresses out of id order */
+	assert_int_equal(store_device_revoke(f->s, db6[0].id, NULL), 0);
+	assert_int_equal(store_device_delete(f->s, db6[0].id), 0);
+	registration(f->s, "b", 150);
+	assert_int_equal(enroll_reg(f->s, "b", 150, 150, &db6[0]), STORE_ENROLL_NEW);
+	assert_true(db6[0].id > db6[2].id);
+	assert_true(db6[0].addr4[3] < db6[1].addr4[3] && db6[0].addr6[15] < db6[1].addr6[15]);
+	assert_int_equal(store_tenant_get(f->s, "a", &ta), 0);
+	assert_consistent(f->s);
+	be64(id1, da[1].id);
+	be64(id2, da[2].id);
+	be64(id999, 999);
+	be64(seq_far, last_seq(f->s) + 10);
+	be64(hint_far, 40);
+	stray_addr[0] = 10, stray_addr[1] = 0, stray_addr[2] = 0, stray_addr[3] = 200;
+	fill(stray_key, 0x77, 1);
+	rec_addr = da[3];
+	rec_addr.addr4[0] = 11;
+	rec_self = da[3];
+	memcpy(rec_self.addr4, ta.self4, 4);
+	rec_state = da[3];
+	rec_state.state = 9;
+	rec_tenant = da[3];
+	snprintf(rec_tenant.tenant, sizeof(rec_tenant.tenant), "zz");
+	rec_dup = da[2];
+	memcpy(rec_dup.wg_pubkey, da[1].wg_pubkey, sizeof(rec_dup.wg_pubkey));
+
+#define D(...) dm[n++] = (struct damage){ __VA_ARGS__ }
+	D(.what = "a public key missing", .db = "dev_pubkey", .klen = 32,
+		.expect = "public key index");
+	memcpy(dm[n - 1].key, da[1].wg_pubkey, 32);
+	D(.what = "a stray public key", .db = "dev_pubkey", .klen = 32, .val = id1, .vlen = 8,
+		.expect = "counts differ");
+	memcpy(dm[n - 1].key, stray_key, 32);
+	D(.what = "an EK naming another device", .db = "dev_ek", .klen = 32, .val = id2, .vlen = 8,
+		.expect = "EK index");
+	memcpy(dm[n - 1].key, da[1].ek_hash, 32);
+	D(.what = "an EK entry of bad size", .db = "dev_ek", .klen = 32, .val = id2, .vlen = 4,
+		.expect = "EK index");
+	memcpy(dm[n - 1].key, da[1].ek_hash, 32);
+	D(.what = "a tenant index entry missing", .db = "dev_tenant", .expect = "tenant index");
+	dm[n - 1].klen = tkey(dm[n - 1].key, "a", 0, NULL);
+	memcpy(dm[n - 1].key + dm[n - 1].klen, id1, 8), dm[n - 1].klen += 8;
+	D(.what = "a stray tenant index entry", .db = "dev_tenant", .val = "", .vlen = 0,
+		.expect = "counts differ");
+	dm[n - 1].klen = tkey(dm[n - 1].key, "a", 0, NULL);
+	memcpy(dm[n - 1].key + dm[n - 1].klen, id999, 8), dm[n - 1].klen += 8;
+	D(.what = "a tenant index entry with a value", .db = "dev_tenant", .val = &x, .vlen = 1,
+		.expect = "tenant index");
+	dm[n - 1].klen = tkey(dm[n - 1].key, "a", 0, NULL);
+	memcpy(dm[n - 1].key + dm[n - 1].klen, id1, 8), dm[n - 1].klen += 8;
+	D(.what = "an IPv4 address missing", .db = "dev_addr", .expect = "address");
+	dm[n - 1].klen = tkey(dm[n - 1].key, "a", AF_INET, da[4].addr4);
+	D(.what = "an address naming another device", .db = "dev_addr", .val = id2, .vlen = 8,
+		.expect = "address");
+	dm[n - 1].klen = tkey(dm[n - 1].key, "a", AF_INET, da[1].addr4);
+	D(.what = "a stray address", .db = "dev_addr", .val = id1, .vlen = 8,
+		.expect = "counts differ");
+	dm[n - 1].klen = tkey(dm[n - 1].key, "a", AF_INET, stray_addr);
+	D(.what = "an IPv6 address missing", .db = "dev_addr", .expect = "address");
+	dm[n - 1].klen = tkey(dm[n - 1].key, "b", AF_INET6, db6[1].addr6);
+	D(.what = "an address outside the prefix", .db = "devices", .klen = 8, .val = &rec_addr,
+		.vlen = sizeof(rec_addr), .expect = "not usable");
+	be64(dm[n - 1].key, da[3].id);
+	D(.what = "the tenant's own address", .db = "devices", .klen = 8, .val = &rec_self,
+		.vlen = sizeof(rec_self), .expect = "not usable");
+	be64(dm[n - 1].key, da[3].id);
+	D(.what = "a bad state", .db = "devices", .klen = 8, .val = &rec_state,
+		.vlen = sizeof(rec_state), .expect = "bad state");
+	be64(dm[n - 1].key, da[3].id);
+	D(.what = "no such tenant", .db = "devices", .klen = 8, .val = &rec_tenant,
+		.vlen = sizeof(rec_tenant), .expect = "no tenant");
+	be64(dm[n - 1].key, da[3].id);
+	D(.what = "two devices with one key", .db = "devices", .klen = 8, .val = &rec_dup,
+		.vlen = sizeof(rec_dup), .expect = "public key index");
+	be64(dm[n - 1].key, da[2].id);
+	D(.what = "a device under another id", .db = "devices", .klen = 8, .val = &da[1],
+		.vlen = sizeof(da[1]), .expect = "another id");
+	be64(dm[n - 1].key, 500);
+	D(.what = "a device record of bad size", .db = "devices", .klen = 8, .val = &da[1],
+		.vlen = 16, .expect = "bad size");
+	be64(dm[n - 1].key, da[1].id);
+	D(.what = "a free address below the allocation mark", .db = "addr_hint",
+		.val = hint_far, .vlen = 8, .expect = "allocation mark");
+	dm[n - 1].klen = tkey(dm[n - 1].key, "a", 0, NULL);
+	dm[n - 1].key[dm[n - 1].klen++] = 4;
+	D(.what = "a device gone with its address", .db = "devices", .klen = 8, .db2 = "dev_addr",
+		.expect = "allocation mark");
+	be64(dm[n - 1].key, da[5].id);
+	dm[n - 1].klen2 = tkey(dm[n - 1].key2, "a", AF_INET, da[5].addr4);
+	D(.what = "an event after the counter", .db = "events", .klen = 8, .val = id1, .vlen = 8,
+		.expect = "event log");
+	memcpy(dm[n - 1].key, seq_far, 8);
+	D(.what = "a tenant under another name", .db = "tenants", .klen = 1, .val = &ta,
+		.vlen = sizeof(ta), .expect = "another name");
+	dm[n - 1].key[0] = 'c';
+#undef D
+
+	snprintf(bdir, sizeof(bdir), "%s.dmg", f->dir);
+	for (size_t i = 0; i < n; i++) {
+		const struct damage *g = &dm[i];
+
+		rm_rf(bdir);
+		mkdir(bdir, 0700);
+		assert_int_equal(store_backup(f->s, bdir), 0);
+		assert_int_equal(mdb_env_create(&env), 0);
+		mdb_env_set_maxdbs(env, 32);
+		assert_int_equal(mdb_env_open(env, bdir, 0, 0600), 0);
+		assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+		raw_change(txn, g->db, g->key, g->klen, g->val, g->vlen);
+		if (g->db2 != NULL)
+			raw_change(txn, g->db2, g->key2, g->klen2, g->val2, g->vlen2);
+		if (strcmp(g->what, "a device gone with its address") == 0) {
+			/* and with the rest of its entries: only the hole below the mark is left */
+			uint8_t k[64];
+			size_t kl = tkey(k, "a", 0, NULL);
+
+			raw_change(txn, "dev_pubkey", da[5].wg_pubkey, 32, NULL, 0);
+			raw_change(txn, "dev_ek", da[5].ek_hash, 32, NULL, 0);
+			be64(k + kl, da[5].id);
+			raw_change(txn, "dev_tenant", k, kl + 8, NULL, 0);
+		}
+		assert_int_equal(mdb_txn_commit(txn), 0);
+		mdb_env_close(env);
+		b = open_store(bdir, 0, 0);
+		if (store_verify(b, why, sizeof(why)) != -EUCLEAN || strstr(why, g->expect) == NULL)
+			fail_msg("%s: not seen (%s)", g->what, why);
+		print_message("%s: %s\n", g->what, why);
+		store_free(b);
+	}
 	rm_rf(bdir);
 }
 
@@ -1864,6 +2104,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_enroll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backup_and_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_crls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
