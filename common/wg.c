@@ -29,6 +29,7 @@ struct wg_ctl {
 	char *uapi_dir;
 	enum wg_backend backend; /* AUTO: per interface */
 	struct wg_genl *genl;	 /* opened on first kernel call */
+	struct wg_uapi_conns *conns; /* kept connections for sets, made on the first */
 	char err[WG_CTL_ERR_LEN];
 };
 
@@ -55,6 +56,7 @@ wg_ctl_free(struct wg_ctl *ctl)
 	if (ctl == NULL)
 		return;
 	wg_genl_close(ctl->genl);
+	wg_uapi_conns_free(ctl->conns);
 	free(ctl->uapi_dir);
 	free(ctl);
 }
@@ -71,6 +73,9 @@ wg_ctl_set_uapi_dir(struct wg_ctl *ctl, const char *dir)
 		return -ENOMEM;
 	free(ctl->uapi_dir);
 	ctl->uapi_dir = copy;
+	/* kept connections are to the old directory's sockets */
+	wg_uapi_conns_free(ctl->conns);
+	ctl->conns = NULL;
 	return 0;
 }
 
@@ -169,8 +174,13 @@ wg_set_device(struct wg_ctl *ctl, const struct wg_device *dev)
 	ctl->err[0] = '\0';
 	if (dev == NULL || dev->name[0] == '\0')
 		return -EINVAL;
-	if (wg_ctl_backend_of(ctl, dev->name) == WG_BACKEND_UAPI)
-		return wg_uapi_set_device(ctl->uapi_dir, dev, ctl->err, sizeof(ctl->err));
+	if (wg_ctl_backend_of(ctl, dev->name) == WG_BACKEND_UAPI) {
+		/* without kept connections (out of memory) each set connects for itself */
+		if (ctl->conns == NULL && wg_uapi_conns_new(&ctl->conns) < 0)
+			ctl->conns = NULL;
+		return wg_uapi_set_device(ctl->uapi_dir, ctl->conns, dev, ctl->err,
+			sizeof(ctl->err));
+	}
 	r = ctl_genl(ctl, &genl);
 	if (r < 0)
 		return r;

@@ -183,8 +183,15 @@ const char *wg_genl_last_error(const struct wg_genl *genl);
 
 int wg_uapi_get_device(const char *uapi_dir, const char *ifname, struct wg_device **ret_dev,
 	char *errbuf, size_t errlen);
-int wg_uapi_set_device(const char *uapi_dir, const struct wg_device *dev, char *errbuf,
-	size_t errlen);
+/*
+ * Connections kept open for sets (wg_ctl keeps one set of them): NULL to
+ * wg_uapi_set_device() connects for that call alone. Not thread-safe, as wg_ctl.
+ */
+struct wg_uapi_conns;
+int wg_uapi_conns_new(struct wg_uapi_conns **ret);
+void wg_uapi_conns_free(struct wg_uapi_conns *cs);
+int wg_uapi_set_device(const char *uapi_dir, struct wg_uapi_conns *cs, const struct wg_device *dev,
+	char *errbuf, size_t errlen);
 int wg_uapi_list_devices(const char *uapi_dir, char ***ret_names, size_t *ret_n);
 int wg_uapi_get_peer_stats(const char *uapi_dir, const char *ifname, struct wg_peer_stats **ret,
 	size_t *ret_n, char *errbuf, size_t errlen);

@@ -623,11 +623,96 @@ test_set_request_text(void **state)
 
 	f = fake_start("wgt0", ok, strlen(ok), 1);
 	fake_go(f);
-	assert_int_equal(wg_uapi_set_device(f->dir, dev, err, sizeof(err)), 0);
+	assert_int_equal(wg_uapi_set_device(f->dir, NULL, dev, err, sizeof(err)), 0);
 	assert_int_equal(f->req_len, strlen(want));
 	assert_memory_equal(f->req, want, strlen(want));
 	fake_stop(f);
 	wg_device_free(dev);
+}
+
+/*
+ * A daemon that serves several requests per connection, as wireguard-go does: @conns
+ * connections one after the other, each served until the client hangs up or, for the
+ * first, until it has answered @close_after requests (then it hangs up itself, as a
+ * daemon that restarts). Request number @bad (from 1, over all connections) is answered
+ * errno=22.
+ */
+struct mfake {
+	struct fake *f;
+	int conns, close_after, bad;
+	int accepts, requests;
+};
+
+static void *
+mfake_run(void *arg)
+{
+	struct mfake *m = arg;
+
+	for (int k = 0; k < m->conns; k++) {
+		int fd = accept(m->f->lfd, NULL, NULL), served = 0;
+		char buf[4096];
+		size_t have = 0;
+
+		if (fd < 0)
+			return NULL;
+		m->accepts++;
+		for (;;) {
+			ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+			const char *reply;
+
+			if (n <= 0)
+				break;
+			have += (size_t)n;
+			if (have < 2 || memcmp(buf + have - 2, "\n\n", 2) != 0)
+				continue;
+			have = 0;
+			m->requests++;
+			reply = m->requests == m->bad ? "errno=22\n\n" : "errno=0\n\n";
+			if (send(fd, reply, strlen(reply), MSG_NOSIGNAL) <= 0)
+				break;
+			if (k == 0 && ++served == m->close_after)
+				break;
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+/*
+ * Sets through kept connections: one connection for several sets; a kept connection the
+ * daemon closed is replaced and the set sent again; an error answer drops the connection.
+ */
+static void
+test_set_kept_connection(void **state)
+{
+	struct mfake m = { .conns = 3, .close_after = 3, .bad = 5 };
+	struct wg_uapi_conns *cs = NULL;
+	struct wg_device *dev = NULL;
+	pthread_t th;
+	char err[64];
+
+	m.f = fake_start("wgt0", NULL, 0, 1);
+	assert_int_equal(wg_uapi_conns_new(&cs), 0);
+	assert_int_equal(wg_device_new(&dev, "wgt0"), 0);
+	add_peer(dev, KEY1_HEX);
+	assert_int_equal(pthread_create(&th, NULL, mfake_run, &m), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(wg_uapi_set_device(m.f->dir, cs, dev, err, sizeof(err)), 0);
+	/* the daemon hung up after three: the fourth goes again on a new connection */
+	assert_int_equal(wg_uapi_set_device(m.f->dir, cs, dev, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	/* an error answer: reported, and that connection is not used again */
+	assert_int_equal(wg_uapi_set_device(m.f->dir, cs, dev, err, sizeof(err)), -EINVAL);
+	assert_int_equal(wg_uapi_set_device(m.f->dir, cs, dev, err, sizeof(err)), 0);
+	wg_uapi_conns_free(cs); /* hangs up the last one: the daemon's loop ends */
+	pthread_join(th, NULL);
+	assert_int_equal(m.accepts, 3);
+	assert_int_equal(m.requests, 6);
+	wg_device_free(dev);
+	close(m.f->lfd);
+	unlink(m.f->path);
+	rmdir(m.f->dir);
+	free(m.f);
 }
 
 static void
@@ -646,25 +731,25 @@ test_set_errors(void **state)
 
 	f = fake_start("wgt0", einval, strlen(einval), 4);
 	fake_go(f);
-	assert_int_equal(wg_uapi_set_device(f->dir, dev, err, sizeof(err)), -EINVAL);
+	assert_int_equal(wg_uapi_set_device(f->dir, NULL, dev, err, sizeof(err)), -EINVAL);
 	fake_stop(f);
 	assert_string_equal(err, "errno=-22");
 
 	/* a set is answered with errno only */
 	f = fake_start("wgt0", garbage, strlen(garbage), 100);
 	fake_go(f);
-	assert_int_equal(wg_uapi_set_device(f->dir, dev, err, sizeof(err)), -EPROTO);
+	assert_int_equal(wg_uapi_set_device(f->dir, NULL, dev, err, sizeof(err)), -EPROTO);
 	fake_stop(f);
 
 	/* refused before connecting: a peer without a public key, a bad allowed IP */
 	assert_int_equal(wg_device_add_peer(dev, &peer), 0);
-	assert_int_equal(wg_uapi_set_device("/nonexistent", dev, err, sizeof(err)), -EINVAL);
+	assert_int_equal(wg_uapi_set_device("/nonexistent", NULL, dev, err, sizeof(err)), -EINVAL);
 	peer->flags = WG_PEER_F_HAS_PUBLIC_KEY;
 	add_aip(peer, "10.0.0.0/8");
 	peer->allowedips[0].cidr = 40;
-	assert_int_equal(wg_uapi_set_device("/nonexistent", dev, err, sizeof(err)), -EINVAL);
+	assert_int_equal(wg_uapi_set_device("/nonexistent", NULL, dev, err, sizeof(err)), -EINVAL);
 	peer->allowedips[0].cidr = 8;
-	assert_int_equal(wg_uapi_set_device("/nonexistent", dev, err, sizeof(err)), -ENOENT);
+	assert_int_equal(wg_uapi_set_device("/nonexistent", NULL, dev, err, sizeof(err)), -ENOENT);
 	wg_device_free(dev);
 }
 
@@ -690,7 +775,7 @@ test_set_daemon_hangs_up_early(void **state)
 	f = fake_start("wgt0", einval, strlen(einval), 100);
 	f->read_limit = 100;
 	fake_go(f);
-	assert_int_equal(wg_uapi_set_device(f->dir, dev, err, sizeof(err)), -EINVAL);
+	assert_int_equal(wg_uapi_set_device(f->dir, NULL, dev, err, sizeof(err)), -EINVAL);
 	fake_stop(f);
 	assert_string_equal(err, "errno=-22");
 	wg_device_free(dev);
@@ -884,6 +969,7 @@ main(void)
 		cmocka_unit_test(test_set_request_text),
 		cmocka_unit_test(test_set_errors),
 		cmocka_unit_test(test_set_daemon_hangs_up_early),
+		cmocka_unit_test(test_set_kept_connection),
 		cmocka_unit_test(test_ctl_dispatch),
 		cmocka_unit_test(test_list_devices),
 	};
