@@ -175,9 +175,9 @@ wg_set_device(struct wg_ctl *ctl, const struct wg_device *dev)
 	if (dev == NULL || dev->name[0] == '\0')
 		return -EINVAL;
 	if (wg_ctl_backend_of(ctl, dev->name) == WG_BACKEND_UAPI) {
-		/* without kept connections (out of memory) each set connects for itself */
-		if (ctl->conns == NULL && wg_uapi_conns_new(&ctl->conns) < 0)
-			ctl->conns = NULL;
+		/* left NULL (out of memory): each set connects for itself */
+		if (ctl->conns == NULL)
+			(void)wg_uapi_conns_new(&ctl->conns);
 		return wg_uapi_set_device(ctl->uapi_dir, ctl->conns, dev, ctl->err,
 			sizeof(ctl->err));
 	}

@@ -229,20 +229,19 @@ metrics_render(const struct store_stats *st)
 	render_tenant_gauge(f, "enrolld_address_pool_used",
 		"Of those, held by a device (active or revoked).", pool_used, n_pool_used);
 	pthread_mutex_unlock(&metrics_lock);
-	if (st != NULL)
-		fprintf(f, "# HELP enrolld_store_commits_total Write transactions the store committed.\n"
-			   "# TYPE enrolld_store_commits_total counter\n"
-			   "enrolld_store_commits_total %llu\n"
-			   "# HELP enrolld_store_lazy_commits_total Of those, committed without waiting "
-			   "for the disk (open attestation sessions).\n"
-			   "# TYPE enrolld_store_lazy_commits_total counter\n"
-			   "enrolld_store_lazy_commits_total %llu\n"
-			   "# HELP enrolld_store_writes_total Write operations in them (several "
-			   "concurrent ones share a commit).\n"
-			   "# TYPE enrolld_store_writes_total counter\n"
-			   "enrolld_store_writes_total %llu\n",
-			(unsigned long long)st->commits, (unsigned long long)st->lazy_commits,
-			(unsigned long long)st->operations);
+	fprintf(f, "# HELP enrolld_store_commits_total Write transactions the store committed.\n"
+	      "# TYPE enrolld_store_commits_total counter\n"
+	      "enrolld_store_commits_total %llu\n"
+	      "# HELP enrolld_store_lazy_commits_total Of those, committed without waiting "
+	      "for the disk (open attestation sessions).\n"
+	      "# TYPE enrolld_store_lazy_commits_total counter\n"
+	      "enrolld_store_lazy_commits_total %llu\n"
+	      "# HELP enrolld_store_writes_total Write operations in them (several "
+	      "concurrent ones share a commit).\n"
+	      "# TYPE enrolld_store_writes_total counter\n"
+	      "enrolld_store_writes_total %llu\n",
+		(unsigned long long)st->commits, (unsigned long long)st->lazy_commits,
+		(unsigned long long)st->operations);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -239,10 +239,10 @@ int lm_use_session(struct wtx *w, const struct key *key, struct store_session *s
  */
 int lm_session_t_get(struct lmdb_store *s, MDB_txn *txn, const struct key *key,
 	struct store_session *ret);
-/* lmdb_device.c */
+/* lmdb_device.c; lm_device_put: a device record and its indexes, in @w */
 int lm_get_device(struct lmdb_store *s, MDB_txn *txn, uint64_t id, struct store_device *ret);
-/* lmdb_event.c: append an event in the write transaction of @w. */
 int lm_device_put(struct wtx *w, const struct store_device *d);
+/* lmdb_event.c: append an event in the write transaction of @w. */
 int lm_append_event(struct wtx *w, int kind, uint64_t device, const char *tenant);
 
 /* ---- the ops (store_lmdb_ops in lmdb.c), by file ------------------------------------------ */

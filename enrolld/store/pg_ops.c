@@ -720,9 +720,8 @@ fn_session_create(struct store_backend *b, PGconn *c, void *arg)
 	const struct store_session *s = &o->sess;
 	struct pg_args a = { 0 };
 	uint8_t sealed[STORE_SECRET_MAX + PG_SEAL_OVERHEAD];
-	int r;
-
 	int64_t now = pg_now(b), last;
+	int r;
 
 	/*
 	 * An open session is not worth a WAL flush: committed without waiting for it (visible
