@@ -13,6 +13,8 @@
 #                                                            interleaved point by point;
 #     LABEL:PATH:postgresql  that binary on PostgreSQL (a throw-away server of
 #                            tests/pg_lib.sh with fsync on, a database per start)
+#     LABEL:PATH:lmdb:threads=1,max_connections=512  [server] settings for that start
+#                            (comma-separated; e.g. two labels of one binary, threads 1 and 4)
 #   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https"; also
 #   "https-ka": HTTPS with one keep-alive connection per device thread)
 #   PIN=SERVER_CPUS:DEVICE_CPUS (e.g. PIN=0:1): enrolld (every thread, and the wireguard-go
@@ -74,8 +76,8 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%d GB", $2 / 1048576 
 echo "enroll-bench: N=$N per point, EKs: $EKS, concurrency: $CONCS, modes: $MODES"
 [ -n "$PIN" ] && echo "pinned: enrolld and its wireguard-go on CPU(s) $SCPUS ($CORES), devices on $DCPUS"
 
-# start binary $1 in mode $2 on backend $3 (lmdb, postgresql) with a fresh state; sets
-# TOKEN and U
+# start binary $1 in mode $2 on backend $3 (lmdb, postgresql) with a fresh state and the
+# [server] settings $4 (KEY=VALUE,...); sets TOKEN and U
 start() {
 	ENROLLD=$1
 	rm -rf "$T/db"
@@ -106,6 +108,10 @@ start() {
 		TLS=()
 	fi
 	$per_ip && sed -i 's/^\[server\]$/[server]\nmax_connections_per_ip = 0/' "$T/e.conf"
+	local kv
+	for kv in ${4//,/ }; do
+		sed -i "/^\[server\]/a ${kv%%=*} = ${kv#*=}" "$T/e.conf"
+	done
 	# enrolld's default ticks (health 5 s, reconciliation 30 s), not the test suite's 1 s and
 	# 2 s, which had wireguard-go print every peer each second during the run
 	sed -i 's/^reconcile_interval = 2$/reconcile_interval = 30/; s/^interval = 1$/interval = 5/' \
@@ -128,6 +134,15 @@ start() {
 	TOKEN=$(jq -r .token "$T/body")
 }
 
+# enrolld's store commits, lazy commits and writes so far (empty from a binary without them)
+commits() {
+	ip netns exec "$NS" curl -s --cacert "$T/tls.pem" "$1/metrics" | awk '
+		$1 == "enrolld_store_commits_total" { c = $2 }
+		$1 == "enrolld_store_lazy_commits_total" { l = $2 }
+		$1 == "enrolld_store_writes_total" { w = $2 }
+		END { if (c != "") print c, l, w }'
+}
+
 PORT=35100
 rc=0
 for mode in $MODES; do
@@ -138,9 +153,13 @@ for mode in $MODES; do
 	for lb in $ENROLLDS; do
 		bin=${lb%%:*}
 		rest=${lb#*:}
-		backend=lmdb
-		[ "${rest#*:}" != "$rest" ] && backend=${rest#*:}
-		start "${rest%%:*}" "$mode" "$backend"
+		backend=lmdb server=
+		if [ "${rest#*:}" != "$rest" ]; then
+			backend=${rest#*:}
+			[ "${backend#*:}" != "$backend" ] && server=${backend#*:}
+			backend=${backend%%:*}
+		fi
+		start "${rest%%:*}" "$mode" "$backend" "$server"
 		PIDS[$bin]=$ED_PID
 		# the tenant's wireguard-go, started by enrolld for the tenant
 		WGPIDS[$bin]=$(pgrep -P "$ED_PID" -x wireguard-go | head -n1)
@@ -153,11 +172,19 @@ for mode in $MODES; do
 		for c in $CONCS; do
 			for lb in $ENROLLDS; do
 				bin=${lb%%:*}
+				m0=$(commits "${URLS[$bin]}")
 				on_devices ip netns exec "$NS" "$BENCH" run --url "${URLS[$bin]}" --ca "$CAARG" \
 					--token "${TOKENS[$bin]}" "${TLS[@]}" --ek "$ek" -c "$c" -n "$N" \
 					--pid "${PIDS[$bin]}" ${WGPIDS[$bin]:+--wg-pid "${WGPIDS[$bin]}"} \
 					--label "$bin" | tee -a "$T/results"
 				[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+				# the store's group commit at this point: commits (lazy ones: open sessions
+				# alone) and writes per enrollment, from enrolld's /metrics
+				read -r c1 l1 w1 <<<"$(commits "${URLS[$bin]}")"
+				read -r c0 l0 w0 <<<"$m0"
+				[ -n "$c1" ] && [ -n "$c0" ] && awk -v c=$((c1 - c0)) -v l=$((l1 - l0)) \
+					-v w=$((w1 - w0)) -v n="$N" 'BEGIN { printf "%-8s store: %.2f commits per enrollment (%.2f lazy), %.1f writes per commit\n",
+						"", c / n, l / n, (c > 0 ? w / c : 0) }'
 			done
 		done
 	done

@@ -1317,6 +1317,99 @@ test_concurrent_enroll(void **state)
 		(unsigned long long)st.operations, (unsigned long long)st.commits);
 }
 
+/* ---- LMDB: group commit ------------------------------------------------------------------- */
+
+struct writer {
+	struct store *s;
+	pthread_barrier_t *start;
+	uint32_t first, count;
+	int failed;
+};
+
+/* @count tokens of tenant "c", hashes (0x71, first..first+count-1), one write each */
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct store_token t = { .tenant = "c", .uses_left = 1 };
+
+	pthread_barrier_wait(w->start);
+	for (uint32_t i = 0; i < w->count; i++) {
+		fill(t.hash, 0x71, w->first + i);
+		if (store_token_create(w->s, &t) != 0)
+			w->failed++;
+	}
+	return NULL;
+}
+
+/* @threads writers of @per tokens each at once; every token must be there afterwards. */
+static void
+run_writers(struct store *s, unsigned int threads, uint32_t per, uint32_t base)
+{
+	struct writer w[32];
+	pthread_t th[32];
+	pthread_barrier_t start;
+	struct store_token got;
+
+	assert_true(threads <= 32);
+	pthread_barrier_init(&start, NULL, threads);
+	for (unsigned int i = 0; i < threads; i++) {
+		w[i] = (struct writer){ .s = s, .start = &start, .first = base + i * per,
+			.count = per };
+		assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
+	}
+	for (unsigned int i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].failed, 0);
+	}
+	pthread_barrier_destroy(&start);
+	for (uint32_t i = 0; i < threads * per; i++) {
+		fill(got.hash, 0x71, base + i);
+		assert_int_equal(store_token_get(s, got.hash, &got), 0);
+	}
+}
+
+/*
+ * LMDB: callers that write at once share durable commits (the writer takes what is queued
+ * in one transaction); with a batch limit, what is queued beyond a batch waits for the
+ * next commit and nothing is left waiting.
+ */
+static void
+test_group_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct store_stats st0, st1;
+	struct store_options o = { .clock = fake_clock, .max_batch = 2 };
+	struct store *s2 = NULL;
+	char dir[64];
+
+	SKIP_IF(pg_base != NULL, "PostgreSQL commits each operation on its caller's connection");
+	make_tenant(f->s, "c", "10.9.0.0/24", NULL, 1000);
+	snprintf(dir, sizeof(dir), "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(store_open(&s2, dir, &o), 0);
+	make_tenant(s2, "c", "10.9.0.0/24", NULL, 1000);
+
+	/* 32 writers at once, the default batch: group commits form */
+	store_get_stats(f->s, &st0);
+	run_writers(f->s, 32, 1, 0);
+	store_get_stats(f->s, &st1);
+	assert_int_equal(st1.operations - st0.operations, 32);
+	print_message("32 writers at once: %llu commits\n",
+		(unsigned long long)(st1.commits - st0.commits));
+	assert_true(st1.commits - st0.commits < 32);
+
+	/* at most 2 per commit: 16 writers of 25 each */
+	store_get_stats(s2, &st0);
+	run_writers(s2, 16, 25, 1000);
+	store_get_stats(s2, &st1);
+	assert_int_equal(st1.operations - st0.operations, 400);
+	assert_true(st1.commits - st0.commits >= 200);
+	assert_consistent(s2);
+	store_free(s2);
+	rm_rf(dir);
+}
+
 /* ---- map growth, backup, verify ---------------------------------------------------------- */
 
 static const uint8_t *
@@ -2102,6 +2195,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pagination, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events_and_health, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_enroll, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backup_and_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_damage, setup, teardown),
