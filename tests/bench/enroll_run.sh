@@ -13,8 +13,14 @@
 #                                                            interleaved point by point;
 #     LABEL:PATH:postgresql  that binary on PostgreSQL (a throw-away server of
 #                            tests/pg_lib.sh with fsync on, a database per start)
-#     LABEL:PATH:lmdb:threads=1,max_connections=512  [server] settings for that start
-#                            (comma-separated; e.g. two labels of one binary, threads 1 and 4)
+#     LABEL:PATH:lmdb:threads=1,wireguard.reconcile_interval=60  settings for that start
+#                            (comma-separated [SECTION.]KEY=VALUE, section server by default;
+#                            e.g. two labels of one binary, threads 1 and 4)
+#     LABEL:PATH:lmdb:wgd    that start with tests/bench/fleet_wgd instead of wireguard-go:
+#                            a daemon that keeps peers in a table and moves no packets, so
+#                            adding a peer costs next to nothing (as with kernel WireGuard,
+#                            which this machine does not have); not the product's path, a
+#                            way to see enrolld's cost without wireguard-go's
 #   EKS (default "rsa2048 p256"), CONCS ("1 8 64"), N (300), MODES ("http https"; also
 #   "https-ka": HTTPS with one keep-alive connection per device thread)
 #   PIN=SERVER_CPUS:DEVICE_CPUS (e.g. PIN=0:1): enrolld (every thread, and the wireguard-go
@@ -31,7 +37,7 @@
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BENCH=$B/tests/bench/enroll_bench
+BENCH=${BENCH:-$B/tests/bench/enroll_bench}
 EKS=${EKS:-"rsa2048 p256"}
 CONCS=${CONCS:-"1 8 64"}
 N=${N:-300}
@@ -108,9 +114,13 @@ start() {
 		TLS=()
 	fi
 	$per_ip && sed -i 's/^\[server\]$/[server]\nmax_connections_per_ip = 0/' "$T/e.conf"
-	local kv
+	local kv sec key
 	for kv in ${4//,/ }; do
-		sed -i "/^\[server\]/a ${kv%%=*} = ${kv#*=}" "$T/e.conf"
+		[ "$kv" = wgd ] && kv=wireguard.wireguard_go=$(realpath "$B/tests/bench/fleet_wgd")
+		key=${kv%%=*} sec=server
+		[ "${key#*.}" != "$key" ] && sec=${key%%.*} key=${key#*.}
+		grep -q "^\[$sec\]" "$T/e.conf" || echo "[$sec]" >>"$T/e.conf"
+		sed -i "/^\[$sec\]/a $key = ${kv#*=}" "$T/e.conf"
 	done
 	# enrolld's default ticks (health 5 s, reconciliation 30 s), not the test suite's 1 s and
 	# 2 s, which had wireguard-go print every peer each second during the run
@@ -161,8 +171,10 @@ for mode in $MODES; do
 		fi
 		start "${rest%%:*}" "$mode" "$backend" "$server"
 		PIDS[$bin]=$ED_PID
-		# the tenant's wireguard-go, started by enrolld for the tenant
-		WGPIDS[$bin]=$(pgrep -P "$ED_PID" -x wireguard-go | head -n1)
+		# the tenant's wireguard-go (or stand-in), started by enrolld for the tenant
+		wgname=wireguard-go
+		[[ ",$server," == *,wgd,* ]] && wgname=fleet_wgd
+		WGPIDS[$bin]=$(pgrep -P "$ED_PID" -x "$wgname" | head -n1)
 		URLS[$bin]=$U
 		TOKENS[$bin]=$TOKEN
 		ED_BG_PIDS+=("$ED_PID")
