@@ -29,7 +29,8 @@ if [ -s "$E" ]; then
 	# of complete enrollments)
 	awk -F'\t' -v d="$D" '$1 == "run" && $11 + 0 == 0 {
 		f = d "/enr@" $2 "@" $3 "@" $4 ".dat"; print $5, $6, $7, $8, $9, $10 | "sort -n > \"" f "\"" }
-		$1 == "ceiling" && $4 != "https" { print $6 * $5 > (d "/ceil-" $3 ".txt") }' "$E"
+		$1 == "ceiling" && $4 != "https" && $6 * $5 > ceil[$3] { ceil[$3] = $6 * $5 }
+		END { for (ek in ceil) print ceil[ek] > (d "/ceil-" ek ".txt") }' "$E"
 	lat="" rate=""
 	for f in "$D"/enr@*.dat; do
 		s=$(basename "$f" .dat)
