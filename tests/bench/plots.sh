@@ -29,18 +29,25 @@ if [ -s "$E" ]; then
 	# of complete enrollments)
 	awk -F'\t' -v d="$D" '$1 == "run" && $11 + 0 == 0 {
 		f = d "/enr@" $2 "@" $3 "@" $4 ".dat"; print $5, $6, $7, $8, $9, $10 | "sort -n > \"" f "\"" }
-		$1 == "ceiling" && $4 != "https" && $6 * $5 > ceil[$3] { ceil[$3] = $6 * $5 }
-		END { for (ek in ceil) print ceil[ek] > (d "/ceil-" ek ".txt") }' "$E"
+		$1 == "ceiling" { k = $3 "@" ($4 == "https" ? "https" : "http")
+			if ($6 * $5 > ceil[k]) { ceil[k] = $6 * $5; cores[k] = $5 } }
+		END { for (k in ceil) print ceil[k], cores[k] > (d "/ceil-" k ".txt") }' "$E"
 	lat="" rate=""
 	for f in "$D"/enr@*.dat; do
 		s=$(basename "$f" .dat)
 		s=${s#enr@}
 		ek=$(echo "$s" | cut -d@ -f2)
+		# the ceiling of the series' mode (https: with the handshake), the highest of the run,
+		# drawn once per EK and mode
+		cm=$(echo "$s" | cut -d@ -f3)
+		[ "$cm" = https ] || cm=http
 		lat+="'$f' using 1:3 with linespoints title '${s//@/ } p50', '$f' using 1:4 with linespoints title '${s//@/ } p99', "
 		lat+="'$f' using 1:5 with points title '${s//@/ } max', "
 		rate+="'$f' using 1:2 with linespoints lw 2 title '${s//@/ } achieved', "
-		if [ -f "$D/ceil-$ek.txt" ]; then
-			rate+="$(cat "$D/ceil-$ek.txt") with lines dt 2 title '$ek crypto ceiling x $(nproc) cores', "
+		if [ -f "$D/ceil-$ek@$cm.txt" ]; then
+			read -r cv cc <"$D/ceil-$ek@$cm.txt"
+			rate+="$cv with lines dt 2 title '$ek $cm crypto ceiling x $cc core(s)', "
+			rm "$D/ceil-$ek@$cm.txt"
 		fi
 	done
 	gnuplot <<GP
