@@ -10,7 +10,7 @@
 # crypto ceiling: the same server-side cryptography alone, in-process, one core, measured
 # there so that each point is compared with a ceiling measured under the same machine load
 # (one ceiling at the end had been measured at a quieter or busier moment than the points,
-# which moved the ratio by up to 1.6x on this shared machine).
+# which moved the ratio by up to 1.5x on this shared machine).
 #
 #   ENROLLDS="new:build/enrolld old:/tmp/old/build/enrolld"  compare binaries (LABEL:PATH),
 #                                                            interleaved point by point;
@@ -86,7 +86,7 @@ echo "enroll-bench: N=$N per point, EKs: $EKS, concurrency: $CONCS, modes: $MODE
 [ -n "$PIN" ] && echo "pinned: enrolld and its wireguard-go on CPU(s) $SCPUS ($CORES), devices on $DCPUS"
 
 # start binary $1 in mode $2 on backend $3 (lmdb, postgresql) with a fresh state and the
-# [server] settings $4 (KEY=VALUE,...); sets TOKEN and U
+# settings $4 ([SECTION.]KEY=VALUE or wgd, comma-separated); sets TOKEN and U
 start() {
 	ENROLLD=$1
 	rm -rf "$T/db"
