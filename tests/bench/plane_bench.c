@@ -305,14 +305,44 @@ null_serve(struct null_daemon *nd, int fd)
 	}
 }
 
+struct null_conn {
+	struct null_daemon *nd;
+	int fd;
+};
+
+static void *
+null_conn_main(void *arg)
+{
+	struct null_conn c = *(struct null_conn *)arg;
+
+	free(arg);
+	null_serve(c.nd, c.fd);
+	close(c.fd);
+	return NULL;
+}
+
+/*
+ * One thread per connection: plane.c keeps its UAPI connections open (wg_ctl) and may
+ * hold one while it opens another; serving them one after the other would hang it.
+ */
 static void
 null_run(struct null_daemon *nd)
 {
 	int fd;
 
 	while ((fd = accept(nd->lfd, NULL, NULL)) >= 0) {
-		null_serve(nd, fd);
-		close(fd);
+		struct null_conn *c = malloc(sizeof(*c));
+		pthread_attr_t a;
+		pthread_t th;
+
+		if (c == NULL)
+			_exit(1);
+		*c = (struct null_conn){ .nd = nd, .fd = fd };
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &a, null_conn_main, c) != 0)
+			_exit(1);
+		pthread_attr_destroy(&a);
 	}
 }
 
