@@ -332,6 +332,7 @@ median(double *v, int n)
 
 #define MAX_ROUNDS 15
 #define ADDS 5
+#define WG_GO_MAX_PEERS 65536 /* wireguard-go's MaxPeers (1 << 16) */
 
 int
 main(int argc, char **argv)
@@ -549,6 +550,33 @@ main(int argc, char **argv)
 	if (r != 0)
 		die("wg set remove", EIO);
 	null_check_set(nd, 1);
+
+	/*
+	 * wireguard-go holds at most 65,536 peers (MaxPeers): at N = 65,536 the adds below
+	 * would be refused, so first make room in both interfaces, untimed.
+	 */
+	if (backend == WG_BACKEND_UAPI && nd == NULL && n - 1 + ADDS > WG_GO_MAX_PEERS) {
+		size_t extra = n - 1 + ADDS - WG_GO_MAX_PEERS;
+
+		wg_device_free(rm);
+		for (int i = 0; i < 2; i++) {
+			if ((r = wg_device_new(&rm, i ? if_wg : if_ours)) < 0)
+				die("wg_device_new", r);
+			for (size_t j = 0; j < extra; j++) {
+				if ((r = wg_device_add_peer(rm, &peer)) < 0)
+					die("wg_device_add_peer", r);
+				memcpy(peer->public_key, keys[(n / 2 + 1 + j) % n], WG_KEY_LEN);
+				peer->flags = WG_PEER_F_HAS_PUBLIC_KEY | WG_PEER_F_REMOVE_ME;
+			}
+			r = wg_set_device(ctl, rm);
+			wg_device_free(rm);
+			rm = NULL;
+			if (r < 0)
+				die("make room", r);
+		}
+		printf("add1: %zu more peers removed first (wireguard-go holds at most %d)\n",
+			extra, WG_GO_MAX_PEERS);
+	}
 
 	/* enroll ADDS new peers one at a time into each interface holding N, in turns */
 	for (int k = 0; k < ADDS; k++) {
