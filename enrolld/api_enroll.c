@@ -10,9 +10,10 @@
  * fast path. Where the store seals secrets at rest (PostgreSQL, under the KEK) the secret
  * is kept with the session too, and a node that has no memory of a session (it was
  * answered by another node, or before a restart) rebuilds the challenge from the store,
- * re-checking the AK public area as at the challenge. Where it does not (LMDB) the secret
- * never reaches the disk, and a session whose memory half is gone (restart) is answered
- * 410, the device simply starts again. Either way the store is the authority: every
+ * re-checking the AK public area as at the challenge. Where it does not (LMDB) nothing of
+ * a session reaches the disk (the LMDB store keeps its half in memory too), and a session
+ * issued before a restart is answered 410, the device simply starts again (the store
+ * tells such ids by their tag: lmdb_session.c). Either way the store is the authority: every
  * completion reads the session from it (unknown, used, expired) and the enrollment
  * consumes it in its own transaction, so a session completes once across all nodes.
  *

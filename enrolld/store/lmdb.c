@@ -2,7 +2,8 @@
 /*
  * enrolld's durable state in LMDB. docs/state.md describes the data model; in short:
  *
- *   meta          "format" -> u32, "next_device" -> u64, "event_seq" -> u64
+ *   meta          "format" -> u32, "next_device" -> u64, "event_seq" -> u64,
+ *                 "session_key" -> 32 bytes (the session ids' tags: lmdb_session.c)
  *   tenants       name -> struct store_tenant
  *   devices       id (u64 BE) -> struct store_device
  *   dev_pubkey    WireGuard public key (32) -> id
@@ -12,7 +13,8 @@
  *   addr_hint     tenant NUL family -> u64 offset: every usable offset below it is taken
  *   registrations tenant NUL EK hash -> struct store_registration
  *   tokens        SHA-256(token) -> struct store_token
- *   sessions      id (16) -> struct store_session, up to the end of its AK public area
+ *   sessions      nothing since sessions are kept in memory (lmdb_session.c); records
+ *                 an older version wrote are dropped at open
  *   revocations   EK hash -> struct revocation
  *   events        seq (u64 BE) -> struct store_event
  *   health        id (u64 BE) -> struct store_health
@@ -22,8 +24,6 @@
  *
  * device_cas, x509_revoked and device_crls came after format 1 shipped: they are new databases, created
  * empty when an older environment is opened, so format 1 stays readable without a bump.
- * Likewise a session record was 360 bytes (SESSION_V1_SIZE) before the AK public area was
- * kept with it; such a record still reads, with no AK public area (lm_session_t_get).
  *
  * Values are the fixed-layout structs of store.h; their sizes are pinned below so a layout
  * change cannot slip in without a format version bump (STORE_FORMAT_VERSION) and a migration.
@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -61,13 +62,6 @@ _Static_assert(sizeof(struct store_tenant) == 1184, "tenant record layout change
 _Static_assert(sizeof(struct store_device) == 168, "device record layout changed");
 _Static_assert(sizeof(struct store_registration) == 136, "registration record layout changed");
 _Static_assert(sizeof(struct store_token) == 160, "token record layout changed");
-/*
- * Sessions are stored up to the end of their AK public area (lm_session_size()); a record of
- * SESSION_V1_SIZE bytes, from before the AK public area was kept, reads with none.
- */
-_Static_assert(sizeof(struct store_session) == 880, "session record layout changed");
-_Static_assert(offsetof(struct store_session, ak_public_len) == SESSION_V1_SIZE,
-	"session record layout changed");
 _Static_assert(sizeof(struct store_event) == 64, "event record layout changed");
 _Static_assert(sizeof(struct store_health) == 24, "health record layout changed");
 _Static_assert(sizeof(struct store_device_ca) == 8464, "device CA record layout changed");
@@ -332,12 +326,11 @@ wtxn_begin(struct lmdb_store *s, MDB_txn **ret)
 }
 
 /*
- * Run @batch (@n operations) in one write transaction; sets every op->ret, and *@ret_lazy
- * when it was committed lazily.
+ * Run @batch (@n operations) in one write transaction; sets every op->ret. Sessions the
+ * batch's enrollments claimed are used if it commits, open again if not.
  */
 static void
-run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_event,
-	bool *ret_lazy)
+run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_event)
 {
 	struct wtx w;
 	struct op *op;
@@ -364,10 +357,13 @@ run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_e
 			}
 			w.txn = child;
 			uint64_t ev_before = w.last_event;
+			struct lm_sess *claimed_before = w.claimed;
+
 			r = op->apply(&w, op->arg);
 			if (r < 0 || w.map_full) {
 				mdb_txn_abort(child);
 				w.last_event = ev_before;
+				lm_sessions_settle(s, &w.claimed, claimed_before, false);
 			} else {
 				rc = mdb_txn_commit(child);
 				if (rc == MDB_MAP_FULL)
@@ -375,29 +371,14 @@ run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_e
 				if (rc != 0) {
 					r = lm_errno(rc);
 					w.last_event = ev_before;
+					lm_sessions_settle(s, &w.claimed, claimed_before, false);
 				}
 			}
 			op->ret = r;
 		}
 		if (!w.map_full) {
-			/*
-			 * A batch of lazy operations only (open sessions) is committed with one
-			 * flush instead of two (MDB_NOMETASYNC: the data pages are flushed, the
-			 * meta page waits for the next commit's flush): LMDB keeps the database
-			 * intact, and a system crash may undo this transaction alone. Only this
-			 * thread changes the flag (mdb_env_set_flags' rule).
-			 */
-			bool lazy = true;
-
-			for (op = batch; op && lazy; op = op->next)
-				lazy = op->lazy;
-			if (lazy)
-				mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1);
 			rc = mdb_txn_commit(txn);
-			if (lazy) {
-				mdb_env_set_flags(s->env, MDB_NOMETASYNC, 0);
-				*ret_lazy = rc == 0;
-			}
+			lm_sessions_settle(s, &w.claimed, NULL, rc == 0);
 			if (rc == MDB_MAP_FULL) {
 				w.map_full = true;
 			} else if (rc != 0) {
@@ -409,6 +390,7 @@ run_batch(struct lmdb_store *s, struct op *batch, size_t n, uint64_t *ret_last_e
 			}
 		} else {
 			mdb_txn_abort(txn);
+			lm_sessions_settle(s, &w.claimed, NULL, false);
 		}
 		pthread_rwlock_unlock(&s->map_lock);
 		if (!w.map_full)
@@ -438,7 +420,6 @@ writer_main(void *arg)
 		struct op *batch, *last;
 		uint64_t last_event = 0;
 		size_t n = 1;
-		bool lazy = false;
 
 		while (s->head == NULL && !s->stopping)
 			pthread_cond_wait(&s->work, &s->lock);
@@ -455,11 +436,10 @@ writer_main(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&s->lock);
 
-		run_batch(s, batch, n, &last_event, &lazy);
+		run_batch(s, batch, n, &last_event);
 
 		pthread_mutex_lock(&s->lock);
 		s->stats.commits++;
-		s->stats.lazy_commits += lazy;
 		s->stats.operations += n;
 		/*
 		 * Wake this batch's callers only, each on its own condition (a broadcast woke
@@ -480,10 +460,11 @@ writer_main(void *arg)
 	return NULL;
 }
 
-static int
-submit(struct lmdb_store *s, apply_fn apply, void *arg, bool lazy)
+/* Queue an operation and wait until the commit holding it is durable (or it failed). */
+int
+lm_submit(struct lmdb_store *s, apply_fn apply, void *arg)
 {
-	struct op op = { .apply = apply, .arg = arg, .lazy = lazy };
+	struct op op = { .apply = apply, .arg = arg };
 
 	pthread_cond_init(&op.wake, NULL);
 	pthread_mutex_lock(&s->lock);
@@ -505,36 +486,45 @@ submit(struct lmdb_store *s, apply_fn apply, void *arg, bool lazy)
 	return op.ret;
 }
 
-/* Queue an operation and wait until the commit holding it is durable (or it failed). */
-int
-lm_submit(struct lmdb_store *s, apply_fn apply, void *arg)
-{
-	return submit(s, apply, arg, false);
-}
-
-/*
- * As lm_submit(), for a write that may be lost to a system crash: answered once committed
- * (readers see it), durable with the next durable commit. Only open sessions are written
- * so (a lost one costs its device a new challenge; on LMDB an open session cannot complete
- * after a restart anyway, its secret is never written). A batch is lazy only if all its
- * operations are.
- */
-int
-lm_submit_lazy(struct lmdb_store *s, apply_fn apply, void *arg)
-{
-	return submit(s, apply, arg, true);
-}
-
 /* ---- meta keys ------------------------------------------------------------------------------- */
 
 static const struct key lm_meta_format = { .b = "format", .len = 6 };
 const struct key lm_meta_next_device = { .b = "next_device", .len = 11 };
 const struct key lm_meta_event_seq = { .b = "event_seq", .len = 9 };
+const struct key lm_meta_session_key = { .b = "session_key", .len = 11 };
 
 /* ---- open / close ------------------------------------------------------------------------- */
 
+/*
+ * The session ids' key (made at the first open), and no session records: an older version
+ * wrote open sessions here; they cannot complete after a restart, and now nothing reads them.
+ */
 static int
-open_dbs(struct lmdb_store *s)
+open_sessions(struct lmdb_store *s, MDB_txn *txn, uint8_t key[static LM_SESSION_KEY_LEN])
+{
+	MDB_val k = kval(&lm_meta_session_key), v = { .mv_size = LM_SESSION_KEY_LEN };
+	MDB_stat st;
+	int rc, r;
+
+	r = lm_t_get(s, txn, DB_META, &lm_meta_session_key, key, LM_SESSION_KEY_LEN);
+	if (r == -ENOENT) {
+		if (getrandom(key, LM_SESSION_KEY_LEN, 0) != LM_SESSION_KEY_LEN)
+			return -EIO;
+		v.mv_data = key;
+		rc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
+		if (rc != 0)
+			return lm_errno(rc);
+	} else if (r < 0) {
+		return r;
+	}
+	rc = mdb_stat(txn, s->dbi[DB_SESSIONS], &st);
+	if (rc == 0 && st.ms_entries > 0)
+		rc = mdb_drop(txn, s->dbi[DB_SESSIONS], 0);
+	return lm_errno(rc);
+}
+
+static int
+open_dbs(struct lmdb_store *s, uint8_t session_key[static LM_SESSION_KEY_LEN])
 {
 	MDB_txn *txn = NULL;
 	uint8_t b[4];
@@ -579,6 +569,9 @@ open_dbs(struct lmdb_store *s)
 	if (r < 0 && r != -ENOENT)
 		goto err;
 	s->last_event = seq;
+	r = open_sessions(s, txn, session_key);
+	if (r < 0)
+		goto err;
 	rc = mdb_txn_commit(txn);
 	return lm_errno(rc);
 err:
@@ -594,6 +587,7 @@ lmdb_open(struct store_backend **ret, const char *path, const struct store_optio
 	struct lmdb_store *s;
 	pthread_rwlockattr_t attr;
 	MDB_envinfo info;
+	uint8_t session_key[LM_SESSION_KEY_LEN];
 	int rc, r;
 
 	s = calloc(1, sizeof(*s));
@@ -638,8 +632,7 @@ lmdb_open(struct store_backend **ret, const char *path, const struct store_optio
 	mdb_env_set_mapsize(s->env, s->map_size);
 	/*
 	 * MDB_NOTLS: read transactions are not tied to threads (HTTP worker pools). No
-	 * MDB_NOSYNC / MDB_NOMETASYNC: an acknowledged write must survive a crash (a batch
-	 * of open sessions alone is committed with MDB_NOMETASYNC: run_batch()).
+	 * MDB_NOSYNC / MDB_NOMETASYNC: an acknowledged write must survive a crash.
 	 */
 	rc = mdb_env_open(s->env, path, MDB_NOTLS, 0600);
 	if (rc != 0) {
@@ -652,7 +645,10 @@ lmdb_open(struct store_backend **ret, const char *path, const struct store_optio
 		if (s->map_size_max < s->map_size)
 			s->map_size_max = s->map_size;
 	}
-	r = open_dbs(s);
+	r = open_dbs(s, session_key);
+	if (r == 0)
+		r = lm_sessions_new(&s->sessions, session_key);
+	explicit_bzero(session_key, sizeof(session_key));
 	if (r < 0)
 		goto err;
 	rc = pthread_create(&s->writer, NULL, writer_main, s);
@@ -684,6 +680,7 @@ lmdb_free(struct store_backend *b)
 	}
 	if (s->env != NULL)
 		mdb_env_close(s->env);
+	lm_sessions_free(s->sessions);
 	pthread_cond_destroy(&s->event);
 	pthread_cond_destroy(&s->work);
 	pthread_mutex_destroy(&s->lock);

@@ -140,33 +140,6 @@ struct enroll_op {
 	int result;
 };
 
-/* Session checks of an enrollment: exists, matches the request, fresh, unused -> used. */
-static int
-enroll_session(struct wtx *w, const struct store_enroll_req *req)
-{
-	struct store_session sess;
-	struct key key;
-	int r;
-
-	key_bytes(&key, req->session_id, sizeof(req->session_id));
-	r = lm_session_t_get(w->s, w->txn, &key, &sess);
-	if (r < 0)
-		goto out;
-	if (sess.used)
-		r = -EALREADY;
-	else if (sess.expires <= w->now)
-		r = -ETIMEDOUT;
-	else if (strncmp(sess.tenant, req->tenant, STORE_NAME_MAX) != 0 ||
-		 memcmp(sess.ek_hash, req->ek_hash, STORE_HASH_LEN) != 0 ||
-		 memcmp(sess.wg_pubkey, req->wg_pubkey, STORE_KEY_LEN) != 0)
-		r = -EINVAL;
-	else
-		r = lm_use_session(w, &key, &sess);
-out:
-	store_session_wipe(&sess);
-	return r;
-}
-
 /* Authorisation: one use of a token, or a registration of the EK in the tenant. */
 static int
 enroll_authorise(struct wtx *w, const struct store_enroll_req *req)
@@ -330,7 +303,7 @@ apply_enroll(struct wtx *w, void *arg)
 	if (r < 0)
 		return r;
 	if (req->has_session) {
-		r = enroll_session(w, req);
+		r = lm_session_claim(w, req); /* used when this commits */
 		if (r < 0)
 			return r;
 	}

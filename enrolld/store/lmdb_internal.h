@@ -46,6 +46,8 @@ struct revocation {
 };
 
 struct wtx;
+struct lm_sess;
+struct lm_sessions;
 typedef int (*apply_fn)(struct wtx *w, void *arg);
 
 struct op {
@@ -53,7 +55,6 @@ struct op {
 	void *arg;
 	int ret;
 	bool done;
-	bool lazy;           /* need not be durable when answered: see lm_submit_lazy() */
 	pthread_cond_t wake; /* its caller waits on it: a commit wakes only its own callers */
 	struct op *next;
 };
@@ -79,7 +80,7 @@ struct lmdb_store {
 	pthread_t writer;
 	uint64_t last_event;
 	struct store_stats stats;
-	int64_t sessions_purged; /* writer only: the second of the last purge at a creation */
+	struct lm_sessions *sessions; /* open attestation sessions: lmdb_session.c */
 };
 
 /* What the front holds as its struct store_backend. */
@@ -95,6 +96,7 @@ struct wtx {
 	int64_t now;
 	bool map_full;
 	uint64_t last_event; /* highest event seq written in this batch */
+	struct lm_sess *claimed; /* sessions claimed by this batch's enrollments, newest first */
 };
 
 /* ---- keys (lmdb.c has their layout per database) ------------------------------------ */
@@ -214,7 +216,6 @@ void lm_rtxn_end(struct lmdb_store *s, MDB_txn *txn);
 int lm_r_get(struct lmdb_store *s, int db, const struct key *k, void *v, size_t vlen);
 /* Queue an operation and wait until the commit holding it is durable (or it failed). */
 int lm_submit(struct lmdb_store *s, apply_fn apply, void *arg);
-int lm_submit_lazy(struct lmdb_store *s, apply_fn apply, void *arg);
 /*
  * Collect records of @db whose key starts with @prefix (NULL = all) into a malloc()ed
  * array of @size-byte elements; @keep (may be NULL) filters.
@@ -229,16 +230,25 @@ int lm_collect(struct lmdb_store *s, int db, const struct key *prefix, size_t si
 int lm_get_tenant(struct lmdb_store *s, MDB_txn *txn, const char *name, struct store_tenant *ret);
 int lm_x509_revoked_in(struct lmdb_store *s, MDB_txn *txn, const char *tenant,
 	const uint8_t *serial, size_t serial_len);
-/* lmdb_session.c: mark used and wipe the stored secret. @sess is the record, already read. */
-int lm_use_session(struct wtx *w, const struct key *key, struct store_session *sess);
-/* A session record written before the AK public area was kept: struct store_session's head. */
-#define SESSION_V1_SIZE 360
 /*
- * lmdb_session.c: read the session record under @key in @txn, either layout (with or without
- * the AK public area: docs/state.md); -ENOENT, -EUCLEAN for a record of neither.
+ * lmdb_session.c: the table of open sessions (in memory only; the key makes the ids' tags,
+ * kept in the meta database as "session_key").
  */
-int lm_session_t_get(struct lmdb_store *s, MDB_txn *txn, const struct key *key,
-	struct store_session *ret);
+#define LM_SESSION_KEY_LEN 32
+extern const struct key lm_meta_session_key;
+int lm_sessions_new(struct lm_sessions **ret, const uint8_t key[static LM_SESSION_KEY_LEN]);
+void lm_sessions_free(struct lm_sessions *t);
+/*
+ * In an enrollment's transaction: the session of @req exists, is open, fresh and matches
+ * (-ENOENT, -EALREADY, -ETIMEDOUT, -EINVAL); it is claimed, on w->claimed.
+ */
+int lm_session_claim(struct wtx *w, const struct store_enroll_req *req);
+/*
+ * Settle the claims on @list down to @until (not included): used if @committed, open again
+ * otherwise (the transaction or the enrollment's nested one was aborted).
+ */
+void lm_sessions_settle(struct lmdb_store *s, struct lm_sess **list, struct lm_sess *until,
+	bool committed);
 /* lmdb_device.c; lm_device_put: a device record and its indexes, in @w */
 int lm_get_device(struct lmdb_store *s, MDB_txn *txn, uint64_t id, struct store_device *ret);
 int lm_device_put(struct wtx *w, const struct store_device *d);

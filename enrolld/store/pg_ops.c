@@ -727,7 +727,7 @@ fn_session_create(struct store_backend *b, PGconn *c, void *arg)
 	 * An open session is not worth a WAL flush: committed without waiting for it (visible
 	 * at once to every node; durable with the next durable commit, such as the enrollment
 	 * that uses it). A crash of the database may forget it: its device starts over with a
-	 * new challenge. The same rule as the LMDB backend's lm_submit_lazy().
+	 * new challenge. (The LMDB backend writes no session at all: lmdb_session.c.)
 	 */
 	r = pg_exec(c, "SET LOCAL synchronous_commit TO off", NULL);
 	if (r < 0)

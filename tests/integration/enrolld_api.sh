@@ -378,6 +378,16 @@ check "SIGTERM: exit 0" [ "$ED_RC" = 0 ]
 check "SIGTERM stopped the tenants' wireguard-go" [ ! -S "/var/run/wireguard/$IFA.sock" ]
 ed_start
 ed_peers "$IFA" >"$T/peers.after"
+# Sessions live in memory (LMDB); an id issued before the restart is recognised by its tag.
+complete_code() {
+	ip netns exec "$NS" curl -s -H 'Content-Type: application/json' --data-binary \
+		'{"session":"'"$1"'","secret":"AA==","quote":"AA==","signature":"AA==","pcrs":"AA=="}' \
+		"$U/v1/enroll/complete" | jq -r '.error.code'
+}
+check "after a restart a session issued before it is 410 session_expired" \
+	[ "$(complete_code "$(cat "$T/d5.session")")" = session_expired ]
+check "... and an id never issued is still 404 unknown_session" \
+	[ "$(complete_code 0123456789abcdef0123456789abcdef)" = unknown_session ]
 check "after a restart the interface is back with exactly the active devices" \
 	bash -c "diff -u $T/peers.before $T/peers.after && [ \$(wc -l < $T/peers.after) = 2 ]"
 # a peer nobody enrolled, added behind enrolld's back, is removed by reconciliation
