@@ -49,14 +49,20 @@ struct lm_sessions {
 	uint8_t key[LM_SESSION_KEY_LEN];
 };
 
+/* The bucket of @id among @n_buckets (a power of two): its first bytes are random. */
 static size_t
-bucket_of(const struct lm_sessions *t, const uint8_t id[static STORE_SESSION_ID_LEN])
+bucket_in(const uint8_t id[static STORE_SESSION_ID_LEN], size_t n_buckets)
 {
 	uint64_t h;
 
-	/* the id's first bytes are random: they are the hash */
 	memcpy(&h, id, sizeof(h));
-	return (size_t)h & (t->n_buckets - 1);
+	return (size_t)h & (n_buckets - 1);
+}
+
+static size_t
+bucket_of(const struct lm_sessions *t, const uint8_t id[static STORE_SESSION_ID_LEN])
+{
+	return bucket_in(id, t->n_buckets);
 }
 
 static struct lm_sess *
@@ -109,11 +115,9 @@ grow(struct lm_sessions *t)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->n_buckets; i++) {
 		for (struct lm_sess *e = t->buckets[i], *next; e != NULL; e = next) {
-			size_t k;
+			size_t k = bucket_in(e->rec.id, nb);
 
 			next = e->next;
-			memcpy(&k, e->rec.id, sizeof(k));
-			k &= nb - 1;
 			e->next = b[k];
 			b[k] = e;
 		}
@@ -266,7 +270,7 @@ lmdb_session_get(struct store_backend *b, const uint8_t id[static STORE_SESSION_
 	pthread_mutex_lock(&t->lock);
 	e = find(t, id);
 	if (e == NULL)
-		r = missing(t, id);
+		r = -ENOENT; /* the tag is checked below, outside the lock */
 	else if (e->state == SESS_USED)
 		r = -EALREADY;
 	else if (e->rec.expires <= lmdb_now(s))
@@ -274,6 +278,8 @@ lmdb_session_get(struct store_backend *b, const uint8_t id[static STORE_SESSION_
 	else
 		*ret = e->rec; /* claimed: open until that commit, as a committed read would see */
 	pthread_mutex_unlock(&t->lock);
+	if (e == NULL)
+		r = missing(t, id);
 	return r;
 }
 
@@ -351,6 +357,8 @@ lm_sessions_settle(struct lmdb_store *s, struct lm_sess **list, struct lm_sess *
 {
 	struct lm_sessions *t = s->sessions;
 
+	if (*list == until)
+		return; /* nothing claimed (the list is the writer's own: no lock to look) */
 	pthread_mutex_lock(&t->lock);
 	while (*list != until) {
 		struct lm_sess *e = *list;
