@@ -161,11 +161,15 @@ check "a replayed completion: 410 session_used" \
 	[ "$(jq -r '"\(.http_status) \(.response.error.code)"' <<<"$OUT")" = "410 session_used" ]
 # A later challenge purges expired sessions; a used one that has not expired stays, so the
 # replay keeps its answer (it used to turn into 404 unknown_session here).
+# complete_code ID: the error code of a completion of session ID with a dummy response.
+complete_code() {
+	ip netns exec "$NS" curl -s -H 'Content-Type: application/json' --data-binary \
+		'{"session":"'"$1"'","secret":"AA==","quote":"AA==","signature":"AA==","pcrs":"AA=="}' \
+		"$U/v1/enroll/complete" | jq -r '.error.code'
+}
 ed_enroll d4 --token "$TOK_B" --bad-secret >/dev/null # (a second secret_mismatch)
-check "the same replay after another challenge: still 410 session_used" bash -c \
-	"[ \"\$(ip netns exec $NS curl -s -H 'Content-Type: application/json' --data-binary \
-	'{\"session\":\"'\$(cat $T/d5.session)'\",\"secret\":\"AA==\",\"quote\":\"AA==\",\"signature\":\"AA==\",\"pcrs\":\"AA==\"}' \
-	$U/v1/enroll/complete | jq -r .error.code)\" = session_used ]"
+check "the same replay after another challenge: still 410 session_used" \
+	[ "$(complete_code "$(cat "$T/d5.session")")" = session_used ]
 api GET "/v1/devices?tenant=beta" "$ADMIN" >/dev/null
 check "... after the first completion enrolled d5 in beta (PCR policy met), IPv4 and IPv6" \
 	[ "$(body '[.devices[] | .address, .address6] | join(",")')" = "10.92.0.2/32,fd00:92::2/128" ]
@@ -332,9 +336,8 @@ check "every malformed body to every POST endpoint is a 4xx (${#posts[@]} x ${#b
 big=$(head -c 20000 /dev/zero | tr '\0' a)
 check "an oversized body is 413 body_too_large" bash -c \
 	"[ \$(printf '{\"ek_cert\":\"%s\"}' $big | ip netns exec $NS curl -s -o $T/body -w '%{http_code}' -X POST --data-binary @- $U/v1/enroll/challenge) = 413 ] && [ \$(jq -r .error.code $T/body) = body_too_large ]"
-OUT=$(ip netns exec "$NS" curl -s -X POST -H 'Content-Type: application/json' \
-	-d '{"session":"00000000000000000000000000000000","secret":"AA==","quote":"AA==","signature":"AA==","pcrs":"AA=="}' "$U/v1/enroll/complete")
-check "an unknown session is 404 unknown_session" [ "$(jq -r .error.code <<<"$OUT")" = unknown_session ]
+check "an unknown session is 404 unknown_session" \
+	[ "$(complete_code 00000000000000000000000000000000)" = unknown_session ]
 check "malformed requests changed nothing" [ "$(snapshot)" = "$before" ]
 
 # ---- events ---------------------------------------------------------------------------------------
@@ -379,11 +382,6 @@ check "SIGTERM stopped the tenants' wireguard-go" [ ! -S "/var/run/wireguard/$IF
 ed_start
 ed_peers "$IFA" >"$T/peers.after"
 # Sessions live in memory (LMDB); an id issued before the restart is recognised by its tag.
-complete_code() {
-	ip netns exec "$NS" curl -s -H 'Content-Type: application/json' --data-binary \
-		'{"session":"'"$1"'","secret":"AA==","quote":"AA==","signature":"AA==","pcrs":"AA=="}' \
-		"$U/v1/enroll/complete" | jq -r '.error.code'
-}
 check "after a restart a session issued before it is 410 session_expired" \
 	[ "$(complete_code "$(cat "$T/d5.session")")" = session_expired ]
 check "... and an id never issued is still 404 unknown_session" \
