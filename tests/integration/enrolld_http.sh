@@ -83,7 +83,7 @@ check "error bodies are application/json" \
 check "/metrics has request latency histograms" \
 	bash -c "curl -s $U/metrics | grep -q 'enrolld_http_request_duration_seconds_count{route=\"/healthz\",code=\"2xx\"}'"
 kill -HUP "$PID"
-sleep 0.3
+for _ in $(seq 50); do grep -q "tokens reloaded" "$T/log" && break; sleep 0.1; done
 check "SIGHUP reloads the tokens" grep -q "tokens reloaded" "$T/log"
 check "still serving after SIGHUP" bash -c "[ $(code $U/healthz) = 200 ]"
 kill -TERM "$PID"

@@ -219,6 +219,17 @@ ed_peers() { # IFNAME
 	"$WGCTL" --backend uapi show "$1" | tail -n +2 | cut -f1,4 | sort
 }
 
+# ed_until SECONDS command...: poll every 0.1 s until the command succeeds (then 0) or the
+# time is up (1). For what is due "soon": a fixed sleep is a race on a loaded machine.
+ed_until() {
+	local i
+	for ((i = 0; i < $1 * 10; i++)); do
+		"${@:2}" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 check() { # description, command...
 	local d=$1
 	shift

@@ -115,8 +115,7 @@ echo "== systemd hears from the main pid"
 for _ in $(seq 50); do grep -q READY=1 "$T/notify.log" && break; sleep 0.1; done
 check "READY=1 sent, by the parent ($PARENT)" grep -q "^$PARENT READY=1" "$T/notify.log"
 check "nothing sent by the child" bash -c "! grep -q '^$CHILD ' $T/notify.log"
-sleep 1.2
-check "WATCHDOG=1 pings, by the parent" grep -q "^$PARENT WATCHDOG=1" "$T/notify.log"
+check "WATCHDOG=1 pings, by the parent" ed_until 10 grep -q "^$PARENT WATCHDOG=1" "$T/notify.log"
 
 echo "== a tenant and a device through the channel"
 check "tenant created" [ "$(api POST /v1/tenants "$ADMIN" \

@@ -116,8 +116,8 @@ out=$(ed_enroll d1 --token "$TOK")
 check "and a device enrolls ($(jq -r .http_status <<<"$out"))" [ "$(jq -r .http_status <<<"$out")" = 200 ]
 PUB=$(jq -r .public_key <<<"$out" 2>/dev/null)
 ADDR=$(jq -r .response.address <<<"$out")
-sleep 1
-check "its peer is on the interface" grep -q "${ADDR%/*}/32" <(ed_peers "$IF")
+peer_there() { ed_peers "$IF" | grep -q "${ADDR%/*}/32"; }
+check "its peer is on the interface" ed_until 10 peer_there
 
 # --- restart: store_verify at start; the acknowledged writes and nothing else ---
 ed_stop
