@@ -189,7 +189,8 @@ vm_sh() { # NAME SCRIPT [SECS]
 			return 125
 		fi
 	done
-	echo "vm_sh: no answer from $n within ${3:-$VM_CMD_TIMEOUT} s"
+	echo "vm_sh: no answer from $n within ${3:-$VM_CMD_TIMEOUT} s; the end of its console:"
+	tail -n 25 "$VM_T/$n/serial.${VM_BOOTS[$n]}.log" 2>/dev/null | tr -d '\r' | sed 's/\x1b\[[0-9;]*m//g; s/^/    > /'
 	return 124
 }
 

@@ -174,7 +174,11 @@ tunnel_back() {
 
 # --- the control plane: enrolld, tenant acme (TPM), tenant xco (the factory's certificates) ---
 cp_setup() {
-	onvm cp 'systemctl is-system-running --wait; systemctl enable --now enrolld' 300 &&
+	# a boot that has not finished in 200 s says which jobs it waits for, and enrolld is
+	# started all the same (systemd bounds its start: TimeoutStartSec)
+	onvm cp 'st=$(timeout 200 systemctl is-system-running --wait)
+		[ "$st" = running ] || { echo "boot: ${st:-not finished in 200 s}"; systemctl list-jobs --no-pager; systemctl --failed --no-pager; }
+		systemctl enable --now enrolld || { systemctl status --no-pager enrolld; exit 1; }' 360 &&
 		onvm cp 'for i in $(seq 30); do api GET /healthz | grep -q "^200" && exit 0; sleep 1; done; exit 1' 60 ||
 		{ echo "enrolld did not start"; return 1; }
 	onvm cp "api POST /v1/tenants '{\"name\":\"acme\",\"prefix\":\"10.77.0.0/24\",\"interface\":\"wgacme\",\"listen_port\":$TPM_PORT,\"endpoint\":\"$CP:$TPM_PORT\",\"keepalive\":25}' | grep -E '^20[01] ' &&
