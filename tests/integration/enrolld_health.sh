@@ -110,12 +110,16 @@ echo "== link back"
 ip -n "$NSD" link set "$VD" up
 took=$(wait_state up $((3 * KA + 5)))
 check "up again after the link returns (${took} ms)" [ "$took" != timeout ]
-sleep $((TICK + 1))
-check "metrics: nobody down, the longest-down gauge is back to 0" bash -c \
+check "metrics: nobody down, the longest-down gauge is back to 0" ed_until 10 bash -c \
 	"ip netns exec $NS curl -s $U/metrics | grep -qx 'enrolld_devices_down_longest_seconds{tenant=\"site\"} 0'"
 
-sleep 1
-grep "^data: " "$T/events" | cut -c7- | jq -r "select(.device_id == \"$ID\") | .type" | tr '\n' ' ' >"$T/seq"
+# the device's events in order, into $T/seq
+device_events() {
+	grep "^data: " "$T/events" | cut -c7- | jq -r "select(.device_id == \"$ID\") | .type" |
+		tr '\n' ' ' >"$T/seq"
+	grep -q '^enrolled up down up' "$T/seq"
+}
+ed_until 10 device_events
 echo "     events of the device: $(cat "$T/seq")"
 check "the event stream shows enrolled, up, down, up" grep -q '^enrolled up down up' "$T/seq"
 

@@ -142,10 +142,8 @@ ID=$(jq -r .response.device_id <<<"$OUT")
 ADDR=$(jq -r .response.address <<<"$OUT")
 check "its peer is on the interface with its /32 ($ADDR)" \
 	bash -c "$(declare -f ed_peers); WGCTL=$WGCTL; ed_peers $IF | grep -q '${ADDR%/32}/32'"
-sleep 1.5
-api GET "/v1/devices/$ID" "$ADMIN" >/dev/null
-check "the health monitor sees it on the interface (STATS channel)" \
-	[ "$(body .on_interface)" = true ]
+on_interface() { api GET "/v1/devices/$ID" "$ADMIN" >/dev/null && [ "$(body .on_interface)" = true ]; }
+check "the health monitor sees it on the interface (STATS channel)" ed_until 10 on_interface
 check "revoked" [ "$(api POST "/v1/devices/$ID/revoke" "$ADMIN" '{}')" = 200 ]
 check "its peer is gone from the interface" \
 	bash -c "$(declare -f ed_peers); WGCTL=$WGCTL; ! ed_peers $IF | grep -q '${ADDR%/32}/32'"
